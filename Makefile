@@ -1,0 +1,95 @@
+# Ferry: `make demo` and `make test` are the two commands a newcomer needs.
+# Everything else is built or installed here, into git-ignored caches, only when missing.
+
+include hack/versions.mk
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+K8S_BIN := $(CACHE)/k8s/$(KUBERNETES_VERSION)/bin
+MINIO_BIN := $(CACHE)/minio/$(MINIO_VERSION)/minio
+KUBECONFIG_LOCAL := $(CACHE)/cluster/admin.kubeconfig
+PG_BIN := /usr/lib/postgresql/15/bin
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
+
+export GOTOOLCHAIN := local
+export GOFLAGS := -mod=mod
+
+.PHONY: deps tools k8s minio postgres cluster-up cluster-down cluster-status services-up \
+        services-down lint crds test test-unit test-integration test-e2e demo bench-worker \
+        clean
+
+deps: $(VENV)/.installed postgres
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or newer"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+postgres: $(PG_BIN)/postgres
+
+$(PG_BIN)/postgres:
+	@command -v apt-get >/dev/null || { echo "error: PostgreSQL 15 is missing and apt-get is not available: install postgresql-15"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+
+k8s: $(K8S_BIN)/kube-apiserver
+
+$(K8S_BIN)/kube-apiserver:
+	@command -v go >/dev/null || { echo "error: go not found: install Go 1.24 or newer"; exit 1; }
+	bash hack/build-kubernetes.sh $(KUBERNETES_VERSION) $(ETCD_VERSION)
+
+minio: $(MINIO_BIN)
+
+$(MINIO_BIN):
+	@command -v go >/dev/null || { echo "error: go not found: install Go 1.24 or newer"; exit 1; }
+	@echo ">> building MinIO $(MINIO_VERSION) from its Go module (a few minutes the first time)"
+	GOBIN=$(abspath $(dir $(MINIO_BIN))) go install -trimpath -ldflags="-s -w" github.com/minio/minio@$(MINIO_VERSION)
+
+tools: k8s minio
+
+cluster-up: deps k8s
+	$(PY) hack/cluster.py up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) hack/cluster.py down; fi
+
+cluster-status:
+	$(PY) hack/cluster.py status
+
+services-up: deps minio
+	$(PY) hack/services.py up
+
+services-down:
+	@if [ -x $(PY) ]; then $(PY) hack/services.py down; fi
+
+lint: deps
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+crds: deps
+	$(PY) -m ferry.api.crdgen
+
+test-unit: deps
+	$(PYTEST) tests/unit
+
+test-integration: deps minio
+	$(PYTEST) tests/integration
+
+test-e2e: deps k8s minio
+	$(PYTEST) tests/e2e
+
+test: lint test-unit test-integration test-e2e
+
+demo: deps k8s minio
+	$(PY) hack/demo.py
+
+bench-worker: deps minio
+	$(PY) bench/worker.py
+
+clean: cluster-down services-down
+	rm -rf $(CACHE)/cluster $(CACHE)/services

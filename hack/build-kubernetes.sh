@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+# from their Go modules into .cache/k8s/<version>/bin, only when missing.
+#
+# k8s.io/kubernetes is not meant to be used as a module dependency: its go.mod
+# points the k8s.io/* staging modules at ./staging. A throwaway module that
+# requires it and replaces each staging module with the matching v0.x release
+# is the known way to build its commands with a plain Go toolchain.
+set -euo pipefail
+version="${1:?usage: build-kubernetes.sh KUBERNETES_VERSION ETCD_VERSION}"
+etcd_version="${2:?usage: build-kubernetes.sh KUBERNETES_VERSION ETCD_VERSION}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="$root/.cache/k8s/$version"
+bin="$cache/bin"
+commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
+missing=()
+for c in "${commands[@]}" etcd; do [[ -x "$bin/$c" ]] || missing+=("$c"); done
+if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi
+command -v go >/dev/null || { echo "error: 'go' not found: install Go 1.24 or newer" >&2; exit 1; }
+
+echo ">> building Kubernetes v$version (${missing[*]}) from Go modules into $bin"
+echo ">> this may take 15-30 minutes the first time on 2 cores; later runs reuse it"
+src="$cache/src"
+mkdir -p "$src" "$bin"
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+cd "$src"
+if [[ ! -f go.mod ]]; then
+  go mod init ferry.dev/hack/kubernetes >/dev/null 2>&1
+  go mod edit -require="k8s.io/kubernetes@v$version" -require="go.etcd.io/etcd/server/v3@v$etcd_version"
+  k8smod="$(go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  staging_version="v0.${version#1.}"
+  for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$k8smod"); do
+    go mod edit -replace="$m=$m@$staging_version"
+  done
+  cat > tools.go <<GO
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  go mod tidy -e >/dev/null
+fi
+for c in "${missing[@]}"; do
+  echo ">> go build $c"
+  if [[ "$c" == etcd ]]; then pkg=go.etcd.io/etcd/server/v3; else pkg="k8s.io/kubernetes/cmd/$c"; fi
+  go build -trimpath -ldflags="-s -w" -o "$bin/$c.tmp" "$pkg"
+  mv "$bin/$c.tmp" "$bin/$c"
+done
+echo ">> Kubernetes v$version ready in $bin"

@@ -1,0 +1,1 @@
+"""The `kubectl ferry` plugin: the seeds' job buttons as kubectl verbs."""

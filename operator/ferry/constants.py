@@ -1,0 +1,25 @@
+"""Names shared by the API, the operator, the worker and the CLI.
+
+Every label key, annotation name and API coordinate lives here once, so a rename
+is one edit and the operator and the worker can never disagree on a key.
+"""
+
+from typing import Final
+
+GROUP: Final = "ferry.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+EXPORTJOB_KIND: Final = "ExportJob"
+EXPORTJOB_PLURAL: Final = "exportjobs"
+JOBGROUP_KIND: Final = "JobGroup"
+JOBGROUP_PLURAL: Final = "jobgroups"
+
+LABEL_JOB: Final = f"{GROUP}/job"
+LABEL_RUN: Final = f"{GROUP}/run"
+LABEL_GROUP: Final = f"{GROUP}/group"
+
+ANNOTATION_PROGRESS: Final = f"{GROUP}/progress"
+ANNOTATION_RUN_REQUESTED_AT: Final = f"{GROUP}/run-requested-at"
+ANNOTATION_STOP_REQUESTED_AT: Final = f"{GROUP}/stop-requested-at"
+ANNOTATION_RETRY_REQUESTED_AT: Final = f"{GROUP}/retry-requested-at"
