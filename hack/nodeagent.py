@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -58,7 +59,7 @@ def now() -> dt.datetime:
 
 def resolve_program(image: str, command: list[str], args: list[str]) -> list[str]:
     """Apply the image-to-program mapping rule from the module docstring."""
-    image_name = image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+    image_name = image.rsplit("/", 1)[-1].split("@", maxsplit=1)[0].split(":", maxsplit=1)[0]
     if not command:
         if not image_name.startswith("ferry-"):
             raise ValueError(f"image {image!r} has no known entrypoint here: set `command`")
@@ -245,7 +246,7 @@ class NodeAgent:
                 raise FileNotFoundError(f"executable {argv[0]!r} not found")
             log_path = directory / f"{spec.name}.log"
             with log_path.open("ab") as log_file:
-                process = subprocess.Popen(  # noqa: S603 - the pod's own command, by design
+                process = subprocess.Popen(
                     argv, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, cwd=spec.working_dir or str(tmp),
                     start_new_session=True,
@@ -480,10 +481,8 @@ class NodeAgent:
 
 
 def with_process_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main() -> int:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from kubernetes import client, config
-
 from hack import cluster
+from kubernetes import client, config
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +56,7 @@ def kubectl(kubeconfig: str, kubectl_binary: str) -> Kubectl:
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [kubectl_binary, f"--kubeconfig={kubeconfig}", *args],
-            input=input, capture_output=True, text=True, timeout=120,
+            input=input, capture_output=True, text=True, timeout=120, check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(

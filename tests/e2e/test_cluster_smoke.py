@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from hack import cluster
 
 from .conftest import Kubectl
@@ -138,16 +137,16 @@ def test_cluster_up_twice_is_a_noop_and_down_leaves_nothing(tmp_path: Path) -> N
 
     def run(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, script, command], env=env, text=True,
-                              capture_output=True, timeout=180)
+                              capture_output=True, timeout=180, check=False)
 
     try:
         assert run("up").returncode == 0
-        pids = {p.name: p.read_text() for p in (tmp_path / "c" / "pids").iterdir()}
+        pids = {p.stem: p.read_text() for p in (tmp_path / "c" / "pids").iterdir()}
         assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager",
                              "kube-scheduler", "node-agent"}
         again = run("up")
         assert again.returncode == 0, again.stderr
-        assert {p.name: p.read_text() for p in (tmp_path / "c" / "pids").iterdir()} == pids
+        assert {p.stem: p.read_text() for p in (tmp_path / "c" / "pids").iterdir()} == pids
     finally:
         assert run("down").returncode == 0
     for pid in pids.values():
@@ -162,7 +161,7 @@ def test_busy_port_is_named(kubeconfig: str, tmp_path: Path) -> None:
         pytest.skip("only meaningful while the local cluster holds its ports")
     env = {**os.environ, "FERRY_CLUSTER_DIR": str(tmp_path / "c")}
     result = subprocess.run([sys.executable, str(Path(cluster.__file__)), "up"], env=env,
-                            text=True, capture_output=True, timeout=60)
+                            text=True, capture_output=True, timeout=60, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: port {cluster.ETCD_PORT} (for etcd) is already in use by another process: "
