@@ -1,0 +1,136 @@
+"""Where and how an ExportJob writes: an S3-compatible bucket, file format,
+compression and file splitting."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+
+from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, validations
+from ferry.api.units import QUANTITY_PATTERN, parse_quantity
+
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+ENDPOINT_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+PREFIX_PATTERN = r"^[^/]"
+REGION_PATTERN = r"^[a-z0-9-]+$"
+
+MIN_FILE_SPLIT_BYTES = 2**20
+MSG_FILE_SPLIT_MIN = "fileSplitSize must be at least 1Mi (a Kubernetes quantity such as 1024Mi)"
+
+
+def _check_file_split_size(value: int | str) -> int | str:
+    require(parse_quantity(value) >= MIN_FILE_SPLIT_BYTES, MSG_FILE_SPLIT_MIN)
+    return value
+
+
+def int_or_string_schema(pattern: str, **extra: Any) -> dict[str, Any]:
+    """The structural-schema spelling of an int-or-string field (like resource.Quantity)."""
+    return {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": pattern,
+        "maxLength": 64,
+        **extra,
+    }
+
+
+FileSplitSize = Annotated[
+    int | str,
+    AfterValidator(_check_file_split_size),
+    WithJsonSchema(
+        int_or_string_schema(
+            QUANTITY_PATTERN,
+            **validations(
+                cel(
+                    "type(self) == int ? self >= 1048576 : "
+                    "(isQuantity(self) && quantity(self).compareTo(quantity('1Mi')) >= 0)",
+                    MSG_FILE_SPLIT_MIN,
+                )
+            ),
+        )
+    ),
+]
+
+
+class S3CredentialsSecretRef(FerryModel):
+    """A Secret holding an S3 access key pair."""
+
+    name: SecretName = Field(description="Name of the Secret, in the same namespace.")
+    access_key_id_key: SecretDataKey = Field(
+        default="AWS_ACCESS_KEY_ID", description="Key holding the access key id."
+    )
+    secret_access_key_key: SecretDataKey = Field(
+        default="AWS_SECRET_ACCESS_KEY", description="Key holding the secret access key."
+    )
+
+
+class S3Destination(FerryModel):
+    """An S3-compatible bucket. Files land under <prefix>/<job>/<run>/."""
+
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)] = Field(
+        description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
+    )
+    prefix: Annotated[str, Field(min_length=1, max_length=512, pattern=PREFIX_PATTERN)] | None = (
+        Field(default=None, description="Key prefix, without a leading slash. Absent: bucket root.")
+    )
+    endpoint: Annotated[str, Field(max_length=2048, pattern=ENDPOINT_PATTERN)] | None = Field(
+        default=None,
+        description="Endpoint URL of an S3-compatible service (https://minio.example:9000). "
+        "Absent: AWS S3.",
+    )
+    region: Annotated[str, Field(min_length=1, max_length=64, pattern=REGION_PATTERN)] | None = (
+        Field(default=None, description="Region, e.g. eu-central-1.")
+    )
+    credentials_secret_ref: S3CredentialsSecretRef | None = Field(
+        default=None,
+        description="Secret with the access key pair. Absent: the worker pod's ambient "
+        "credentials (e.g. IRSA / workload identity).",
+    )
+    force_path_style: bool = Field(
+        default=False,
+        description="Address the bucket as <endpoint>/<bucket> (needed by most "
+        "S3-compatible servers such as MinIO) instead of <bucket>.<endpoint>.",
+    )
+
+
+class Format(StrEnum):
+    """File formats."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+
+
+class Compression(StrEnum):
+    """Compression codecs."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+class Output(FerryModel):
+    """Destination and file layout of the exported data."""
+
+    s3: S3Destination
+    format: Format = Field(
+        default=Format.CSV, description="File format: csv (default), jsonl or parquet."
+    )
+    compression: Compression = Field(
+        default=Compression.NONE,
+        description="none (default), gzip or zstd. csv/jsonl files get a .gz/.zst suffix; for "
+        "parquet the codec is applied inside the file (column chunks).",
+    )
+    file_split_size: FileSplitSize | None = Field(
+        default=None,
+        description="Split each batch's output into numbered files <job>-<n>.<ext> of about "
+        "this size: a Kubernetes quantity such as 1024Mi or 1Gi, at least 1Mi. Absent: one "
+        "file per batch.",
+    )
+
+    @property
+    def file_split_bytes(self) -> int | None:
+        """fileSplitSize in bytes, or None for one file per batch."""
+        return None if self.file_split_size is None else parse_quantity(self.file_split_size)

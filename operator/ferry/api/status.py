@@ -1,0 +1,276 @@
+"""Observed state of an ExportJob: the current run, its batches, and bounded history.
+
+The API server prunes status fields missing from the CRD schema, so every field the
+controller writes must be declared here. Dump with ``to_k8s()`` (aliases, no nulls);
+remove a field with a merge-patch null.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field
+
+from ferry.api.base import FerryModel, Message, ShortText
+from ferry.api.common import Condition, LastHandledRequests, MissedRun, Window
+
+MAX_BATCHES = 1000
+MAX_HISTORY = 100
+MAX_MISSED_RUNS = 20
+MAX_CONDITIONS = 16
+
+TRIGGER_PATTERN = (
+    r"^(schedule|manual|retry|backfill|catchup|group:[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[0-9]+)$"
+)
+RUN_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[0-9]+$"
+
+Trigger = Annotated[str, Field(max_length=80, pattern=TRIGGER_PATTERN)]
+RunId = Annotated[str, Field(max_length=80, pattern=RUN_ID_PATTERN)]
+Location = Annotated[str, Field(max_length=2048)]
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=MAX_CONDITIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+UpcomingRuns = Annotated[list[AwareDatetime], Field(max_length=3)]
+
+
+class RunPhase(StrEnum):
+    """Phase of one run (and, while a run exists, of its job).
+
+    Queued: another run with the same concurrency key is in progress; starts when it ends.
+    AwaitingDependency: waits for a preceding member of its JobGroup run.
+    InProgress: worker pods are exporting.
+    Succeeded: every batch delivered its files and the manifest was written.
+    PartiallySucceeded: some batches failed after their retries; the error report says
+    which and why; retry re-runs only those.
+    Failed: no data was delivered.
+    Canceled: stopped by a user (ferry.dev/stop-requested-at) or by a group's failure policy.
+    """
+
+    QUEUED = "Queued"
+    AWAITING_DEPENDENCY = "AwaitingDependency"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+FINISHED_RUN_PHASES = frozenset(
+    {RunPhase.SUCCEEDED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED}
+)
+
+
+class JobPhase(StrEnum):
+    """Phase of an ExportJob or JobGroup as shown by kubectl get.
+
+    The controller picks the first that applies: the current run's phase (Queued,
+    AwaitingDependency, InProgress) while a run exists; Suspended when spec.suspend is
+    true; the last run's result (Succeeded, PartiallySucceeded, Failed, Canceled);
+    Scheduled when a next run is planned; otherwise Drafted (defined, never started).
+    """
+
+    DRAFTED = "Drafted"
+    SCHEDULED = "Scheduled"
+    QUEUED = "Queued"
+    AWAITING_DEPENDENCY = "AwaitingDependency"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    SUSPENDED = "Suspended"
+
+
+class BatchPhase(StrEnum):
+    """Phase of one batch of a run."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+class BatchCounts(FerryModel):
+    """Number of a run's batches in each state."""
+
+    total: int = Field(default=0, ge=0, description="Batches in the run.")
+    pending: int = Field(default=0, ge=0, description="Batches not started yet.")
+    running: int = Field(default=0, ge=0, description="Batches in progress.")
+    succeeded: int = Field(default=0, ge=0, description="Batches that delivered their files.")
+    failed: int = Field(default=0, ge=0, description="Batches failed after all retries.")
+
+
+class BatchStatus(FerryModel):
+    """Progress and result of one batch (one completion index of the run's Job)."""
+
+    index: int = Field(ge=0, description="Batch index; its files are <job>-<index>[-<part>].<ext>.")
+    phase: BatchPhase = Field(description="Pending, InProgress, Succeeded, Failed or Canceled.")
+    window: Window | None = Field(default=None, description="Time slice of this batch, if any.")
+    key_range: ShortText | None = Field(
+        default=None, description="Key range of this batch, e.g. [1000, 2000), if split by key."
+    )
+    started_at: AwareDatetime | None = Field(default=None, description="When the batch started.")
+    finished_at: AwareDatetime | None = Field(default=None, description="When the batch ended.")
+    attempts: int | None = Field(default=None, ge=0, description="Pods started for this batch.")
+    records_processed: int | None = Field(default=None, ge=0, description="Rows written.")
+    records_total: int | None = Field(default=None, ge=0, description="Rows expected, if known.")
+    bytes: int | None = Field(default=None, ge=0, description="Bytes written.")
+    files: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=100)] | None = (
+        Field(
+            default=None,
+            description="Object keys of the batch's files, relative to the run's "
+            "prefix (at most 100 listed; the manifest lists all).",
+        )
+    )
+    message: Message | None = Field(default=None, description="Error or progress message.")
+
+
+class RunStatus(FerryModel):
+    """The run in progress (or queued / awaiting a dependency)."""
+
+    id: RunId = Field(description="Run id <job>.<number>, e.g. nightly-orders.42.")
+    number: int = Field(ge=1, description="Run number, counting from 1 per job.")
+    trigger: Trigger = Field(
+        description="What started the run: schedule, manual, retry, backfill, catchup, or "
+        "group:<group>.<n> for a JobGroup run."
+    )
+    scheduled_for: AwareDatetime | None = Field(
+        default=None, description="The schedule slot the run is for (manual runs: request time)."
+    )
+    window: Window | None = Field(default=None, description="The rows' time window of this run.")
+    retry_of: RunId | None = Field(
+        default=None, description="For trigger retry: the run whose failed batches this re-runs."
+    )
+    phase: RunPhase = Field(description="Queued, AwaitingDependency, InProgress, or a final phase.")
+    message: Message | None = Field(
+        default=None, description="What the run is doing or waiting for."
+    )
+    started_by: ShortText | None = Field(
+        default=None, description="User who requested the run (manual/retry), if known."
+    )
+    queued_at: AwareDatetime | None = Field(default=None, description="When the run became due.")
+    started_at: AwareDatetime | None = Field(default=None, description="When its pods started.")
+    queue_position: int | None = Field(
+        default=None, ge=1, description="While Queued: 1 = next for its concurrency key."
+    )
+    blocked_by: RunId | None = Field(
+        default=None, description="While Queued or AwaitingDependency: the run waited for."
+    )
+    job_name: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="The batch/v1 Job running the batches."
+    )
+    batches: BatchCounts | None = Field(default=None, description="Batches by state.")
+    batch_statuses: Annotated[list[BatchStatus], Field(max_length=MAX_BATCHES)] | None = Field(
+        default=None, description="Each batch's progress, by index."
+    )
+    records_processed: int | None = Field(default=None, ge=0, description="Rows written so far.")
+    records_total: int | None = Field(default=None, ge=0, description="Rows expected, if known.")
+    percent: int | None = Field(default=None, ge=0, le=100, description="Progress, 0-100.")
+    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    eta: AwareDatetime | None = Field(default=None, description="Estimated completion time.")
+    bytes: int | None = Field(default=None, ge=0, description="Bytes written so far.")
+    files: int | None = Field(default=None, ge=0, description="Files written so far.")
+
+
+class HistoryEntry(FerryModel):
+    """Summary of a finished run (also used for status.lastRun)."""
+
+    id: RunId = Field(description="Run id <job>.<number>.")
+    number: int = Field(ge=1, description="Run number.")
+    trigger: Trigger = Field(
+        description="schedule, manual, retry, backfill, catchup or group:<g>.<n>."
+    )
+    scheduled_for: AwareDatetime | None = Field(
+        default=None, description="The slot the run was for."
+    )
+    window: Window | None = Field(default=None, description="The rows' time window.")
+    retry_of: RunId | None = Field(default=None, description="For retries: the run retried.")
+    started_at: AwareDatetime | None = Field(default=None, description="Start time.")
+    finished_at: AwareDatetime | None = Field(default=None, description="End time.")
+    duration_seconds: int | None = Field(default=None, ge=0, description="finishedAt - startedAt.")
+    phase: RunPhase = Field(description="Succeeded, PartiallySucceeded, Failed or Canceled.")
+    records: int | None = Field(default=None, ge=0, description="Rows exported.")
+    files: int | None = Field(default=None, ge=0, description="Files written.")
+    bytes: int | None = Field(default=None, ge=0, description="Bytes written.")
+    failed_batches: Annotated[list[int], Field(max_length=MAX_BATCHES)] | None = Field(
+        default=None, description="Indexes of failed batches (what a retry re-runs)."
+    )
+    manifest: Location | None = Field(
+        default=None, description="s3:// URL of the run's _manifest.json (files, counts)."
+    )
+    error_report: Location | None = Field(
+        default=None, description="s3:// URL of the run's _errors.jsonl, if any batch failed."
+    )
+    message: Message | None = Field(default=None, description="Result summary or error.")
+    started_by: ShortText | None = Field(default=None, description="User who requested it.")
+
+
+class ExportJobStatus(FerryModel):
+    """Observed state of an ExportJob, written only by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status reflects."
+    )
+    phase: JobPhase | None = Field(
+        default=None,
+        description="Drafted, Scheduled, Queued, AwaitingDependency, InProgress, Succeeded, "
+        "PartiallySucceeded, Failed, Canceled or Suspended (see docs/api.md).",
+    )
+    conditions: Conditions | None = Field(
+        default=None, description="Ready, Running, Suspended, Stalled (Kubernetes conditions)."
+    )
+    schedule_summary: ShortText | None = Field(
+        default=None, description='Human summary of spec.schedule, e.g. "every 4h at :15 UTC".'
+    )
+    progress: ShortText | None = Field(
+        default=None, description='Progress of the current run, e.g. "45% 4.5M/10M".'
+    )
+    eta: ShortText | None = Field(
+        default=None, description='Estimated time left of the current run, e.g. "12m".'
+    )
+    next_run_at: AwareDatetime | None = Field(default=None, description="Next scheduled slot.")
+    upcoming_runs: UpcomingRuns | None = Field(
+        default=None, description="The next (up to) 3 scheduled slots."
+    )
+    concurrency_key: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, description="Effective concurrency key (spec.concurrency.key or derived)."
+    )
+    created_by: ShortText | None = Field(
+        default=None, description="User who created the job (from the admission webhook)."
+    )
+    last_handled: LastHandledRequests | None = Field(
+        default=None, description="Last handled run/stop/retry request annotation values."
+    )
+    run_counter: int | None = Field(
+        default=None, ge=0, description="Number of the most recent run (run ids count up)."
+    )
+    one_time_started_at: AwareDatetime | None = Field(
+        default=None,
+        description="For schedule.once: when the run started. From then on the spec is "
+        "frozen (a CEL rule on the object checks it) and the job stays suspended.",
+    )
+    last_scheduled_slot: AwareDatetime | None = Field(
+        default=None,
+        description="Newest schedule slot already decided (run, or recorded in missedRuns). "
+        "A slot at or before it never runs again, whatever restarts, DST or re-applies do.",
+    )
+    current_run: RunStatus | None = Field(default=None, description="The active run, if any.")
+    last_run: HistoryEntry | None = Field(default=None, description="The most recent finished run.")
+    history: Annotated[list[HistoryEntry], Field(max_length=MAX_HISTORY)] | None = Field(
+        default=None, description="Finished runs, newest first, at most spec.historyLimit."
+    )
+    missed_runs: Annotated[list[MissedRun], Field(max_length=MAX_MISSED_RUNS)] | None = Field(
+        default=None, description="Recent slots that did not run, newest first (at most 20)."
+    )
+    last_successful_window_end: AwareDatetime | None = Field(
+        default=None, description="End of the last successful run's window (incremental start)."
+    )
+    data_lag_seconds: int | None = Field(
+        default=None, ge=0, description="Age of the newest exported data: now - window end."
+    )

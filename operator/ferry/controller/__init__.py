@@ -1,0 +1,1 @@
+"""The kopf operator: thin handlers that observe, call the pure logic, and act."""

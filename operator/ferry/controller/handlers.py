@@ -1,0 +1,79 @@
+"""kopf registrations: every watch event becomes "reconcile this ExportJob".
+
+The handlers only enqueue; the work queue's workers do the reconciling. kopf keeps
+no state of its own for event handlers (no progress or last-handled annotations),
+so the objects users keep in Git are never written to by kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client, config
+
+from ferry.constants import EXPORTJOB_PLURAL, GROUP, LABEL_JOB, VERSION
+from ferry.controller.reconciler import Controller
+from ferry.controller.registry import Registry
+from ferry.controller.workqueue import WorkQueue
+from ferry.reconcile.jobspec import WorkerDefaults
+
+WORKERS = int(os.environ.get("FERRY_RECONCILE_WORKERS", "4"))
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.persistence.finalizer = "ferry.dev/finalizer"
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    controller = Controller(
+        api=client.ApiClient(),
+        queue=WorkQueue(),
+        registry=Registry(),
+        worker=WorkerDefaults(
+            image=os.environ.get("FERRY_WORKER_IMAGE", "ferry-worker:0.1.0"),
+            service_account=os.environ.get("FERRY_WORKER_SERVICE_ACCOUNT", "ferry-worker"),
+        ),
+    )
+    memo.controller = controller
+    memo.tasks = [asyncio.create_task(controller.run_worker()) for _ in range(WORKERS)]
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks", []):
+        task.cancel()
+    await asyncio.gather(*memo.get("tasks", []), return_exceptions=True)
+    await memo.controller.api.close()
+
+
+@kopf.on.event(GROUP, VERSION, EXPORTJOB_PLURAL)  # type: ignore[arg-type]
+async def exportjob_changed(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    controller: Controller = memo.controller
+    if event["type"] == "DELETED":
+        controller.registry.forget(namespace, name)
+        controller.queue.forget((namespace, name))
+        return
+    controller.registry.observe(namespace, name, dict(body))
+    controller.queue.add((namespace, name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})  # type: ignore[arg-type]
+async def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.queue.add((namespace, labels[LABEL_JOB]))
+
+
+logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)

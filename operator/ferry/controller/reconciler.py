@@ -1,0 +1,251 @@
+"""The I/O around `ferry.reconcile.runs.reconcile`: observe, decide, act.
+
+Observation is always fresh (GET the ExportJob, LIST its Jobs and the current
+run's pods), never the watch cache, so a decision is never made on state older
+than the previous decision's write. Status is replaced with the resourceVersion
+read, so a concurrent writer makes the write fail (409) and the key is retried,
+rather than silently overwriting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+from pydantic import ValidationError
+
+from ferry.api.common import ConditionType
+from ferry.api.exportjob import ExportJobSpec
+from ferry.api.status import ExportJobStatus
+from ferry.constants import EXPORTJOB_PLURAL, GROUP, LABEL_JOB, LABEL_RUN, VERSION
+from ferry.controller.registry import Registry
+from ferry.controller.workqueue import WorkQueue
+from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.jobspec import Owner, WorkerDefaults
+from ferry.reconcile.observe import job_observation, parse_time
+from ferry.reconcile.runs import Decision, Event, Observation, concurrency_key, reconcile
+
+log = logging.getLogger("ferry.controller")
+STATUS_WRITE_INTERVAL = 3.0
+"""Progress-only status writes are spaced at least this far apart per job."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def invalid_spec_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"spec.{where}: {first['msg']}"
+
+
+@dataclass
+class Controller:
+    api: client.ApiClient
+    queue: WorkQueue
+    registry: Registry
+    worker: WorkerDefaults
+    clock: Callable[[], dt.datetime] = utc_now
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    last_write: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    async def _json(self, coroutine: Any) -> dict[str, Any]:
+        response = await coroutine
+        return json.loads(await response.read())  # type: ignore[no-any-return]
+
+    async def run_worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            namespace, name = cast(tuple[str, str], key)
+            try:
+                await self.reconcile(namespace, name)
+            except ApiException as e:
+                level = logging.INFO if e.status == 409 else logging.WARNING
+                log.log(level, "reconcile %s/%s: API %s %s; retrying", namespace, name,
+                        e.status, e.reason)
+                self.queue.add_after(key, 1.0 if e.status == 409 else 5.0)
+            except Exception:
+                log.exception("reconcile %s/%s failed; retrying in 10s", namespace, name)
+                self.queue.add_after(key, 10.0)
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        try:
+            obj = await self._json(self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name, _preload_content=False))
+        except ApiException as e:
+            if e.status == 404:
+                self.registry.forget(namespace, name)
+                self.queue.forget((namespace, name))
+                return
+            raise
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        now = self.clock()
+        try:
+            spec = ExportJobSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as e:
+            await self.report_invalid_spec(obj, invalid_spec_message(e), now)
+            return
+        status = ExportJobStatus.model_validate(obj.get("status") or {})
+        owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
+        key = concurrency_key(spec)
+        queued_at = status.current_run.queued_at if status.current_run and \
+            status.current_run.queued_at else now
+        async with self.locks.setdefault((namespace, key), asyncio.Lock()):
+            observation = Observation(
+                owner=owner,
+                generation=meta.get("generation") or 0,
+                created_at=parse_time(meta.get("creationTimestamp")) or now,
+                annotations=meta.get("annotations") or {},
+                spec=spec,
+                status=status,
+                jobs=await self.observe_jobs(namespace, name, status),
+                queue=self.registry.queue_view(namespace, name, key, queued_at),
+                now=now,
+                worker=self.worker,
+            )
+            decision = reconcile(observation)
+            await self.act(obj, status, decision)
+        if decision.key_released:
+            for waiting in self.registry.waiting_on(namespace, key):
+                self.queue.add(waiting)
+
+    async def observe_jobs(self, namespace: str, name: str,
+                           status: ExportJobStatus) -> list[Any]:
+        batch = client.BatchV1Api(self.api)
+        jobs = await self._json(batch.list_namespaced_job(
+            namespace, label_selector=f"{LABEL_JOB}={name}", _preload_content=False))
+        current = status.current_run.number if status.current_run else None
+        observations = []
+        for job in jobs["items"]:
+            pods: list[dict[str, Any]] = []
+            run = job["metadata"].get("labels", {}).get(LABEL_RUN)
+            if current is not None and run == str(current):
+                core = client.CoreV1Api(self.api)
+                pods = (await self._json(core.list_namespaced_pod(
+                    namespace, label_selector=f"{LABEL_JOB}={name},{LABEL_RUN}={run}",
+                    _preload_content=False)))["items"]
+            observed = job_observation(job, pods)
+            if observed is not None:
+                observations.append(observed)
+        return observations
+
+    async def act(self, obj: dict[str, Any], old: ExportJobStatus, decision: Decision) -> None:
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        new = decision.status
+        if new != old and self.should_write(namespace, name, old, new, decision):
+            written = await self.write_status(obj, new)
+            self.registry.observe(namespace, name, written)
+        elif new != old:
+            decision.requeue_after = min(decision.requeue_after or STATUS_WRITE_INTERVAL,
+                                         STATUS_WRITE_INTERVAL)
+        if decision.create_job is not None:
+            await self.create_job(decision.create_job)
+        for job in decision.delete_jobs:
+            await self.delete_job(namespace, job)
+        for event in decision.events:
+            await self.post_event(obj, event)
+        if decision.delete_self:
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name)
+            return
+        if decision.requeue_after is not None:
+            self.queue.add_after((namespace, name), decision.requeue_after)
+
+    def should_write(self, namespace: str, name: str, old: ExportJobStatus,
+                     new: ExportJobStatus, decision: Decision) -> bool:
+        """Write at once on any change but progress; progress at most every few seconds."""
+        loop = asyncio.get_running_loop()
+        progress_only = (
+            not decision.create_job and not decision.delete_jobs and not decision.events
+            and old.current_run is not None and new.current_run is not None
+            and old.current_run.phase == new.current_run.phase
+            and old.model_copy(update={"current_run": None, "progress": None, "eta": None,
+                                       "conditions": None})
+            == new.model_copy(update={"current_run": None, "progress": None, "eta": None,
+                                      "conditions": None})
+        )
+        last = self.last_write.get((namespace, name))
+        if progress_only and last is not None and loop.time() - last < STATUS_WRITE_INTERVAL:
+            return False
+        self.last_write[(namespace, name)] = loop.time()
+        return True
+
+    async def write_status(self, obj: dict[str, Any], status: ExportJobStatus) -> dict[str, Any]:
+        meta = obj["metadata"]
+        body = {**obj, "status": status.to_k8s()}
+        return await self._json(self.custom.replace_namespaced_custom_object_status(
+            GROUP, VERSION, meta["namespace"], EXPORTJOB_PLURAL, meta["name"], body,
+            _preload_content=False))
+
+    async def report_invalid_spec(self, obj: dict[str, Any], message: str,
+                                  now: dt.datetime) -> None:
+        """A spec the schema let through but the models reject: Ready=False, no runs."""
+        try:
+            status = ExportJobStatus.model_validate(obj.get("status") or {})
+        except ValidationError:
+            status = ExportJobStatus()
+        generation = obj["metadata"].get("generation")
+        conditions = set_condition(status.conditions, ConditionType.READY, False,
+                                   "InvalidSpec", message, now, generation)
+        if conditions != status.conditions:
+            status.conditions = conditions
+            status.observed_generation = generation
+            await self.write_status(obj, status)
+            await self.post_event(obj, Event("Warning", "InvalidSpec", message))
+
+    async def create_job(self, manifest: dict[str, Any]) -> None:
+        batch = client.BatchV1Api(self.api)
+        try:
+            await batch.create_namespaced_job(
+                manifest["metadata"]["namespace"], manifest)  # type: ignore[arg-type]
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        batch = client.BatchV1Api(self.api)
+        try:
+            await batch.delete_namespaced_job(
+                name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def post_event(self, obj: dict[str, Any], event: Event) -> None:
+        meta = obj["metadata"]
+        now = self.clock()
+        core = client.CoreV1Api(self.api)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.",
+                                         namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=obj["apiVersion"], kind=obj["kind"], name=meta["name"],
+                namespace=meta["namespace"], uid=meta["uid"],
+                resource_version=meta.get("resourceVersion")),
+            type=event.type, reason=event.reason, message=event.message[:1024],
+            first_timestamp=now, last_timestamp=now, count=1,
+            source=client.V1EventSource(component="ferry-operator"),
+            reporting_component="ferry.dev/operator", reporting_instance="ferry-operator",
+        )
+        try:
+            await core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as e:
+            log.warning("event %s on %s/%s not posted: %s", event.reason, meta["namespace"],
+                        meta["name"], e.reason)

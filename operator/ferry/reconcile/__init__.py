@@ -1,0 +1,1 @@
+"""Pure reconcile logic: plain data in, decisions out; no I/O."""

@@ -1,0 +1,59 @@
+"""Kubernetes-convention conditions, set without touching lastTransitionTime needlessly.
+
+A condition's lastTransitionTime must move only when its status flips; rewriting it
+on every reconcile would make `kubectl wait` and GitOps health checks flap and would
+turn every status write into a real change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ferry.api.common import Condition, ConditionStatus
+
+
+def set_condition(
+    conditions: list[Condition] | None,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Return the list with ``type_`` set; other conditions keep their order and values."""
+    wanted = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    result: list[Condition] = []
+    found = False
+    for condition in conditions or []:
+        if condition.type != type_:
+            result.append(condition)
+            continue
+        found = True
+        transition = condition.last_transition_time if condition.status == wanted else now
+        result.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=transition,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        result.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=now,
+                observed_generation=generation,
+            )
+        )
+    return result
+
+
+def condition_is_true(conditions: list[Condition] | None, type_: str) -> bool:
+    return any(c.type == type_ and c.status == ConditionStatus.TRUE for c in conditions or [])

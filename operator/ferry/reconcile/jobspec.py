@@ -1,0 +1,228 @@
+"""The batch/v1 Job of a run: one Indexed Job, one completion index per batch.
+
+The Job's name is derived from the run number alone, so creating it is idempotent:
+an operator that restarts between writing the run into status and creating the Job
+creates the same name again and adopts the existing one on AlreadyExists.
+Secrets reach the worker only as `secretKeyRef` env vars: their values are never in
+the Job spec, the operator never reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.api.exportjob import ExportJobSpec
+from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN
+from ferry.reconcile.batches import Slice
+
+WORKER_CONTAINER = "worker"
+WORKER_FATAL_EXIT_CODES = (3, 4)
+"""ferry-worker's exit codes for a plan or data that no retry can fix (docs/worker.md)."""
+
+RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class WorkerDefaults:
+    """Operator-wide settings for worker pods that a spec may override."""
+
+    image: str
+    service_account: str
+    run_as_user: int = 65532
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ExportJob that owns the Job (garbage collection deletes the Job with it)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def job_name(export_job: str, run_number: int) -> str:
+    """`<job>-<n>`: API validation keeps ExportJob names short enough for 63 characters."""
+    return f"{export_job}-{run_number}"
+
+
+def _timestamp(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def worker_plan(
+    owner: Owner, spec: ExportJobSpec, run_dir: str, slices: list[Slice]
+) -> dict[str, Any]:
+    """The FERRY_PLAN document (docs/worker.md): everything but the secrets."""
+    source = spec.source
+    plan_source: dict[str, Any]
+    if source.table is not None:
+        schema, _, table = source.table.rpartition(".")
+        plan_source = {"table": table, **({"schema": schema} if schema else {})}
+    else:
+        plan_source = {"query": source.query}
+    filters = []
+    for f in source.filters or []:
+        if f.in_ is not None:
+            filters.append({"column": f.column, "op": "in", "values": list(f.in_)})
+        elif f.not_in is not None:
+            filters.append({"column": f.column, "op": "notIn", "values": list(f.not_in)})
+        elif f.equals is not None:
+            filters.append({"column": f.column, "op": "eq", "value": f.equals})
+        else:
+            filters.append({"column": f.column, "op": "isNull" if f.is_null else "notNull"})
+    s3 = spec.output.s3
+    destination: dict[str, Any] = {"bucket": s3.bucket, "pathStyle": s3.force_path_style}
+    for key, value in (("prefix", s3.prefix), ("endpoint", s3.endpoint), ("region", s3.region)):
+        if value:
+            destination[key] = value
+    plan: dict[str, Any] = {
+        "job": owner.name,
+        "run": run_dir,
+        "source": plan_source,
+        "filters": filters,
+        "format": spec.output.format.value,
+        "compression": spec.output.compression.value,
+        "destination": destination,
+        "batchCount": max(s.index for s in slices) + 1,
+        "slices": [
+            {
+                "batchIndex": s.index,
+                **(
+                    {
+                        "window": {
+                            "column": source.timestamp_column,
+                            **({"from": _timestamp(s.start)} if s.start else {}),
+                            **({"to": _timestamp(s.end)} if s.end else {}),
+                        }
+                    }
+                    if source.timestamp_column and (s.start or s.end)
+                    else {}
+                ),
+            }
+            for s in slices
+        ],
+    }
+    if source.columns:
+        plan["columns"] = list(source.columns)
+    split = spec.output.file_split_bytes
+    if split:
+        plan["fileSplitSize"] = split
+    return plan
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def build_job(
+    owner: Owner,
+    spec: ExportJobSpec,
+    run_number: int,
+    run_dir: str,
+    slices: list[Slice],
+    defaults: WorkerDefaults,
+) -> dict[str, Any]:
+    """The Job manifest for one run (or for the failed batches of a retried run)."""
+    worker = spec.worker
+    env: list[dict[str, Any]] = [
+        {
+            "name": "FERRY_PLAN",
+            "value": json.dumps(worker_plan(owner, spec, run_dir, slices), separators=(",", ":")),
+        },
+        _secret_env(
+            "FERRY_SOURCE_DSN",
+            spec.source.connection_secret_ref.name,
+            spec.source.connection_secret_ref.key,
+        ),
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    credentials = spec.output.s3.credentials_secret_ref
+    if credentials is not None:
+        env += [
+            _secret_env("AWS_ACCESS_KEY_ID", credentials.name, credentials.access_key_id_key),
+            _secret_env(
+                "AWS_SECRET_ACCESS_KEY", credentials.name, credentials.secret_access_key_key
+            ),
+        ]
+    container: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "image": (worker.image if worker and worker.image else defaults.image),
+        "args": ["export"],
+        "env": env,
+        "securityContext": RESTRICTED_SECURITY_CONTEXT,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if worker and worker.resources:
+        container["resources"] = worker.resources.to_k8s()
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": (
+            worker.service_account_name
+            if worker and worker.service_account_name
+            else defaults.service_account
+        ),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": defaults.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if worker and worker.node_selector:
+        pod_spec["nodeSelector"] = dict(worker.node_selector)
+    if worker and worker.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in worker.tolerations]
+    labels = {LABEL_JOB: owner.name, LABEL_RUN: str(run_number)}
+    batching = spec.batching
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(owner.name, run_number),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": EXPORTJOB_KIND,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": len(slices),
+            "parallelism": min(len(slices), batching.parallelism if batching else 1),
+            "backoffLimitPerIndex": batching.retries_per_batch if batching else 2,
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                    {
+                        "action": "FailIndex",
+                        "onExitCodes": {
+                            "containerName": WORKER_CONTAINER,
+                            "operator": "In",
+                            "values": list(WORKER_FATAL_EXIT_CODES),
+                        },
+                    },
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,76 @@
+"""Reading batch/v1 Jobs and their pods (as plain API dicts) into observations.
+
+A Job's outcome comes from its Complete / Failed conditions and its index sets,
+never from pod phases: pods come and go (retries, deletion), the Job's accounting
+is what the Job controller guarantees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ferry.constants import ANNOTATION_PROGRESS, LABEL_RUN
+from ferry.reconcile.progress import (
+    JobObservation,
+    PodObservation,
+    parse_indexes,
+    parse_json_object,
+)
+
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def pod_observation(pod: dict[str, Any]) -> PodObservation | None:
+    """None for a pod that is not an indexed worker pod."""
+    meta = pod.get("metadata", {})
+    index = (meta.get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION)
+    if index is None or not index.isdigit():
+        return None
+    status = pod.get("status") or {}
+    terminated: dict[str, Any] = {}
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or terminated
+    message = terminated.get("message")
+    return PodObservation(
+        completion_index=int(index),
+        phase=status.get("phase") or "Pending",
+        created_at=parse_time(meta.get("creationTimestamp")) or dt.datetime.min.replace(
+            tzinfo=dt.UTC),
+        progress=parse_json_object((meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)),
+        summary=parse_json_object(message),
+        message=message,
+        started_at=parse_time(status.get("startTime")),
+        finished_at=parse_time(terminated.get("finishedAt")),
+    )
+
+
+def job_observation(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation | None:
+    """None for a Job without a run number label (not one of ours)."""
+    meta = job.get("metadata", {})
+    run = (meta.get("labels") or {}).get(LABEL_RUN, "")
+    if not run.isdigit():
+        return None
+    status = job.get("status") or {}
+    finished = None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            finished = condition["type"]
+    observed = [p for p in (pod_observation(pod) for pod in pods) if p is not None]
+    return JobObservation(
+        name=meta["name"],
+        run_number=int(run),
+        completions=(job.get("spec") or {}).get("completions") or 1,
+        finished=finished,
+        active=status.get("active") or 0,
+        completed_indexes=parse_indexes(status.get("completedIndexes")),
+        failed_indexes=parse_indexes(status.get("failedIndexes")),
+        deleting=meta.get("deletionTimestamp") is not None,
+        pods=observed,
+    )

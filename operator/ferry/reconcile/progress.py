@@ -1,0 +1,206 @@
+"""Live progress of a run, folded from its Job and its pods.
+
+The Job's completed/failed indexes are the truth about finished batches; the pods'
+`ferry.dev/progress` annotations (written by the worker at most every ~2 s) and
+termination messages fill in records and bytes. Everything here is a pure function
+of those observations and the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferry.api.status import BatchCounts, BatchPhase, BatchStatus
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """What one worker pod says about its batch (completion index)."""
+
+    completion_index: int
+    phase: str
+    created_at: dt.datetime
+    progress: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    message: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """A batch/v1 Job of an ExportJob, reduced to what the controller decides on."""
+
+    name: str
+    run_number: int
+    completions: int
+    finished: str | None = None  # "Complete" or "Failed" once the Job has ended
+    active: int = 0
+    completed_indexes: frozenset[int] = frozenset()
+    failed_indexes: frozenset[int] = frozenset()
+    deleting: bool = False
+    pods: list[PodObservation] = field(default_factory=list)
+
+
+def parse_indexes(text: str | None) -> frozenset[int]:
+    """A Job's index set, written as ranges: "1,3-5" -> {1, 3, 4, 5}."""
+    result: set[int] = set()
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        result.update(range(int(low), int(high or low) + 1))
+    return frozenset(result)
+
+
+def parse_json_object(text: str | None) -> dict[str, Any] | None:
+    """A worker's JSON annotation or termination message; anything else is None."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    counts: BatchCounts
+    batches: list[BatchStatus]
+    records_processed: int
+    records_total: int | None
+    bytes: int
+    files: int
+    failed_messages: dict[int, str]
+
+
+def _latest_by_index(pods: list[PodObservation]) -> dict[int, PodObservation]:
+    latest: dict[int, PodObservation] = {}
+    for pod in sorted(pods, key=lambda p: p.created_at):
+        latest[pod.completion_index] = pod
+    return latest
+
+
+def _int(document: dict[str, Any] | None, key: str) -> int | None:
+    value = (document or {}).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _file_count(document: dict[str, Any] | None) -> int:
+    """Progress annotations count files; termination messages may list them."""
+    files = (document or {}).get("files")
+    if isinstance(files, list):
+        return len(files)
+    return files if isinstance(files, int) and not isinstance(files, bool) else 0
+
+
+def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
+    """Per-batch phases and run totals; ``batch_ids`` maps completion index -> batch index."""
+    latest = _latest_by_index(job.pods)
+    attempts: dict[int, int] = {}
+    for attempt in job.pods:
+        attempts[attempt.completion_index] = attempts.get(attempt.completion_index, 0) + 1
+    statuses: list[BatchStatus] = []
+    processed = byte_count = file_count = 0
+    total: int | None = 0
+    failed_messages: dict[int, str] = {}
+    for completion_index, batch in enumerate(batch_ids):
+        pod = latest.get(completion_index)
+        document = (pod.summary or pod.progress) if pod else None
+        if completion_index in job.completed_indexes:
+            phase = BatchPhase.SUCCEEDED
+        elif completion_index in job.failed_indexes:
+            phase = BatchPhase.FAILED
+        elif pod is not None and pod.phase in ("Running", "Failed", "Succeeded"):
+            phase = BatchPhase.IN_PROGRESS
+        elif job.finished:
+            phase = BatchPhase.CANCELED
+        else:
+            phase = BatchPhase.PENDING
+        records = _int(document, "records") or 0
+        batch_total = _int(document, "total")
+        if phase == BatchPhase.SUCCEEDED and batch_total is None:
+            batch_total = records
+        message = None
+        if phase == BatchPhase.FAILED and pod is not None:
+            message = str((pod.summary or {}).get("reason") or pod.message or "batch failed")
+            failed_messages[batch] = message
+        processed += records
+        byte_count += _int(document, "bytes") or 0
+        file_count += _file_count(document)
+        total = None if total is None or batch_total is None else total + batch_total
+        statuses.append(
+            BatchStatus(
+                index=batch,
+                phase=phase,
+                records_processed=records,
+                records_total=batch_total,
+                bytes=_int(document, "bytes"),
+                attempts=attempts.get(completion_index),
+                started_at=pod.started_at if pod else None,
+                finished_at=pod.finished_at
+                if pod and phase in (BatchPhase.SUCCEEDED, BatchPhase.FAILED)
+                else None,
+                message=message,
+            )
+        )
+    counts = BatchCounts(
+        total=len(statuses),
+        pending=sum(s.phase == BatchPhase.PENDING for s in statuses),
+        running=sum(s.phase == BatchPhase.IN_PROGRESS for s in statuses),
+        succeeded=sum(s.phase == BatchPhase.SUCCEEDED for s in statuses),
+        failed=sum(s.phase == BatchPhase.FAILED for s in statuses),
+    )
+    return RunProgress(counts, statuses, processed, total, byte_count, file_count, failed_messages)
+
+
+def percent(processed: int, total: int | None) -> int | None:
+    if total is None:
+        return None
+    if total == 0:
+        return 100
+    return min(100, processed * 100 // total)
+
+
+def eta_seconds(
+    processed: int, total: int | None, started_at: dt.datetime | None, now: dt.datetime
+) -> int | None:
+    """Time left at the rate observed since the run started; None until there is a rate."""
+    if total is None or started_at is None or processed <= 0:
+        return None
+    elapsed = (now - started_at).total_seconds()
+    if elapsed <= 0:
+        return None
+    return max(0, round((total - processed) * elapsed / processed))
+
+
+def human_count(n: int) -> str:
+    """10_000_000 -> "10M", 4_500_000 -> "4.5M", 999 -> "999"."""
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            text = f"{n / size:.1f}".removesuffix(".0")
+            return f"{text}{unit}"
+    return str(n)
+
+
+def human_duration(seconds: int) -> str:
+    """90 -> "1m30s", 3700 -> "1h1m": short enough for a printer column."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
+
+
+def progress_text(processed: int, total: int | None) -> str:
+    """The Progress printer column: "45% 4.5M/10M", or "4.5M" while the total is unknown."""
+    share = percent(processed, total)
+    if share is None or total is None:
+        return human_count(processed)
+    return f"{share}% {human_count(processed)}/{human_count(total)}"

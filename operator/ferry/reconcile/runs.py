@@ -1,0 +1,500 @@
+"""The ExportJob state machine: one pure function from what is observed to what to do.
+
+`reconcile` is level-based, as in kopf's reconciliation guide: it looks at the
+whole picture every time (spec, status, request annotations, the child Jobs and
+their pods, the queue on the data source, the clock) and returns the status to
+write plus the actions to take. It never remembers anything between calls that
+is not in the status, which is what makes an operator restart harmless: the next
+call rebuilds the same decision from the same observations.
+
+The order of writes the controller follows makes every step idempotent: the new
+run is first recorded in status (with its number and Job name), then its Job is
+created under a name derived from that number; a crash in between is repaired by
+creating the same Job again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, MissedRunReason
+from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
+from ferry.api.status import (
+    FINISHED_RUN_PHASES,
+    ExportJobStatus,
+    HistoryEntry,
+    JobPhase,
+    RunPhase,
+    RunStatus,
+)
+from ferry.constants import (
+    ANNOTATION_RETRY_REQUESTED_AT,
+    ANNOTATION_RUN_REQUESTED_AT,
+    ANNOTATION_STOP_REQUESTED_AT,
+)
+from ferry.reconcile import scheduling
+from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
+from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, job_name
+from ferry.reconcile.progress import (
+    JobObservation,
+    eta_seconds,
+    fold_progress,
+    human_duration,
+    percent,
+    progress_text,
+)
+from ferry.reconcile.windows import Window, resolve_window
+
+MAX_MISSED_RUNS = 20
+PROGRESS_POLL_SECONDS = 5.0
+QUEUE_POLL_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the ExportJob."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The other runs on this job's concurrency key (same namespace), as observed."""
+
+    holder: str | None = None
+    """Run id of another job's run in progress on the key."""
+    ahead: int = 0
+    """Queued runs of other jobs that came first."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything `reconcile` decides on; the controller gathers it, no I/O here."""
+
+    owner: Owner
+    generation: int
+    created_at: dt.datetime
+    annotations: dict[str, str]
+    spec: ExportJobSpec
+    status: ExportJobStatus
+    jobs: list[JobObservation]
+    queue: QueueView
+    now: dt.datetime
+    worker: WorkerDefaults
+
+
+@dataclass
+class Decision:
+    """What the controller must do: write `status`, then act."""
+
+    status: ExportJobStatus
+    create_job: dict[str, Any] | None = None
+    delete_jobs: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    key_released: bool = False
+    delete_self: bool = False
+
+
+def concurrency_key(spec: ExportJobSpec) -> str:
+    """Runs with equal keys in a namespace run one at a time.
+
+    Derived from the connection Secret and the table (or a hash of the query): two
+    jobs reading the same table through the same credentials are the same load on the
+    same database. Namespaced, because Secrets are: a key can only name what its
+    namespace can reach, and one tenant's exports never wait behind another's.
+    """
+    if spec.concurrency and spec.concurrency.key:
+        return spec.concurrency.key
+    ref = spec.source.connection_secret_ref
+    what = spec.source.table or "query-" + hashlib.sha256(
+        (spec.source.query or "").encode()).hexdigest()[:16]
+    return f"{ref.name}/{ref.key}/{what}"
+
+
+def new_request(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
+    """The annotation's value if it is a request not handled yet (Flux-style)."""
+    value = annotations.get(key)
+    return value if value and value != handled else None
+
+
+def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
+                   failed: list[int], location: str) -> HistoryEntry:
+    started = run.started_at or run.queued_at
+    return HistoryEntry(
+        id=run.id, number=run.number, trigger=run.trigger, scheduled_for=run.scheduled_for,
+        window=run.window, retry_of=run.retry_of, started_at=started, finished_at=now,
+        duration_seconds=int((now - started).total_seconds()) if started else None,
+        phase=phase, records=run.records_processed, files=run.files, bytes=run.bytes,
+        failed_batches=failed or None,
+        manifest=f"{location}/_manifests/" if phase != RunPhase.CANCELED else None,
+        error_report=f"{location}/_errors/" if failed else None,
+        message=message, started_by=run.started_by,
+    )
+
+
+def run_location(spec: ExportJobSpec, job: str, run_dir: str) -> str:
+    """s3:// URL of a run's folder (files, _manifests/, _errors/)."""
+    s3 = spec.output.s3
+    parts = [p.strip("/") for p in (s3.prefix or "", job, run_dir) if p and p.strip("/")]
+    return f"s3://{s3.bucket}/{'/'.join(parts)}"
+
+
+class _Reconciler:
+    """One reconcile pass; a class only to share the observation between its steps."""
+
+    def __init__(self, obs: Observation) -> None:
+        self.obs = obs
+        self.now = obs.now
+        self.spec = obs.spec
+        self.status = obs.status.model_copy(deep=True)
+        self.decision = Decision(status=self.status)
+        self.handled = self.status.last_handled or LastHandledRequests()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.decision.events.append(Event(type_, reason, message))
+
+    def requeue(self, seconds: float) -> None:
+        current = self.decision.requeue_after
+        self.decision.requeue_after = seconds if current is None else min(current, seconds)
+
+    def job_for(self, number: int) -> JobObservation | None:
+        return next((j for j in self.obs.jobs if j.run_number == number), None)
+
+    def run_dir(self, run: RunStatus) -> str:
+        """Retries write into the folder of the run they repair, so it ends up complete."""
+        return run.retry_of or run.id
+
+    def slices_for(self, run: RunStatus) -> list[Slice]:
+        window = run.window
+        start, end = (window.from_, window.to) if window else (None, None)
+        slices = plan_slices(batch_count(self.spec, start, end), start, end)
+        if run.retry_of:
+            previous = next((h for h in self.status.history or [] if h.id == run.retry_of), None)
+            slices = retry_slices(slices, previous.failed_batches or [] if previous else [])
+        return slices
+
+    # --- the pass ----------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        problem = self.schedule_problem()
+        stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
+                           self.handled.stop_requested_at)
+        if stop:
+            self.handled.stop_requested_at = stop
+            self.stop()
+        self.observe_current_run()
+        self.handle_requests()
+        if problem is None:
+            self.follow_schedule()
+        self.start_queued_run()
+        self.clean_up_jobs()
+        self.finish_status(problem)
+        self.expire()
+        return self.decision
+
+    def schedule_problem(self) -> scheduling.InvalidScheduleError | None:
+        if self.spec.schedule is None:
+            return None
+        try:
+            scheduling.check_schedule(self.spec.schedule)
+        except scheduling.InvalidScheduleError as e:
+            return e
+        return None
+
+    def stop(self) -> None:
+        run = self.status.current_run
+        if run is None:
+            self.event("Warning", "NothingToStop",
+                       "stop requested but no run is queued or in progress")
+            return
+        job = self.job_for(run.number) if run.job_name else None
+        if job is not None and not job.finished:
+            self.decision.delete_jobs.append(job.name)
+        self.finish(run, RunPhase.CANCELED, "stopped by request (ferry.dev/stop-requested-at)")
+
+    def observe_current_run(self) -> None:
+        run = self.status.current_run
+        if run is None or run.phase != RunPhase.IN_PROGRESS:
+            return
+        job = self.job_for(run.number)
+        if job is None or job.deleting:
+            self.decision.create_job = self.job_manifest(run)
+            self.requeue(PROGRESS_POLL_SECONDS)
+            return
+        folded = fold_progress(job, [s.index for s in self.slices_for(run)])
+        run.batches = folded.counts
+        run.batch_statuses = folded.batches
+        run.records_processed = folded.records_processed
+        run.records_total = folded.records_total
+        run.bytes = folded.bytes
+        run.files = folded.files
+        run.percent = percent(folded.records_processed, folded.records_total)
+        run.eta_seconds = eta_seconds(folded.records_processed, folded.records_total,
+                                      run.started_at, self.now)
+        run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
+                   if run.eta_seconds is not None else None)
+        if job.finished is None:
+            self.requeue(PROGRESS_POLL_SECONDS)
+            return
+        counts = folded.counts
+        if counts.failed == 0 and job.finished == "Complete":
+            self.finish(run, RunPhase.SUCCEEDED,
+                        f"{counts.succeeded} of {counts.total} batches succeeded")
+        elif counts.succeeded > 0:
+            detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
+            self.finish(run, RunPhase.PARTIALLY_SUCCEEDED,
+                        f"{counts.failed} of {counts.total} batches failed: {detail}"[:4000])
+        else:
+            detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
+            self.finish(run, RunPhase.FAILED, f"no batch succeeded: {detail or job.finished}"
+                        [:4000])
+
+    def finish(self, run: RunStatus, phase: RunPhase, message: str) -> None:
+        failed = [b.index for b in run.batch_statuses or [] if b.phase == "Failed"]
+        if phase == RunPhase.CANCELED:
+            failed = []
+        location = run_location(self.spec, self.obs.owner.name, self.run_dir(run))
+        entry = _history_entry(run, phase, self.now, message, failed, location)
+        history = [entry, *(self.status.history or [])]
+        self.status.history = history[: self.spec.history_limit]
+        self.status.last_run = entry
+        self.status.current_run = None
+        if phase == RunPhase.SUCCEEDED and run.window and run.window.to:
+            latest = self.status.last_successful_window_end
+            if latest is None or run.window.to > latest:
+                self.status.last_successful_window_end = run.window.to
+        if run.phase == RunPhase.IN_PROGRESS:
+            self.decision.key_released = True
+        kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
+        self.event(kind, phase.value, f"run {run.id} {phase.value}: {message}")
+
+    def handle_requests(self) -> None:
+        annotations = self.obs.annotations
+        retry = new_request(annotations, ANNOTATION_RETRY_REQUESTED_AT,
+                            self.handled.retry_requested_at)
+        run_now = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT,
+                              self.handled.run_requested_at)
+        if retry:
+            self.handled.retry_requested_at = retry
+            self.retry()
+        if run_now:
+            self.handled.run_requested_at = run_now
+            if self.status.current_run is not None:
+                self.event("Warning", "RunRequestRejected",
+                           f"run {self.status.current_run.id} is "
+                           f"{self.status.current_run.phase.value}: request a run again after "
+                           "it ends, or stop it first")
+            else:
+                self.new_run("manual", self.now, None)
+
+    def retry(self) -> None:
+        last = self.status.last_run
+        if self.status.current_run is not None:
+            self.event("Warning", "RetryRejected",
+                       f"run {self.status.current_run.id} is still active: retry after it ends")
+        elif last is None or last.phase not in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED):
+            self.event("Warning", "RetryRejected",
+                       "nothing to retry: the last run did not fail"
+                       if last else "nothing to retry: the job has not run yet")
+        else:
+            target = last.retry_of or last.id
+            self.new_run("retry", last.scheduled_for or self.now, last.window, retry_of=target,
+                         failed=last.failed_batches)
+
+    def follow_schedule(self) -> None:
+        schedule = self.spec.schedule
+        if schedule is None:
+            return
+        if schedule.once is not None:
+            last_slot = self.status.one_time_started_at
+        else:
+            last_slot = self.status.last_scheduled_slot
+        due = scheduling.due_slots(schedule, last_slot, self.now,
+                                   not_before=self.obs.created_at)
+        if self.status.current_run is not None and due.run_slots:
+            self.requeue(QUEUE_POLL_SECONDS)
+            return
+        missed = [s.to_missed_run() for s in due.skipped_slots]
+        if self.spec.suspend and schedule.once is None:
+            slots = sorted([*due.run_slots, *(m.scheduled_for for m in missed)])
+            missed = [MissedRun(scheduled_for=s, reason=MissedRunReason.SUSPENDED,
+                                message="spec.suspend was true") for s in slots]
+            decided = due.last_decided
+        elif due.run_slots:
+            slot = due.run_slots[0]
+            decided = slot
+            self.new_run("schedule" if slot >= self.now - scheduling.ON_TIME_GRACE
+                         else "catchup", slot, None)
+            if schedule.once is not None:
+                self.status.one_time_started_at = self.now
+        else:
+            decided = due.last_decided
+        if schedule.once is None and decided is not None:
+            self.status.last_scheduled_slot = decided
+        if missed:
+            merged = sorted([*missed, *(self.status.missed_runs or [])],
+                            key=lambda m: m.scheduled_for, reverse=True)
+            self.status.missed_runs = merged[:MAX_MISSED_RUNS]
+        if due.next_fire is not None:
+            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
+
+    def new_run(self, trigger: str, slot: dt.datetime, window_override: Any,
+                retry_of: str | None = None, failed: list[int] | None = None) -> None:
+        window: Any = window_override
+        if window is None and retry_of is None:
+            resolved: Window | None = resolve_window(
+                self.spec.timeframe, slot, self.status.last_successful_window_end)
+            if resolved is None:
+                self.event("Normal", "NothingToExport",
+                           f"no new data since {self.status.last_successful_window_end}: "
+                           "the incremental window is empty")
+                return
+            window = resolved.to_api()
+        number = (self.status.run_counter or 0) + 1
+        self.status.run_counter = number
+        name = self.obs.owner.name
+        started_by = None
+        if trigger == "manual":
+            started_by = self.obs.annotations.get("ferry.dev/requested-by")
+        self.status.current_run = RunStatus(
+            id=f"{name}.{number}", number=number, trigger=trigger, scheduled_for=slot,
+            window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
+            started_by=started_by,
+            message=f"retrying failed batches {failed}" if retry_of else None,
+        )
+
+    def start_queued_run(self) -> None:
+        run = self.status.current_run
+        if run is None or run.phase != RunPhase.QUEUED:
+            return
+        queue = self.obs.queue
+        if queue.holder or queue.ahead:
+            policy = self.spec.concurrency.policy if self.spec.concurrency else None
+            if policy == ConcurrencyPolicy.FORBID:
+                self.status.current_run = None
+                self.status.run_counter = run.number - 1
+                self.event("Warning", "ConcurrencyForbidden",
+                           f"run not started: {queue.holder or 'another run'} holds the data "
+                           "source and spec.concurrency.policy is Forbid")
+                return
+            run.blocked_by = queue.holder
+            run.queue_position = queue.ahead + 1
+            run.message = (
+                f"waiting for run {queue.holder} on the same data source" if queue.holder
+                else f"{queue.ahead} run(s) ahead on the same data source")
+            if run.message != (self.obs.status.current_run.message
+                               if self.obs.status.current_run else None):
+                self.event("Normal", "Queued", f"run {run.id} queued: {run.message}")
+            self.requeue(QUEUE_POLL_SECONDS)
+            return
+        run.phase = RunPhase.IN_PROGRESS
+        run.started_at = self.now
+        run.blocked_by = None
+        run.queue_position = None
+        run.message = None
+        run.job_name = job_name(self.obs.owner.name, run.number)
+        self.decision.create_job = self.job_manifest(run)
+        self.event("Normal", "Started", f"run {run.id} started ({run.trigger})")
+        self.requeue(PROGRESS_POLL_SECONDS)
+
+    def job_manifest(self, run: RunStatus) -> dict[str, Any]:
+        return build_job(self.obs.owner, self.spec, run.number, self.run_dir(run),
+                         self.slices_for(run), self.obs.worker)
+
+    def clean_up_jobs(self) -> None:
+        """Stop Jobs no run owns any more, and keep only the latest finished Job."""
+        current = self.status.current_run.number if self.status.current_run else None
+        finished = sorted((j for j in self.obs.jobs if j.finished), key=lambda j: j.run_number)
+        keep = finished[-1].run_number if finished else None
+        for job in self.obs.jobs:
+            if job.deleting or job.run_number == current or job.name in self.decision.delete_jobs:
+                continue
+            if not job.finished or job.run_number != keep:
+                self.decision.delete_jobs.append(job.name)
+
+    def finish_status(self, problem: scheduling.InvalidScheduleError | None) -> None:
+        status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
+        status.observed_generation = generation
+        status.last_handled = self.handled
+        status.concurrency_key = concurrency_key(spec)
+        schedule = spec.schedule
+        status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
+        one_time_done = schedule is not None and schedule.once is not None and \
+            status.one_time_started_at is not None
+        if schedule is not None and problem is None and not spec.suspend and not one_time_done:
+            upcoming = scheduling.upcoming(schedule, now, not_before=self.obs.created_at)
+            status.upcoming_runs = upcoming or None
+            status.next_run_at = upcoming[0] if upcoming else None
+        else:
+            status.upcoming_runs = None
+            status.next_run_at = None
+        run = status.current_run
+        if run is not None and run.phase == RunPhase.IN_PROGRESS:
+            status.progress = progress_text(run.records_processed or 0, run.records_total)
+            status.eta = human_duration(run.eta_seconds) if run.eta_seconds is not None else None
+        else:
+            status.progress = None
+            status.eta = None
+        if status.last_successful_window_end is not None:
+            status.data_lag_seconds = max(
+                0, int((now - status.last_successful_window_end).total_seconds()))
+        status.phase = self.phase(one_time_done)
+        conditions = status.conditions
+        if problem is not None:
+            conditions = set_condition(conditions, ConditionType.READY, False, problem.reason,
+                                       str(problem), now, generation)
+        else:
+            conditions = set_condition(conditions, ConditionType.READY, True, "Valid",
+                                       "the spec is valid", now, generation)
+        active = run is not None and run.phase not in FINISHED_RUN_PHASES
+        conditions = set_condition(
+            conditions, ConditionType.RUNNING, active,
+            run.phase.value if active and run else "Idle",
+            f"run {run.id} is {run.phase.value}" if active and run else "no run is active",
+            now, generation)
+        if one_time_done:
+            suspended = (True, "OneTimeStarted",
+                         "a one-time job runs once: clone it to run it again")
+        elif spec.suspend:
+            suspended = (True, "SpecSuspend", "spec.suspend is true: no new scheduled runs")
+        else:
+            suspended = (False, "Active", "scheduled runs are enabled")
+        status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
+                                          suspended[1], suspended[2], now, generation)
+
+    def phase(self, one_time_done: bool) -> JobPhase:
+        run, status = self.status.current_run, self.status
+        if run is not None:
+            return JobPhase(run.phase.value)
+        if self.spec.suspend:
+            return JobPhase.SUSPENDED
+        if status.last_run is not None:
+            return JobPhase(status.last_run.phase.value)
+        if status.next_run_at is not None and not one_time_done:
+            return JobPhase.SCHEDULED
+        return JobPhase.DRAFTED
+
+    def expire(self) -> None:
+        expires = self.spec.expires_at
+        if expires is None:
+            return
+        if expires > self.now:
+            self.requeue((expires - self.now).total_seconds())
+        elif self.status.current_run is None or \
+                self.status.current_run.phase == RunPhase.QUEUED:
+            self.decision.delete_self = True
+            self.event("Normal", "Expired", f"spec.expiresAt {expires.isoformat()} has passed")
+
+
+def reconcile(obs: Observation) -> Decision:
+    """Decide everything for one ExportJob at ``obs.now``."""
+    return _Reconciler(obs).run()

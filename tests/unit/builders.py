@@ -1,0 +1,111 @@
+"""Fluent builders for the controller's pure inputs (after velero's pkg/builder).
+
+A test states only what matters to it: `spec().hourly(every=4, minute=15).build()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ferry.api.exportjob import ExportJobSpec
+from ferry.api.status import ExportJobStatus
+from ferry.reconcile.jobspec import Owner, WorkerDefaults
+from ferry.reconcile.progress import JobObservation, PodObservation
+from ferry.reconcile.runs import Observation, QueueView
+
+T0 = dt.datetime(2026, 11, 22, 0, 0, tzinfo=dt.UTC)
+
+
+class SpecBuilder:
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] = {
+            "title": "Contact history",
+            "source": {
+                "type": "postgres",
+                "connectionSecretRef": {"name": "warehouse-db", "key": "dsn"},
+                "table": "interactions",
+                "timestampColumn": "created_at",
+            },
+            "output": {
+                "s3": {"bucket": "exports", "prefix": "ferry",
+                       "credentialsSecretRef": {"name": "bucket", "accessKeyIdKey": "id",
+                                                "secretAccessKeyKey": "secret"}},
+                "format": "csv",
+            },
+        }
+
+    def set(self, path: str, value: Any) -> SpecBuilder:
+        target = self.doc
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+        return self
+
+    def hourly(self, every: int = 1, minute: int = 0) -> SpecBuilder:
+        return self.set("schedule", {"hourly": {"every": every, "minute": minute}})
+
+    def once(self, at: str | None = None) -> SpecBuilder:
+        return self.set("schedule", {"once": {"at": at} if at else {}})
+
+    def relative(self, last: str) -> SpecBuilder:
+        return self.set("timeframe", {"relative": {"last": last}})
+
+    def incremental(self, initial_start: str | None = None) -> SpecBuilder:
+        body = {"initialStart": initial_start} if initial_start else {}
+        return self.set("timeframe", {"incremental": body})
+
+    def batches(self, count: int, retries: int = 1) -> SpecBuilder:
+        return self.set("batching", {"batches": count, "retriesPerBatch": retries})
+
+    def build(self) -> ExportJobSpec:
+        return ExportJobSpec.model_validate(self.doc)
+
+
+def spec() -> SpecBuilder:
+    return SpecBuilder()
+
+
+def observation(
+    job_spec: ExportJobSpec,
+    now: dt.datetime,
+    status: ExportJobStatus | None = None,
+    jobs: list[JobObservation] | None = None,
+    annotations: dict[str, str] | None = None,
+    queue: QueueView | None = None,
+    created_at: dt.datetime = T0 - dt.timedelta(minutes=1),
+) -> Observation:
+    return Observation(
+        owner=Owner(name="contacts", namespace="team-a", uid="uid-1"),
+        generation=1,
+        created_at=created_at,
+        annotations=annotations or {},
+        spec=job_spec,
+        status=status or ExportJobStatus(),
+        jobs=jobs or [],
+        queue=queue or QueueView(),
+        now=now,
+        worker=WorkerDefaults(image="ferry-worker:test", service_account="ferry-worker"),
+    )
+
+
+def finished_job(run_number: int, completions: int, failed: set[int] | None = None,
+                 records: int = 10) -> JobObservation:
+    """A Job whose indexes all ended; ``failed`` ones exhausted their retries."""
+    failed = failed or set()
+    pods = [
+        PodObservation(
+            completion_index=i, phase="Failed" if i in failed else "Succeeded",
+            created_at=T0,
+            summary=({"reason": "relation \"x\" does not exist"} if i in failed else
+                     {"records": records, "bytes": 100, "files": [{"key": f"f{i}"}]}),
+        )
+        for i in range(completions)
+    ]
+    return JobObservation(
+        name=f"contacts-{run_number}", run_number=run_number, completions=completions,
+        finished="Failed" if failed else "Complete",
+        completed_indexes=frozenset(set(range(completions)) - failed),
+        failed_indexes=frozenset(failed), pods=pods,
+    )

@@ -1,0 +1,293 @@
+"""The ExportJob state machine, driven with explicit clocks and observations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from ferry.api.status import RunPhase
+from ferry.constants import (
+    ANNOTATION_RETRY_REQUESTED_AT,
+    ANNOTATION_RUN_REQUESTED_AT,
+    ANNOTATION_STOP_REQUESTED_AT,
+    LABEL_JOB,
+    LABEL_RUN,
+)
+from ferry.reconcile.progress import JobObservation, PodObservation
+from ferry.reconcile.runs import QueueView, reconcile
+
+from .builders import T0, finished_job, observation, spec
+
+HOUR = dt.timedelta(hours=1)
+
+
+def plan_of(manifest: dict[str, object]) -> dict[str, object]:
+    env = manifest["spec"]["template"]["spec"]["containers"][0]["env"]  # type: ignore[index]
+    return json.loads(next(e["value"] for e in env if e["name"] == "FERRY_PLAN"))  # type: ignore[no-any-return]
+
+
+def test_a_due_slot_starts_a_run_with_one_indexed_job() -> None:
+    job = spec().hourly(every=4, minute=15).relative("4h").batches(4).build()
+    slot = T0 + dt.timedelta(hours=4, minutes=15)
+
+    decision = reconcile(observation(job, slot + dt.timedelta(seconds=3)))
+
+    run = decision.status.current_run
+    assert run is not None
+    assert (run.id, run.phase, run.trigger, run.scheduled_for) == (
+        "contacts.1", RunPhase.IN_PROGRESS, "schedule", slot)
+    assert (run.window.from_, run.window.to) == (slot - 4 * HOUR, slot)  # type: ignore[union-attr]
+    manifest = decision.create_job
+    assert manifest is not None
+    assert manifest["metadata"]["name"] == "contacts-1"
+    assert manifest["metadata"]["labels"] == {LABEL_JOB: "contacts", LABEL_RUN: "1"}
+    assert manifest["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert manifest["spec"]["completionMode"] == "Indexed"
+    assert manifest["spec"]["completions"] == 4
+    assert manifest["spec"]["backoffLimitPerIndex"] == 1
+    slices = plan_of(manifest)["slices"]
+    assert [s["window"]["from"] for s in slices] == [  # type: ignore[index]
+        "2026-11-22T00:15:00Z", "2026-11-22T01:15:00Z", "2026-11-22T02:15:00Z",
+        "2026-11-22T03:15:00Z"]
+    assert decision.status.last_scheduled_slot == slot
+    assert decision.status.next_run_at == slot + 4 * HOUR
+    assert [e.reason for e in decision.events] == ["Started"]
+
+
+def test_a_late_start_never_shifts_the_data_window() -> None:
+    job = spec().hourly().relative("1h").build()
+    decision = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=20)))
+    run = decision.status.current_run
+    assert run is not None
+    assert (run.window.from_, run.window.to) == (T0, T0 + HOUR)  # type: ignore[union-attr]
+
+
+def test_secrets_reach_the_worker_only_as_secret_references() -> None:
+    job = spec().hourly().build()
+    manifest = reconcile(observation(job, T0 + HOUR)).create_job
+    assert manifest is not None
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FERRY_SOURCE_DSN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "warehouse-db", "key": "dsn"}}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "bucket", "key": "secret"}}
+    assert "value" not in env["FERRY_SOURCE_DSN"]
+
+
+def in_progress(job_spec: object, now: dt.datetime, batches: int = 1) -> object:
+    return reconcile(observation(job_spec, now)).status  # type: ignore[arg-type]
+
+
+def test_a_finished_job_becomes_a_history_entry() -> None:
+    job = spec().hourly().batches(2).relative("1h").build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+
+    decision = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=5), status=running,
+                                     jobs=[finished_job(1, 2)]))
+
+    status = decision.status
+    assert status.current_run is None
+    assert status.last_run is not None
+    assert (status.last_run.id, status.last_run.phase, status.last_run.records) == (
+        "contacts.1", RunPhase.SUCCEEDED, 20)
+    assert status.last_run.duration_seconds == 300
+    assert status.last_run.manifest == "s3://exports/ferry/contacts/contacts.1/_manifests/"
+    assert status.history == [status.last_run]
+    assert status.phase == "Succeeded"
+    assert decision.key_released
+    assert [e.reason for e in decision.events] == ["Succeeded"]
+
+
+def test_some_failed_batches_make_a_partial_success_that_retry_repairs() -> None:
+    job = spec().hourly().batches(3).relative("1h").build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    later = T0 + HOUR + dt.timedelta(minutes=5)
+    finished = reconcile(observation(job, later, status=running,
+                                     jobs=[finished_job(1, 3, failed={1})])).status
+    assert finished.last_run is not None
+    assert finished.last_run.phase == RunPhase.PARTIALLY_SUCCEEDED
+    assert finished.last_run.failed_batches == [1]
+    assert "batch 1: relation \"x\" does not exist" in (finished.last_run.message or "")
+
+    retry = reconcile(observation(job, later, status=finished,
+                                  jobs=[finished_job(1, 3, failed={1})],
+                                  annotations={ANNOTATION_RETRY_REQUESTED_AT: "t1"}))
+
+    run = retry.status.current_run
+    assert run is not None
+    assert (run.id, run.trigger, run.retry_of) == ("contacts.2", "retry", "contacts.1")
+    assert retry.create_job is not None
+    plan = plan_of(retry.create_job)
+    assert plan["run"] == "contacts.1"
+    assert [s["batchIndex"] for s in plan["slices"]] == [1]  # type: ignore[index]
+    assert retry.create_job["spec"]["completions"] == 1
+
+
+def test_stop_cancels_the_run_and_deletes_its_job_once() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    active = JobObservation(name="contacts-1", run_number=1, completions=1, active=1)
+    stop = {ANNOTATION_STOP_REQUESTED_AT: "2026-11-22T01:01:00Z"}
+
+    decision = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=1), status=running,
+                                     jobs=[active], annotations=stop))
+
+    assert decision.delete_jobs == ["contacts-1"]
+    assert decision.status.last_run is not None
+    assert decision.status.last_run.phase == RunPhase.CANCELED
+    assert decision.status.current_run is None
+    again = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=2),
+                                  status=decision.status, annotations=stop))
+    assert again.delete_jobs == []
+    assert again.events == []
+
+
+def test_run_now_while_a_run_is_active_is_rejected_with_an_event() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    active = JobObservation(name="contacts-1", run_number=1, completions=1, active=1)
+    decision = reconcile(observation(job, T0 + HOUR, status=running, jobs=[active],
+                                     annotations={ANNOTATION_RUN_REQUESTED_AT: "now"}))
+    assert [e.reason for e in decision.events] == ["RunRequestRejected"]
+    assert decision.status.current_run is not None
+    assert decision.status.current_run.id == "contacts.1"
+    assert decision.status.last_handled is not None
+    assert decision.status.last_handled.run_requested_at == "now"
+
+
+def test_run_now_does_not_move_the_schedule() -> None:
+    job = spec().hourly(every=6).build()
+    now = T0 + dt.timedelta(hours=2)
+    created = T0 + dt.timedelta(minutes=30)
+    first = reconcile(observation(job, now - HOUR, created_at=created)).status
+    assert first.current_run is None
+    decision = reconcile(observation(job, now, status=first, created_at=created,
+                                     annotations={ANNOTATION_RUN_REQUESTED_AT: "x"}))
+    run = decision.status.current_run
+    assert run is not None
+    assert (run.trigger, run.scheduled_for) == ("manual", now)
+    assert decision.status.next_run_at == T0 + dt.timedelta(hours=6)
+
+
+def test_a_run_waits_in_the_queue_while_another_job_holds_the_source() -> None:
+    job = spec().hourly().build()
+    decision = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="orders.7")))
+    run = decision.status.current_run
+    assert run is not None
+    assert (run.phase, run.blocked_by, run.queue_position) == (RunPhase.QUEUED, "orders.7", 1)
+    assert run.message == "waiting for run orders.7 on the same data source"
+    assert decision.create_job is None
+    assert decision.status.phase == "Queued"
+
+    freed = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=3),
+                                  status=decision.status))
+    assert freed.status.current_run is not None
+    assert freed.status.current_run.phase == RunPhase.IN_PROGRESS
+    assert freed.create_job is not None
+
+
+def test_forbid_policy_drops_the_run_instead_of_queueing() -> None:
+    job = spec().hourly().set("concurrency", {"policy": "Forbid"}).build()
+    decision = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="orders.7")))
+    assert decision.status.current_run is None
+    assert [e.reason for e in decision.events] == ["ConcurrencyForbidden"]
+
+
+def test_a_lost_job_is_recreated_under_the_same_name_after_a_restart() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    decision = reconcile(observation(job, T0 + HOUR + dt.timedelta(seconds=30), status=running))
+    assert decision.create_job is not None
+    assert decision.create_job["metadata"]["name"] == "contacts-1"
+    assert decision.status.current_run is not None
+    assert decision.status.current_run.id == "contacts.1"
+    assert decision.status.run_counter == 1
+
+
+def test_progress_percent_and_eta_come_from_the_pods() -> None:
+    job = spec().hourly().batches(2).relative("1h").build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    pods = [PodObservation(completion_index=i, phase="Running", created_at=T0,
+                           progress={"records": 250, "total": 1000, "bytes": 10, "files": 1})
+            for i in range(2)]
+    active = JobObservation(name="contacts-1", run_number=1, completions=2, active=2, pods=pods)
+
+    decision = reconcile(observation(job, T0 + HOUR + dt.timedelta(seconds=60), status=running,
+                                     jobs=[active]))
+
+    run = decision.status.current_run
+    assert run is not None
+    assert (run.records_processed, run.records_total, run.percent, run.eta_seconds) == (
+        500, 2000, 25, 180)
+    assert decision.status.progress == "25% 500/2k"
+    assert decision.status.eta == "3m"
+    assert run.batches is not None
+    assert (run.batches.running, run.batches.pending) == (2, 0)
+
+
+def test_a_one_time_job_runs_once_and_stays_suspended() -> None:
+    job = spec().once().build()
+    decision = reconcile(observation(job, T0))
+    assert decision.status.current_run is not None
+    assert decision.status.one_time_started_at == T0
+    finished = reconcile(observation(job, T0 + HOUR, status=decision.status,
+                                     jobs=[finished_job(1, 1)])).status
+    assert finished.current_run is None
+    again = reconcile(observation(job, T0 + 2 * HOUR, status=finished))
+    assert again.status.current_run is None
+    suspended = next(c for c in again.status.conditions or [] if c.type == "Suspended")
+    assert (suspended.status, suspended.reason) == ("True", "OneTimeStarted")
+
+
+def test_slots_passing_while_suspended_are_recorded_not_run() -> None:
+    job = spec().hourly().set("suspend", True).build()
+    decision = reconcile(observation(job, T0 + HOUR))
+    assert decision.status.current_run is None
+    assert decision.create_job is None
+    assert [(m.scheduled_for, m.reason) for m in decision.status.missed_runs or []] == [
+        (T0 + HOUR, "Suspended"), (T0, "Suspended")]
+    assert decision.status.phase == "Suspended"
+    resumed = spec().hourly().build()
+    after = reconcile(observation(resumed, T0 + HOUR + dt.timedelta(minutes=1),
+                                  status=decision.status))
+    assert after.status.current_run is None
+
+
+def test_history_is_bounded_by_history_limit() -> None:
+    job = spec().set("historyLimit", 2).build()
+    status = None
+    for n in range(1, 5):
+        now = T0 + n * HOUR
+        started = reconcile(observation(job, now, status=status,
+                                        annotations={ANNOTATION_RUN_REQUESTED_AT: str(n)})).status
+        status = reconcile(observation(job, now, status=started,
+                                       annotations={ANNOTATION_RUN_REQUESTED_AT: str(n)},
+                                       jobs=[finished_job(n, 1)])).status
+    assert status is not None
+    assert [h.id for h in status.history or []] == ["contacts.4", "contacts.3"]
+
+
+def test_incremental_runs_tile_the_timeline() -> None:
+    job = spec().hourly().incremental("2026-11-21T00:00:00Z").build()
+    first = reconcile(observation(job, T0 + HOUR)).status
+    done = reconcile(observation(job, T0 + HOUR, status=first, jobs=[finished_job(1, 1)])).status
+    second = reconcile(observation(job, T0 + 2 * HOUR, status=done)).status
+    assert first.current_run is not None
+    assert second.current_run is not None
+    assert first.current_run.window is not None
+    assert second.current_run.window is not None
+    assert first.current_run.window.to == second.current_run.window.from_ == T0 + HOUR
+    assert done.last_successful_window_end == T0 + HOUR
+
+
+def test_an_expired_job_deletes_itself_once_no_run_is_active() -> None:
+    job = spec().set("expiresAt", "2026-11-22T00:30:00Z").build()
+    assert reconcile(observation(job, T0)).delete_self is False
+    assert reconcile(observation(job, T0 + HOUR)).delete_self is True
+
+
+def test_an_orphaned_active_job_is_deleted() -> None:
+    job = spec().build()
+    orphan = JobObservation(name="contacts-3", run_number=3, completions=1, active=1)
+    decision = reconcile(observation(job, T0, jobs=[orphan]))
+    assert decision.delete_jobs == ["contacts-3"]
