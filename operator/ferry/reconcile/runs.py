@@ -432,7 +432,8 @@ class _Reconciler:
             status.one_time_started_at is not None
         if schedule is not None and problem is None and not spec.suspend and not one_time_done:
             upcoming = scheduling.upcoming(schedule, now, not_before=self.obs.created_at)
-            status.upcoming_runs = upcoming or None
+            zone = scheduling.display_zone(schedule)
+            status.upcoming_runs = [t.astimezone(zone) for t in upcoming] or None
             status.next_run_at = upcoming[0] if upcoming else None
         else:
             status.upcoming_runs = None
