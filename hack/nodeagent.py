@@ -152,15 +152,18 @@ class NodeAgent:
         except ApiException as e:
             if e.status != 409:
                 raise
-        self.core.patch_node_status(self.node_name, {"status": self.node_status()})
+        self.report_node_status()
 
     def heartbeat_forever(self) -> None:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
-            try:
-                self.renew_lease()
-                self.core.patch_node_status(self.node_name, {"status": self.node_status()})
-            except Exception:
-                log.exception("heartbeat failed")
+            for beat in (self.renew_lease, self.report_node_status):
+                try:
+                    beat()
+                except Exception:
+                    log.exception("heartbeat %s failed", beat.__name__)
+
+    def report_node_status(self) -> None:
+        self.core.patch_node_status(self.node_name, {"status": self.node_status()})
 
     def renew_lease(self) -> None:
         lease = {
@@ -169,7 +172,7 @@ class NodeAgent:
                      "renewTime": now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
         }
         try:
-            self.coordination.replace_namespaced_lease(self.node_name, "kube-node-lease", lease)
+            self.coordination.patch_namespaced_lease(self.node_name, "kube-node-lease", lease)
         except ApiException as e:
             if e.status != 404:
                 raise

@@ -15,6 +15,9 @@ EXPORTJOB_PLURAL: Final = "exportjobs"
 JOBGROUP_KIND: Final = "JobGroup"
 JOBGROUP_PLURAL: Final = "jobgroups"
 
+FINALIZER: Final = f"{GROUP}/run-guard"
+"""Keeps an ExportJob whose run is in progress until the run ends (docs/api.md)."""
+
 LABEL_JOB: Final = f"{GROUP}/job"
 LABEL_RUN: Final = f"{GROUP}/run"
 LABEL_GROUP: Final = f"{GROUP}/group"

@@ -14,19 +14,16 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 from hack import cluster
 from kubernetes import client, config
 
+from .operator_fixtures import crds, operator, wiring
+from .support import Kubectl
+
 pytestmark = pytest.mark.e2e
-
-
-class Kubectl(Protocol):
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]: ...
+__all__ = ["crds", "operator", "wiring"]
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hack import cluster
 
-from .conftest import Kubectl
+from .support import Kubectl
 
 INDEX_SCRIPT = (
     "import os, pathlib; i = os.environ['JOB_COMPLETION_INDEX']; print('index', i); "

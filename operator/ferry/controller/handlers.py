@@ -31,7 +31,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.persistence.finalizer = "ferry.dev/finalizer"
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if options.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not options.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     assert handlers.exportjob_changed  # registered with kopf on import
     asyncio.run(kopf.operator(
         standalone=True,

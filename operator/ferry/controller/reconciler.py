@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ferry.api.common import ConditionType
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus
-from ferry.constants import EXPORTJOB_PLURAL, GROUP, LABEL_JOB, LABEL_RUN, VERSION
+from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
 from ferry.controller.registry import Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import set_condition
@@ -33,6 +33,7 @@ from ferry.reconcile.observe import job_observation, parse_time
 from ferry.reconcile.runs import Decision, Event, Observation, concurrency_key, reconcile
 
 log = logging.getLogger("ferry.controller")
+MERGE_PATCH = "application/merge-patch+json"
 STATUS_WRITE_INTERVAL = 3.0
 """Progress-only status writes are spaced at least this far apart per job."""
 
@@ -62,8 +63,12 @@ class Controller:
         return client.CustomObjectsApi(self.api)
 
     async def _json(self, coroutine: Any) -> dict[str, Any]:
+        """The body of a raw (`_preload_content=False`) call; errors raise as usual."""
         response = await coroutine
-        return json.loads(await response.read())  # type: ignore[no-any-return]
+        body = await response.read()
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=body.decode(errors="replace"))
+        return json.loads(body)  # type: ignore[no-any-return]
 
     async def run_worker(self) -> None:
         while True:
@@ -93,8 +98,13 @@ class Controller:
                 return
             raise
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp"):
+        deleting = bool(meta.get("deletionTimestamp"))
+        has_finalizer = FINALIZER in (meta.get("finalizers") or [])
+        if deleting and not has_finalizer:
             return
+        if not deleting and not has_finalizer:
+            obj = await self.add_finalizer(obj)
+            meta = obj["metadata"]
         now = self.clock()
         try:
             spec = ExportJobSpec.model_validate(obj.get("spec") or {})
@@ -118,6 +128,7 @@ class Controller:
                 queue=self.registry.queue_view(namespace, name, key, queued_at),
                 now=now,
                 worker=self.worker,
+                deleting=deleting,
             )
             decision = reconcile(observation)
             await self.act(obj, status, decision)
@@ -149,6 +160,7 @@ class Controller:
         meta = obj["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         new = decision.status
+        written = obj
         if new != old and self.should_write(namespace, name, old, new, decision):
             written = await self.write_status(obj, new)
             self.registry.observe(namespace, name, written)
@@ -161,6 +173,9 @@ class Controller:
             await self.delete_job(namespace, job)
         for event in decision.events:
             await self.post_event(obj, event)
+        if decision.release_finalizer:
+            await self.remove_finalizer(written if new != old else obj)
+            return
         if decision.delete_self:
             await self.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name)
@@ -209,6 +224,24 @@ class Controller:
             status.observed_generation = generation
             await self.write_status(obj, status)
             await self.post_event(obj, Event("Warning", "InvalidSpec", message))
+
+    async def add_finalizer(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
+        patch = self.custom.patch_namespaced_custom_object
+        return await self._json(patch(  # type: ignore[call-arg]
+            GROUP, VERSION, meta["namespace"], EXPORTJOB_PLURAL, meta["name"],
+            {"metadata": {"finalizers": finalizers,
+                          "resourceVersion": meta["resourceVersion"]}},
+            _content_type=MERGE_PATCH, _preload_content=False))
+
+    async def remove_finalizer(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+            GROUP, VERSION, meta["namespace"], EXPORTJOB_PLURAL, meta["name"],
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
+            _content_type=MERGE_PATCH)
 
     async def create_job(self, manifest: dict[str, Any]) -> None:
         batch = client.BatchV1Api(self.api)

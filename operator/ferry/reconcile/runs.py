@@ -87,6 +87,7 @@ class Observation:
     queue: QueueView
     now: dt.datetime
     worker: WorkerDefaults
+    deleting: bool = False
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Decision:
     requeue_after: float | None = None
     key_released: bool = False
     delete_self: bool = False
+    release_finalizer: bool = False
 
 
 def concurrency_key(spec: ExportJobSpec) -> str:
@@ -192,14 +194,33 @@ class _Reconciler:
             self.handled.stop_requested_at = stop
             self.stop()
         self.observe_current_run()
-        self.handle_requests()
-        if problem is None:
-            self.follow_schedule()
-        self.start_queued_run()
+        if self.obs.deleting:
+            self.guard_deletion()
+        else:
+            self.handle_requests()
+            if problem is None:
+                self.follow_schedule()
+            self.start_queued_run()
         self.clean_up_jobs()
         self.finish_status(problem)
         self.expire()
         return self.decision
+
+    def guard_deletion(self) -> None:
+        """Deleting waits for a run in progress; a queued run is simply dropped."""
+        run = self.status.current_run
+        if run is not None and run.phase == RunPhase.QUEUED:
+            self.finish(run, RunPhase.CANCELED, "the ExportJob is being deleted")
+            run = None
+        if run is None:
+            self.decision.release_finalizer = True
+            return
+        message = (f"deletion waits for run {run.id} to end; to delete now, stop it: "
+                   f"kubectl ferry stop {self.obs.owner.name}")
+        if self.obs.status.current_run is None or \
+                self.obs.status.current_run.message != message:
+            self.event("Warning", "DeletionBlocked", message)
+        run.message = message
 
     def schedule_problem(self) -> scheduling.InvalidScheduleError | None:
         if self.spec.schedule is None:
@@ -486,7 +507,7 @@ class _Reconciler:
 
     def expire(self) -> None:
         expires = self.spec.expires_at
-        if expires is None:
+        if expires is None or self.obs.deleting:
             return
         if expires > self.now:
             self.requeue((expires - self.now).total_seconds())

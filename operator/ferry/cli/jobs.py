@@ -1,0 +1,241 @@
+"""ExportJob verbs: list, describe, history, run, stop, retry, suspend, resume, clone.
+
+The imperative verbs never change what the operator decides: they set the Flux-style
+``ferry.dev/*-requested-at`` annotations the operator reacts to, after checking the
+status so that a request the operator would reject fails here with a clear message
+instead of becoming a Warning event nobody reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from ferry.api.exportjob import ExportJob
+from ferry.api.status import ExportJobStatus
+from ferry.api.units import parse_duration
+from ferry.cli import render
+from ferry.cli.context import Context
+from ferry.cli.errors import CliError, UsageError
+from ferry.cli.jobviews import describe_job, filter_rows, history_rows, history_table, list_table
+from ferry.cli.model import RETRYABLE, finished_runs, parse_job, run_id
+from ferry.constants import (
+    ANNOTATION_RETRY_REQUESTED_AT,
+    ANNOTATION_RUN_REQUESTED_AT,
+    ANNOTATION_STOP_REQUESTED_AT,
+    EXPORTJOB_PLURAL,
+)
+
+REF = "exportjob.ferry.dev"
+GITOPS_MARKERS = (
+    "argocd.argoproj.io/",
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+)
+"""Label/annotation prefixes Argo CD and Flux put on objects they manage."""
+DROPPED_LABELS = (*GITOPS_MARKERS, "app.kubernetes.io/instance", "app.kubernetes.io/managed-by")
+"""Labels a clone must not inherit: they would make a GitOps tool prune or adopt it."""
+
+
+def get_job(ctx: Context, name: str) -> tuple[dict[str, Any], ExportJob]:
+    """The raw object (for -o) and its parsed model."""
+    raw = ctx.kube.get(EXPORTJOB_PLURAL, name)
+    return raw, parse_job(raw)
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    """Jobs with phase, progress bar, ETA, last and next run."""
+    raws = ctx.kube.objects(EXPORTJOB_PLURAL)
+    if args.output:
+        ctx.out.write(render.dump(render.item_list(raws), args.output))
+        return 0
+    if not raws:
+        where = "any namespace" if ctx.kube.all_namespaces else f'namespace "{ctx.kube.namespace}"'
+        ctx.err.write(f"No exportjobs found in {where}.\n")
+        return 0
+    jobs = [parse_job(r) for r in raws]
+    ctx.out.write(list_table(jobs, ctx.now, ctx.kube.all_namespaces))
+    return 0
+
+
+def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
+    """Spec summary, current run with batches, recent history, missed runs, conditions."""
+    raw, job = get_job(ctx, args.job)
+    if args.output:
+        ctx.out.write(render.dump(raw, args.output))
+    else:
+        ctx.out.write(describe_job(job, ctx.now))
+    return 0
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    """Runs of one job, or of every job in scope (the seeds' History page)."""
+    if args.job:
+        jobs = [get_job(ctx, args.job)[1]]
+    else:
+        jobs = [parse_job(r) for r in ctx.kube.objects(EXPORTJOB_PLURAL)]
+    since = parse_since(args.since, ctx.now) if args.since else None
+    rows = filter_rows(history_rows(jobs), args.phase, since)
+    if args.output:
+        ctx.out.write(render.dump([r.to_dict() for r in rows], args.output))
+    elif not rows:
+        ctx.err.write("No runs found.\n")
+    else:
+        ctx.out.write(history_table(rows, ctx.kube.all_namespaces and not args.job))
+    return 0
+
+
+def request(ctx: Context, plural: str, name: str, annotation: str) -> str:
+    """Set one request annotation to a fresh timestamp; returns the value set."""
+    stamp = ctx.request_stamp()
+    ctx.kube.patch(plural, name, {"metadata": {"annotations": {annotation: stamp}}})
+    return stamp
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Run now, outside the schedule (the schedule is unchanged)."""
+    _, job = get_job(ctx, args.job)
+    current = (job.status or ExportJobStatus()).current_run
+    if current is not None:
+        raise CliError(
+            f"run {current.id} is {current.phase.value}: wait for it to end or stop it "
+            f"(kubectl ferry stop {args.job})"
+        )
+    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RUN_REQUESTED_AT)
+    ctx.out.write(f"{REF}/{args.job} run requested ({ANNOTATION_RUN_REQUESTED_AT}={stamp})\n")
+    return 0
+
+
+def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    """Cancel the current run (its pods are terminated, the run ends Canceled)."""
+    _, job = get_job(ctx, args.job)
+    current = (job.status or ExportJobStatus()).current_run
+    if current is None:
+        raise CliError(f'exportjob "{args.job}" has no run in progress: nothing to stop')
+    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_STOP_REQUESTED_AT)
+    ctx.out.write(f"{REF}/{args.job} stop of run {current.id} requested "
+                  f"({ANNOTATION_STOP_REQUESTED_AT}={stamp})\n")
+    return 0
+
+
+def retry_target(job: ExportJob, name: str, number: int | None) -> str:
+    """The run a retry repairs, checked the way the operator will check it.
+
+    The operator retries the latest finished run (a retry of a retry repairs the
+    original run), so ``--run N`` must name that run or the run it repairs.
+    """
+    status = job.status or ExportJobStatus()
+    if status.current_run is not None:
+        raise CliError(f"run {status.current_run.id} is {status.current_run.phase.value}: "
+                       "retry after it ends")
+    runs = finished_runs(status)
+    if number is not None:
+        wanted = run_id(name, number)
+        entry = next((h for h in runs if h.id == wanted), None)
+        if entry is None:
+            raise CliError(f'run {wanted} not found in the history of exportjob "{name}"')
+        if entry.phase not in RETRYABLE:
+            raise CliError(f"run {wanted} {entry.phase.value}: only a Failed or "
+                           "PartiallySucceeded run can be retried")
+        if wanted not in (runs[0].id, runs[0].retry_of):
+            raise CliError(f"run {wanted} is not the latest run ({runs[0].id}): only the "
+                           "latest run's failed batches can be retried")
+    if not runs:
+        raise CliError(f'exportjob "{name}" has not run yet: nothing to retry')
+    last = runs[0]
+    if last.phase not in RETRYABLE:
+        raise CliError(f"run {last.id} {last.phase.value}: nothing to retry")
+    return last.retry_of or last.id
+
+
+def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
+    """Re-run only the failed batches of a Failed or PartiallySucceeded run."""
+    _, job = get_job(ctx, args.job)
+    target = retry_target(job, args.job, args.run)
+    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RETRY_REQUESTED_AT)
+    ctx.out.write(f"{REF}/{args.job} retry of run {target} requested "
+                  f"({ANNOTATION_RETRY_REQUESTED_AT}={stamp})\n")
+    return 0
+
+
+def gitops_manager(raw: dict[str, Any]) -> str | None:
+    """"Argo CD" or "Flux" when the object carries their tracking labels/annotations."""
+    meta = raw.get("metadata", {})
+    keys = [*meta.get("labels", {}), *meta.get("annotations", {})]
+    if any(k.startswith("argocd.argoproj.io/") for k in keys):
+        return "Argo CD"
+    if any(k.startswith(("kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/"))
+           for k in keys):
+        return "Flux"
+    return None
+
+
+def set_suspend(ctx: Context, name: str, suspend: bool) -> int:
+    """Patch spec.suspend: the one spec field the CLI writes, with a GitOps warning."""
+    raw, job = get_job(ctx, name)
+    word = "suspended" if suspend else "resumed"
+    if not suspend and (job.status or ExportJobStatus()).one_time_started_at is not None:
+        raise CliError(f'exportjob "{name}" is a one-time job that has already started: it '
+                       f"cannot be resumed; clone it to run it again (kubectl ferry clone "
+                       f"{name} NEW)")
+    if job.spec.suspend == suspend:
+        ctx.out.write(f"{REF}/{name} already {word}\n")
+        return 0
+    ctx.kube.patch(EXPORTJOB_PLURAL, name, {"spec": {"suspend": suspend}})
+    ctx.out.write(f"{REF}/{name} {word}\n")
+    manager = gitops_manager(raw)
+    who = f"{manager} manages this object" if manager else "if Git is the source of this object"
+    ctx.hint(f"{who}: set spec.suspend: {str(suspend).lower()} in Git too, or the next sync "
+             "reverts this change")
+    return 0
+
+
+def cmd_suspend(ctx: Context, args: argparse.Namespace) -> int:
+    """Start no new scheduled runs (a running run continues)."""
+    return set_suspend(ctx, args.job, True)
+
+
+def cmd_resume(ctx: Context, args: argparse.Namespace) -> int:
+    """Schedule runs again; missed slots follow schedule.missedRunPolicy."""
+    return set_suspend(ctx, args.job, False)
+
+
+def clone_body(raw: dict[str, Any], new: str, title: str | None) -> dict[str, Any]:
+    """A copy of the spec under a new name, suspended, without status or ownership."""
+    meta = raw.get("metadata", {})
+    labels = {k: v for k, v in meta.get("labels", {}).items() if not k.startswith(DROPPED_LABELS)}
+    spec = {**raw["spec"], "suspend": True}
+    if title is not None:
+        spec["title"] = title
+    metadata: dict[str, Any] = {"name": new, "namespace": meta.get("namespace")}
+    if labels:
+        metadata["labels"] = labels
+    return {"apiVersion": raw["apiVersion"], "kind": raw["kind"], "metadata": metadata,
+            "spec": spec}
+
+
+def cmd_clone(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy a job under a new name; the copy starts suspended."""
+    raw, _ = get_job(ctx, args.source)
+    ctx.kube.create(EXPORTJOB_PLURAL, clone_body(raw, args.new, args.title))
+    ctx.out.write(f"{REF}/{args.new} created from {args.source} (suspended)\n")
+    ctx.hint(f"review it with `kubectl ferry describe {args.new}`, then start its schedule "
+             f"with `kubectl ferry resume {args.new}`")
+    return 0
+
+
+def parse_since(value: str, now: dt.datetime) -> dt.datetime:
+    """--since: a duration back from now (24h, 7d, 1d12h) or an RFC 3339 time/date."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f'invalid --since "{value}": use a duration such as 24h or 7d, or an '
+                       "RFC 3339 time such as 2026-11-20T00:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+

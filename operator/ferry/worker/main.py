@@ -1,0 +1,188 @@
+"""``ferry-worker export``: the program each batch pod runs.
+
+Input (details and an example plan in docs/worker.md):
+
+* ``FERRY_PLAN`` JSON plan (or ``FERRY_PLAN_FILE`` / ``--plan-file``), see
+  :mod:`ferry.worker.plan`; ``--batch-index`` or ``JOB_COMPLETION_INDEX`` pick the batch.
+* Secrets: ``FERRY_SOURCE_DSN``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
+  (``AWS_SESSION_TOKEN``).
+* ``POD_NAME`` / ``POD_NAMESPACE`` (progress annotation), ``FERRY_TERMINATION_MESSAGE_PATH``
+  (default ``/dev/termination-log``), ``FERRY_MAX_ATTEMPTS`` (in-process tries for
+  transient failures, default 3), ``FERRY_S3_RETRY_SECONDS`` (per-call S3 retry budget,
+  default 120), ``FERRY_LOG_LEVEL`` (default INFO).
+
+Exit codes: 0 success (also when a racing attempt committed the batch first), 2 bad
+command line, 3 fatal configuration error, 4 fatal data error, 75 transient failure
+after the in-process retries, 1 unexpected internal error. 3 and 4 are meant for a
+podFailurePolicy ``FailIndex`` rule; the others should use the index's retry budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets as random_ids
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+
+import psycopg
+
+from ferry.worker import layout
+from ferry.worker.batch import Attempt, append_error, run_attempt
+from ferry.worker.errors import ConfigError, ExitCode, Redactor, TransientError, WorkerError
+from ferry.worker.manifest import failure, summary, write_termination_message
+from ferry.worker.plan import Plan, Secrets, load_plan, load_secrets
+from ferry.worker.progress import Progress, Publisher, pod_patcher
+from ferry.worker.upload import MAX_IN_FLIGHT, Retrier, make_client
+
+log = logging.getLogger("ferry.worker")
+
+
+class _RedactingFormatter(logging.Formatter):
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
+def _redactor(env: Mapping[str, str]) -> Redactor:
+    """Knows every secret value this process was given."""
+    redact = Redactor([env.get("FERRY_SOURCE_DSN"), env.get("AWS_SECRET_ACCESS_KEY"),
+                       env.get("AWS_SESSION_TOKEN"), env.get("PGPASSWORD")])
+    dsn = env.get("FERRY_SOURCE_DSN")
+    if dsn:
+        with contextlib.suppress(psycopg.ProgrammingError):
+            redact.add(psycopg.conninfo.conninfo_to_dict(dsn).get("password"))  # type: ignore[arg-type]
+    return redact
+
+
+def _setup_logging(env: Mapping[str, str], redact: Redactor) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter(redact))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(env.get("FERRY_LOG_LEVEL", "INFO").upper())
+    for noisy in ("botocore", "boto3", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Pod deletion: unwind through the cleanup paths instead of dying mid-upload."""
+    del signum, frame
+    raise TransientError("terminated by SIGTERM (pod deleted or evicted)")
+
+
+def _fallback_index(env: Mapping[str, str], cli_index: int | None) -> int:
+    if cli_index is not None:
+        return cli_index
+    value = env.get("JOB_COMPLETION_INDEX", "")
+    return int(value) if value.isdigit() else -1
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor,
+            max_attempts: int, retrier: Retrier) -> int:
+    term_path = env.get("FERRY_TERMINATION_MESSAGE_PATH")
+    progress = Progress(plan.batch_index)
+    patcher = pod_patcher(env)
+    publisher = Publisher(progress, patcher).start() if patcher else None
+    client = make_client(plan.destination, secrets)
+    pod = env.get("POD_NAME")
+    error: WorkerError = TransientError("no attempt made")
+    with concurrent.futures.ThreadPoolExecutor(MAX_IN_FLIGHT, "ferry-upload") as pool:
+        for number in range(1, max_attempts + 1):
+            at = Attempt(plan, secrets, client, retrier, pool, progress,
+                         random_ids.token_hex(4), pod)
+            progress.records = progress.bytes = progress.files = 0
+            log.info("batch %d of %s.%s: attempt %s (%d/%d)", plan.batch_index, plan.job,
+                     plan.run, at.attempt, number, max_attempts)
+            try:
+                outcome = run_attempt(at)
+            except WorkerError as exc:
+                error = exc
+            except Exception as exc:
+                log.exception("unexpected error")
+                error = WorkerError(f"internal error: {type(exc).__name__}: {exc}")
+            else:
+                text = summary(outcome.document, layout.manifest_key(plan), outcome.note)
+                write_termination_message(redact(text), term_path)
+                log.info("batch %d done: %s", plan.batch_index, redact(text))
+                if publisher:
+                    publisher.stop("Succeeded")
+                return ExitCode.OK
+            error.reason = redact(error.reason)
+            log.error("attempt %s failed (%s): %s", at.attempt, error.kind, error.reason)
+            try:
+                append_error(at, error)
+            except Exception as exc:
+                log.warning("error report not written: %s", type(exc).__name__)
+            retryable = error.exit_code in (ExitCode.TRANSIENT, ExitCode.INTERNAL)
+            if not retryable or number == max_attempts or "SIGTERM" in error.reason:
+                break
+            time.sleep(min(30, 2 ** (number + 1)))
+    write_termination_message(
+        failure(plan.batch_index, error.kind, int(error.exit_code), error.reason), term_path)
+    if publisher:
+        publisher.stop("Failed")
+    return int(error.exit_code)
+
+
+def export_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``export``; returns the exit code."""
+    redact = _redactor(env)
+    _setup_logging(env, redact)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        plan = load_plan(env, args.plan_file, args.batch_index)
+        secrets = load_secrets(env)
+        max_attempts = _int_env(env, "FERRY_MAX_ATTEMPTS", 3)
+        retrier = Retrier(budget_s=_int_env(env, "FERRY_S3_RETRY_SECONDS", 120))
+    except ConfigError as exc:
+        reason = redact(exc.reason)
+        log.error("invalid configuration: %s", reason)
+        write_termination_message(
+            failure(_fallback_index(env, args.batch_index), exc.kind, int(exc.exit_code), reason),
+            env.get("FERRY_TERMINATION_MESSAGE_PATH"))
+        return int(exc.exit_code)
+    return _export(plan, secrets, env, redact, max_attempts, retrier)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``ferry-worker export --help`` prints the contract)."""
+    parser = argparse.ArgumentParser(prog="ferry-worker",
+                                     description="Ferry's export worker: one batch per run.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser(
+        "export", help="export one batch from PostgreSQL to S3",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--plan-file", help="read the JSON plan from this file "
+                        "(default: $FERRY_PLAN_FILE, then $FERRY_PLAN)")
+    export.add_argument("--batch-index", type=int, help="batch to export (default: the "
+                        "plan's batchIndex, then $JOB_COMPLETION_INDEX, then 0)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point."""
+    args = build_parser().parse_args(argv)
+    return export_command(args, os.environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

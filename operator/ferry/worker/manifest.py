@@ -1,0 +1,132 @@
+"""The batch manifest (the commit record in S3) and the pod's termination message.
+
+The manifest holds the full detail (every file with size, SHA-256 and record count);
+the termination message is what the controller reads from the pod status, and
+Kubernetes truncates it at 4096 bytes, so it is one line of JSON kept under
+:data:`TERMINATION_LIMIT` by dropping the file list first and shortening the reason
+last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from ferry.worker.splitting import SplitFile
+
+TERMINATION_LIMIT = 3900
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+MANIFEST_VERSION = 1
+
+
+def utc_now() -> str:
+    """Current time as RFC 3339 UTC with a Z (what the manifest and progress use)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass
+class Manifest:
+    """What one committed batch attempt produced."""
+
+    job: str
+    run: str
+    batch: int
+    batch_count: int
+    attempt: str
+    pod: str | None
+    format: str
+    compression: str
+    started_at: str
+    finished_at: str
+    records: int
+    total: int | None
+    columns: list[dict[str, Any]]
+    files: list[SplitFile]
+
+    @property
+    def size(self) -> int:
+        """Bytes over all files."""
+        return sum(f.stored.size for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest document."""
+        return {
+            "version": MANIFEST_VERSION,
+            "job": self.job,
+            "run": self.run,
+            "batch": self.batch,
+            "batchCount": self.batch_count,
+            "attempt": self.attempt,
+            "pod": self.pod,
+            "format": self.format,
+            "compression": self.compression,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "records": self.records,
+            "total": self.total,
+            "bytes": self.size,
+            "columns": self.columns,
+            "files": [
+                {"key": f.stored.key, "size": f.stored.size, "sha256": f.stored.sha256,
+                 "records": f.records, "etag": f.stored.etag}
+                for f in self.files
+            ],
+        }
+
+    def encode(self) -> bytes:
+        """UTF-8 JSON, pretty enough to read in a console."""
+        return json.dumps(self.to_json(), indent=1, ensure_ascii=False).encode()
+
+
+def summary(document: dict[str, Any], manifest_key: str, note: str | None = None) -> str:
+    """Success termination message from a manifest document (ours or the winner's)."""
+    files = [{"key": f["key"], "size": f["size"], "sha256": f["sha256"]}
+             for f in document.get("files", [])]
+    message: dict[str, Any] = {
+        "status": "Succeeded",
+        "batch": document.get("batch"),
+        "records": document.get("records"),
+        "bytes": document.get("bytes"),
+        "fileCount": len(files),
+        "manifest": manifest_key,
+        "files": files,
+    }
+    if note:
+        message["note"] = note
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    while len(text.encode()) > TERMINATION_LIMIT and message["files"]:
+        message["files"] = message["files"][: len(message["files"]) // 2]
+        message["filesOmitted"] = len(files) - len(message["files"])
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def failure(batch: int, kind: str, exit_code: int, reason: str) -> str:
+    """Failure termination message: one line, the reason shortened to fit."""
+    def render(why: str) -> str:
+        return json.dumps({"status": "Failed", "batch": batch, "kind": kind,
+                           "exitCode": exit_code, "reason": why},
+                          separators=(",", ":"), ensure_ascii=False)
+
+    text = render(reason)
+    while len(text.encode()) > TERMINATION_LIMIT:
+        reason = reason[: len(reason) * 3 // 4]
+        text = render(reason + "...")
+    return text
+
+
+def write_termination_message(text: str, path: str | None) -> None:
+    """Write to the termination log; skipped where there is none (outside a pod).
+
+    The default path is only used when it already exists (the kubelet mounts it), so a
+    local run as root does not create a stray file under /dev.
+    """
+    target = Path(path or DEFAULT_TERMINATION_PATH)
+    if path is None and not target.exists():
+        return
+    with contextlib.suppress(OSError):
+        target.write_text(text + "\n")

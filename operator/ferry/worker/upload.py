@@ -1,0 +1,238 @@
+"""S3 access: streaming multipart uploads with bounded memory, retries, conditional puts.
+
+Memory is bounded by ``part_size x (max_in_flight + 1)``: one part filling while at
+most ``max_in_flight`` parts upload on the pool's threads (boto3's transfer manager
+would buffer ~8 MiB x 10 instead). A file smaller than one part is a single PutObject.
+A multipart object becomes visible only at CompleteMultipartUpload; its response is
+checked for an ETag and the object's size is confirmed with HeadObject, because the
+call can fail after a 200 status. Anything not completed is aborted.
+
+Retries: every call retries 5xx, throttling and connection errors with capped
+exponential backoff and jitter for up to ``FERRY_S3_RETRY_SECONDS`` (default 120 s), so
+an S3 outage of tens of seconds is survived; past the budget the failure is a
+:class:`TransientError` and the batch as a whole is retried.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from ferry.worker.errors import ConfigError, TransientError
+from ferry.worker.plan import Destination, Secrets
+from ferry.worker.splitting import StoredObject
+
+T = TypeVar("T")
+
+PART_SIZE = 8 * 1024 * 1024
+MAX_IN_FLIGHT = 2
+
+_RETRY_CODES = {
+    "InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException",
+    "RequestTimeout", "RequestTimeTooSkewed", "ConditionalRequestConflict",
+    "XMinioServerNotInitialized", "OperationAborted",
+}
+_FATAL_CODES = {
+    "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "AllAccessDisabled", "InvalidBucketName", "AuthorizationHeaderMalformed",
+}
+_CONNECTION_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a ClientError ('' for anything else)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """5xx, throttling and connection failures are worth another try."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return error_code(exc) in _RETRY_CODES or _status(exc) >= 500
+    return False
+
+
+class Retrier:
+    """Runs S3 calls with capped exponential backoff within a time budget."""
+
+    def __init__(self, budget_s: float = 120.0, base_s: float = 0.5, cap_s: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.budget_s = budget_s
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._sleep = sleep
+
+    def __call__(self, what: str, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.budget_s
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                code = error_code(exc)
+                if code in _FATAL_CODES:
+                    raise ConfigError(f"S3 {what}: {code}: {_message(exc)}") from exc
+                if not is_retryable(exc):
+                    raise
+                delay = random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+                if time.monotonic() + delay > deadline:
+                    raise TransientError(
+                        f"S3 {what} still failing after {self.budget_s:.0f}s: "
+                        f"{code or type(exc).__name__}: {_message(exc)}"
+                    ) from exc
+                attempt += 1
+                self._sleep(delay)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    return str(exc)
+
+
+def make_client(dest: Destination, secrets: Secrets) -> Any:
+    """A boto3 S3 client for the destination; botocore's own retries kept short."""
+    config = Config(
+        s3={"addressing_style": "path" if dest.path_style else "auto"},
+        retries={"mode": "standard", "max_attempts": 2},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=MAX_IN_FLIGHT + 4,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=dest.endpoint,
+        region_name=dest.region,
+        aws_access_key_id=secrets.aws_access_key_id,
+        aws_secret_access_key=secrets.aws_secret_access_key,
+        aws_session_token=secrets.aws_session_token,
+        config=config,
+    )
+
+
+class MultipartWriter:
+    """One object written as it streams; implements splitting.Sink."""
+
+    def __init__(self, client: Any, bucket: str, key: str, content_type: str,
+                 pool: concurrent.futures.ThreadPoolExecutor, retrier: Retrier,
+                 part_size: int = PART_SIZE, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self._client = client
+        self._bucket = bucket
+        self.key = key
+        self._content_type = content_type
+        self._pool = pool
+        self._retry = retrier
+        self._part_size = part_size
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._buffer = bytearray()
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[concurrent.futures.Future[dict[str, Any]]] = []
+
+    def write(self, data: bytes) -> None:
+        """Buffer bytes; full parts are handed to the upload pool (blocks when busy)."""
+        self._sha.update(data)
+        self._size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            self._submit(part)
+
+    def _submit(self, part: bytes) -> None:
+        if self._upload_id is None:
+            response = self._retry("CreateMultipartUpload", lambda: self._client
+                                   .create_multipart_upload(Bucket=self._bucket, Key=self.key,
+                                                            ContentType=self._content_type))
+            self._upload_id = str(response["UploadId"])
+        for done in [f for f in self._parts if f.done()]:
+            done.result()  # surface a failed part early
+        self._slots.acquire()
+        number = len(self._parts) + 1
+        try:
+            future = self._pool.submit(self._upload_part, number, part)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._parts.append(future)
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        try:
+            response = self._retry(f"UploadPart {number}", lambda: self._client.upload_part(
+                Bucket=self._bucket, Key=self.key, UploadId=self._upload_id,
+                PartNumber=number, Body=body))
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self._slots.release()
+
+    def close(self) -> StoredObject:
+        """Upload the rest and complete; returns only once the object is visible."""
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            self._buffer.clear()
+            response = self._retry("PutObject", lambda: self._client.put_object(
+                Bucket=self._bucket, Key=self.key, Body=body, ContentType=self._content_type))
+            etag = str(response["ETag"])
+        else:
+            if self._buffer:
+                part = bytes(self._buffer)
+                self._buffer.clear()
+                self._submit(part)
+            parts = [f.result() for f in self._parts]
+            upload_id = self._upload_id
+            response = self._retry("CompleteMultipartUpload", lambda: self._client
+                                   .complete_multipart_upload(
+                                       Bucket=self._bucket, Key=self.key, UploadId=upload_id,
+                                       MultipartUpload={"Parts": parts}))
+            if "ETag" not in response:
+                raise TransientError(f"S3 CompleteMultipartUpload of {self.key} returned no ETag")
+            etag = str(response["ETag"])
+            self._upload_id = None
+            head = self._retry("HeadObject", lambda: self._client.head_object(
+                Bucket=self._bucket, Key=self.key))
+            if int(head["ContentLength"]) != self._size:
+                raise TransientError(f"S3 object {self.key} has {head['ContentLength']} bytes "
+                                     f"after upload, expected {self._size}")
+        return StoredObject(self.key, self._size, self._sha.hexdigest(), etag.strip('"'))
+
+    def abort(self) -> None:
+        """Abort the multipart upload, if one was started (best effort)."""
+        for future in self._parts:
+            future.cancel()
+        concurrent.futures.wait(self._parts)
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            with contextlib.suppress(Exception):  # a later committed attempt sweeps it
+                self._retry("AbortMultipartUpload", lambda: self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self.key, UploadId=upload_id))
+
+
+def join_key(*parts: str) -> str:
+    """Join key segments, skipping empty ones (an empty prefix)."""
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))

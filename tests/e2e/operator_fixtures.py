@@ -1,0 +1,146 @@
+"""A running ferry-operator and a namespace wired to the test database and bucket.
+
+The operator runs as a local process (as it would in its pod) against the e2e
+cluster; worker pods run through the node agent with their own ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hack import cluster
+
+from tests.fixtures.services import S3Server
+
+from .support import Kubectl
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_SA = "ferry-worker"
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for plural in ("exportjobs", "jobgroups"):
+        kubectl("wait", "--for=condition=Established", f"crd/{plural}.ferry.dev",
+                "--timeout=60s")
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, like a crashed pod: no cleanup handlers run."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+def start_operator(kubeconfig: str, log: Path) -> OperatorProcess:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "FERRY_WORKER_IMAGE": "ferry-worker:e2e",
+           "FERRY_WORKER_SERVICE_ACCOUNT": WORKER_SA}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "ferry-operator"), "--verbose"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return OperatorProcess(process, log)
+
+
+@pytest.fixture(scope="module")
+def operator(crds: None, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    running = start_operator(kubeconfig, log)
+    yield running
+    if running.process.poll() is None:
+        running.process.terminate()
+        try:
+            running.process.wait(15)
+        except subprocess.TimeoutExpired:
+            running.kill()
+
+
+@dataclass(frozen=True)
+class Wiring:
+    namespace: str
+    bucket: str
+    db_secret: str = "warehouse-db"
+    s3_secret: str = "export-bucket"
+
+
+def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+@pytest.fixture(scope="module")
+def wiring(kubectl: Kubectl, namespace: str, pg_db: str, s3: S3Server, s3_bucket: str
+           ) -> Wiring:
+    """Secrets for the database and bucket, and the worker's ServiceAccount and Role."""
+    objects = [
+        _secret("warehouse-db", {"dsn": pg_db}),
+        _secret("export-bucket", {"accessKeyId": s3.access_key,
+                                  "secretAccessKey": s3.secret_key}),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": WORKER_SA}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": WORKER_SA},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": WORKER_SA},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": WORKER_SA},
+         "subjects": [{"kind": "ServiceAccount", "name": WORKER_SA, "namespace": namespace}]},
+    ]
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
+    return Wiring(namespace=namespace, bucket=s3_bucket)
+
+
+def export_job(name: str, wiring: Wiring, s3: S3Server, **spec: Any) -> dict[str, Any]:
+    """An ExportJob manifest against the wired database and bucket; ``spec`` overrides."""
+    body: dict[str, Any] = {
+        "title": f"e2e {name}",
+        "source": {"type": "postgres",
+                   "connectionSecretRef": {"name": wiring.db_secret, "key": "dsn"},
+                   "table": "interactions", "timestampColumn": "created_at"},
+        "output": {"s3": {"bucket": wiring.bucket, "prefix": "e2e", "endpoint": s3.endpoint_url,
+                          "region": s3.region, "forcePathStyle": True,
+                          "credentialsSecretRef": {"name": wiring.s3_secret,
+                                                   "accessKeyIdKey": "accessKeyId",
+                                                   "secretAccessKeyKey": "secretAccessKey"}},
+                   "format": "csv"},
+    }
+    body.update(spec)
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ExportJob",
+            "metadata": {"name": name}, "spec": body}
+
+
+def get(kubectl: Kubectl, namespace: str, resource: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", resource, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+
+def request(kubectl: Kubectl, namespace: str, name: str, annotation: str) -> str:
+    """Set a Flux-style request annotation to a fresh timestamp, as `kubectl ferry` does."""
+    value = f"{time.time():.6f}"
+    kubectl("annotate", "-n", namespace, f"exportjob/{name}", f"{annotation}={value}",
+            "--overwrite")
+    return value
+
+
+def pod_log_dir() -> Path:
+    return cluster.STATE / "pods"

@@ -1,0 +1,194 @@
+"""Batches: key ranges cover a table exactly once; re-runs, races and leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ferry.worker import batch as batch_module
+from tests.fixtures.services import S3Server
+from tests.integration.conftest import (
+    PlanFactory,
+    get_json,
+    list_keys,
+    manifest_key,
+    read_files,
+    run_worker,
+)
+
+pytestmark = pytest.mark.integration
+
+HOSTILE_TABLE = 'we"ird; DROP TABLE victims; --'
+HOSTILE_COLUMN = "val'); DROP TABLE victims; --"
+HOSTILE_VALUE = "x'); DROP TABLE victims; --"
+
+
+@pytest.fixture(scope="module")
+def dsn(pg_db: str) -> str:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE victims (id int)")
+        conn.execute("INSERT INTO victims VALUES (1)")
+        conn.execute("CREATE FUNCTION wipe_victims() RETURNS int LANGUAGE sql AS "
+                     "'DELETE FROM victims; SELECT 0'")
+        # Skewed keys: most rows in one small range, some NULL keys, gaps.
+        conn.execute("CREATE TABLE skewed (k bigint, payload text)")
+        conn.execute("""
+            INSERT INTO skewed
+            SELECT CASE WHEN g % 10 = 0 THEN NULL WHEN g < 900 THEN g % 7 ELSE g * 1000 END,
+                   'row ' || g
+            FROM generate_series(1, 1000) g""")
+        conn.execute("CREATE TABLE single (k int, v text)")
+        conn.execute("INSERT INTO single VALUES (42, 'only')")
+        conn.execute(f'CREATE TABLE "{HOSTILE_TABLE.replace(chr(34), chr(34) * 2)}" '
+                     f'(id int, "{HOSTILE_COLUMN}" text)')
+        conn.execute(f'INSERT INTO "{HOSTILE_TABLE.replace(chr(34), chr(34) * 2)}" '
+                     "VALUES (1, %s), (2, 'other')", (HOSTILE_VALUE,))
+    return pg_db
+
+
+def batch_ids(client: Any, bucket: str, plan: dict[str, Any], batch: int) -> list[Any]:
+    manifest = get_json(client, bucket, manifest_key(plan, batch))
+    _, lines = read_files(client, bucket, manifest["files"], "jsonl", "none")
+    return [json.loads(line)["payload"] for line in lines]
+
+
+@pytest.mark.parametrize(("table", "ranges"), [
+    ("skewed", [(None, 0), (0, 3), (3, 7), (7, 950_000), (950_000, None)]),
+    ("single", [(None, 42), (42, 43), (43, None)]),
+])
+def test_key_range_batches_cover_table_exactly_once(
+        dsn: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory, tmp_path: Path,
+        table: str, ranges: list[tuple[int | None, int | None]]) -> None:
+    plan_run = make_plan()["run"]
+    exported: list[Any] = []
+    for index, (lo, hi) in enumerate(ranges):
+        plan = make_plan(
+            run=plan_run, source={"table": table}, format="jsonl", batchIndex=index,
+            batchCount=len(ranges),
+            keyRange={"column": "k", "lo": lo, "hi": hi, "includeNulls": index == 0})
+        result = run_worker(plan, dsn, s3, tmp_path)
+        assert result.code == 0, result.raw_message
+        manifest = get_json(s3.client(), s3_bucket, manifest_key(plan, index))
+        _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
+        exported.extend(json.dumps(json.loads(line), sort_keys=True) for line in lines)
+    with psycopg.connect(dsn) as conn:
+        source = [json.dumps(r[0], sort_keys=True) for r in conn.execute(
+            f"SELECT row_to_json(t) FROM {table} t").fetchall()]
+    assert sorted(exported) == sorted(source)
+    assert len(exported) == len(set(exported)) or table == "single"
+
+
+def test_rerun_replaces_files_instead_of_adding(dsn: str, s3: S3Server, s3_bucket: str,
+                                                make_plan: PlanFactory, tmp_path: Path) -> None:
+    plan = make_plan(source={"table": "skewed"}, format="csv", fileSplitSize=4096)
+    first = run_worker(plan, dsn, s3, tmp_path)
+    assert first.code == 0
+    client = s3.client()
+    first_manifest = get_json(client, s3_bucket, manifest_key(plan))
+    second = run_worker(plan, dsn, s3, tmp_path)
+    assert second.code == 0
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    assert manifest["attempt"] != first_manifest["attempt"]
+    data_keys = [k for k in list_keys(client, s3_bucket, f"exports/items/{plan['run']}/")
+                 if "/_" not in k]
+    assert data_keys == sorted(f["key"] for f in manifest["files"])
+    _, rows = read_files(client, s3_bucket, manifest["files"], "csv", "none")
+    assert len(rows) == 1000
+
+
+def test_leftovers_of_a_killed_attempt_are_swept(dsn: str, s3: S3Server, s3_bucket: str,
+                                                 make_plan: PlanFactory,
+                                                 tmp_path: Path) -> None:
+    """Killed after uploading, before its manifest: files and an open upload remain."""
+    plan = make_plan(source={"table": "single"})
+    prefix = f"exports/items/{plan['run']}/items-0-"
+    client = s3.client()
+    client.put_object(Bucket=s3_bucket, Key=f"{prefix}0-deadbeef.csv", Body=b"k,v\n42,old\n")
+    upload = client.create_multipart_upload(Bucket=s3_bucket, Key=f"{prefix}1-deadbeef.csv")
+    client.upload_part(Bucket=s3_bucket, Key=f"{prefix}1-deadbeef.csv", PartNumber=1,
+                       UploadId=upload["UploadId"], Body=b"partial")
+    time.sleep(2.1)  # leftovers must predate the commit by more than the sweep margin
+    result = run_worker(plan, dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    data_keys = [k for k in list_keys(client, s3_bucket, f"exports/items/{plan['run']}/")
+                 if "/_" not in k]
+    assert data_keys == [f["key"] for f in manifest["files"]]
+    uploads = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    assert [u for u in uploads if u["Key"].startswith(prefix)] == []
+
+
+def test_racing_attempts_commit_exactly_once(dsn: str, s3: S3Server, s3_bucket: str,
+                                             make_plan: PlanFactory, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pods on one index: B commits while A streams; A must yield to B."""
+    plan = make_plan(source={"table": "skewed"}, format="jsonl")
+    original = batch_module.BatchReader.describe
+    raced: list[int] = []
+
+    def describe_then_let_b_win(self: Any) -> Any:
+        if not raced:
+            raced.append(-1)
+            raced[0] = run_worker(plan, dsn, s3, tmp_path).code  # pod B, start to end
+        return original(self)
+
+    monkeypatch.setattr(batch_module.BatchReader, "describe", describe_then_let_b_win)
+    client = s3.client()
+    result = run_worker(plan, dsn, s3, tmp_path)  # pod A
+    assert raced == [0]
+    assert result.code == 0
+    assert result.message["note"].startswith("batch already committed by attempt")
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    data_keys = [k for k in list_keys(client, s3_bucket, f"exports/items/{plan['run']}/")
+                 if "/_" not in k]
+    assert data_keys == [f["key"] for f in manifest["files"]]
+    assert result.message["files"][0]["key"] == manifest["files"][0]["key"]
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_hostile_identifiers_and_values(dsn: str, s3: S3Server, s3_bucket: str,
+                                        make_plan: PlanFactory, tmp_path: Path) -> None:
+    plan = make_plan(source={"table": HOSTILE_TABLE}, columns=["id", HOSTILE_COLUMN],
+                     format="jsonl",
+                     filters=[{"column": HOSTILE_COLUMN, "op": "in",
+                               "values": [HOSTILE_VALUE, "'; SELECT 1; --"]}])
+    result = run_worker(plan, dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
+    assert [json.loads(line) for line in lines] == [{"id": 1, HOSTILE_COLUMN: HOSTILE_VALUE}]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM victims").fetchone() == (1,)
+
+
+def test_query_source_runs_read_only(dsn: str, s3: S3Server, make_plan: PlanFactory,
+                                     tmp_path: Path) -> None:
+    plan = make_plan(source={"query": "SELECT wipe_victims() AS n"})
+    result = run_worker(plan, dsn, s3, tmp_path)
+    assert result.code == 3
+    assert "read-only transaction" in result.message["reason"]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM victims").fetchone() == (1,)
+
+
+def test_entry_point_exit_codes(dsn: str, s3: S3Server, make_plan: PlanFactory,
+                                tmp_path: Path) -> None:
+    exe = [sys.executable, "-m", "ferry.worker.main"]
+    helped = subprocess.run([*exe, "export", "--help"], capture_output=True, text=True,
+                            check=False)
+    assert helped.returncode == 0 and "FERRY_PLAN" in helped.stdout
+    term = tmp_path / "term"
+    env = {**os.environ, "FERRY_PLAN": json.dumps(make_plan(format="xml")),
+           "FERRY_SOURCE_DSN": dsn, "FERRY_TERMINATION_MESSAGE_PATH": str(term)}
+    bad = subprocess.run([*exe, "export"], env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode == 3
+    assert json.loads(term.read_text())["reason"].startswith("plan.format: must be one of")
+    assert "ferry-test-pg-secret" not in bad.stderr + term.read_text()

@@ -1,0 +1,267 @@
+"""The worker against real PostgreSQL and S3: every format read back row by row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.fixtures.services import S3Server
+from tests.integration.conftest import (
+    PlanFactory,
+    get_json,
+    list_keys,
+    manifest_key,
+    read_files,
+    run_worker,
+)
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = ["id", "big", "label", "note", "ts", "plain_ts", "day", "amount", "free", "ok",
+           "doc", "ratio"]
+
+SPECIAL_ROWS: list[tuple[Any, ...]] = [
+    (1, 9007199254740993, "plain", "simple", "2024-01-01 00:00:00+00", "2024-01-01 00:00:00",
+     "2024-01-01", "1.5", "2.25", True, '{"a": 1}', 0.1),
+    (2, -5, "héllo ✓ 日本語 🚀", 'line1\nline2 "quoted", comma\r\nend', "2024-03-10 02:30:00-08",
+     "1999-12-31 23:59:59.999999", "0001-01-01", "-1234567890123456789012345678.0123456789",
+     "123456789012345678901234567890.123456789012345678", False,
+     '{"nested": {"u": "ü", "list": [1, 2.5, null, true]}}', -1.0e-300),
+    (3, None, None, None, None, None, None, None, None, None, None, None),
+    (4, 0, "", None, "2024-06-30 23:59:59.123456+05:30", None, None, "0", "0", None, "[]",
+     float("inf")),
+    (5, 1, "NULL", "\\N", "1970-01-01 00:00:00+00", None, None, "0.0000000001", "1e-20", True,
+     '"just a string"', float("nan")),
+    (6, 2, "C:\\path\\", "tab\there, trailing space ", "2038-01-19 03:14:08+00", None, None,
+     "9999999999999999999999999999.9999999999", "-0.5", False, '{"k": "a,\\"b\\"\\n"}', 2.0),
+]
+
+
+@pytest.fixture(scope="module")
+def items_dsn(pg_db: str) -> str:
+    """A table with every awkward value the formats must carry, plus bulk rows."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE items (
+                id integer PRIMARY KEY, big bigint, label text, note text, ts timestamptz,
+                plain_ts timestamp, day date, amount numeric(38, 10), free numeric,
+                ok boolean, doc jsonb, ratio double precision)""")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO items VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                SPECIAL_ROWS)
+            cur.execute("""
+                INSERT INTO items
+                SELECT g, g * 1000003, 'bulk ' || g, repeat('n', g % 50),
+                       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute',
+                       timestamp '2024-01-01' + g * interval '1 hour', date '2024-01-01' + g,
+                       g / 7.0, g / 3.0, g % 2 = 0, jsonb_build_object('g', g), g / 9.0
+                FROM generate_series(100, 2099) g""")
+    return pg_db
+
+
+def expected_rows(dsn: str, where: str = "TRUE") -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(f"SELECT * FROM items WHERE {where} ORDER BY id").fetchall()
+
+
+def expected_text_rows(dsn: str) -> list[tuple[Any, ...]]:
+    """Each column as PostgreSQL's output function writes it (what COPY's CSV carries)."""
+    cols = ", ".join(
+        "CASE WHEN ok THEN 't' WHEN NOT ok THEN 'f' END" if c == "ok" else f"{c}::text"
+        for c in COLUMNS)
+    with psycopg.connect(dsn) as conn:
+        for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "extra_float_digits = 1"):
+            conn.execute(f"SET {setting}")
+        return conn.execute(f"SELECT {cols} FROM items ORDER BY items.id").fetchall()
+
+
+def same_float(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def check_parquet(rows: list[dict[str, Any]], expected: list[tuple[Any, ...]]) -> None:
+    assert len(rows) == len(expected)
+    for got, want in zip(sorted(rows, key=lambda r: r["id"]), expected, strict=True):
+        want_d = dict(zip(COLUMNS, want, strict=True))
+        for col in ("id", "big", "label", "note", "ts", "plain_ts", "day", "amount", "ok"):
+            assert got[col] == want_d[col], (col, got, want_d)
+        assert (got["free"] is None) == (want_d["free"] is None)
+        if got["free"] is not None:
+            assert Decimal(got["free"]) == want_d["free"]
+        assert (None if got["doc"] is None else json.loads(got["doc"])) == want_d["doc"]
+        assert same_float(got["ratio"], want_d["ratio"])
+
+
+def check_jsonl(lines: list[str], expected: list[tuple[Any, ...]]) -> None:
+    docs = sorted((json.loads(line, parse_float=Decimal) for line in lines),
+                  key=lambda d: d["id"])
+    assert len(docs) == len(expected)
+    for got, want in zip(docs, expected, strict=True):
+        want_d = dict(zip(COLUMNS, want, strict=True))
+        assert list(got) == COLUMNS
+        for col in ("id", "big", "label", "note", "ok", "doc"):
+            assert got[col] == want_d[col], col
+        for col, parse in (("ts", dt.datetime.fromisoformat),
+                           ("plain_ts", dt.datetime.fromisoformat),
+                           ("day", dt.date.fromisoformat)):
+            assert (None if got[col] is None else parse(got[col])) == want_d[col], col
+        if got["ts"] is not None:
+            assert got["ts"].endswith("+00:00")  # ISO 8601 in UTC
+        for col in ("amount", "free"):
+            assert (None if got[col] is None else Decimal(got[col])) == want_d[col], col
+        ratio = got["ratio"]
+        if isinstance(ratio, str):  # NaN / Infinity are strings in JSON
+            ratio = float(ratio)
+        assert same_float(None if ratio is None else float(ratio), want_d["ratio"])
+
+
+FORMATS = [(f, c) for f in ("csv", "jsonl", "parquet") for c in ("none", "gzip", "zstd")]
+
+
+@pytest.mark.parametrize(("fmt", "compression"), FORMATS)
+def test_every_format_round_trips(items_dsn: str, s3: S3Server, s3_bucket: str,
+                                  make_plan: PlanFactory, tmp_path: Path,
+                                  fmt: str, compression: str) -> None:
+    plan = make_plan(format=fmt, compression=compression)
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    total = len(SPECIAL_ROWS) + 2000
+    assert result.message["records"] == total
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    assert manifest["records"] == manifest["total"] == total
+    header, records = read_files(client, s3_bucket, manifest["files"], fmt, compression)
+    if fmt == "csv":
+        assert header == COLUMNS
+        records.sort(key=lambda r: int(r[0]))
+        assert records == [list(r) for r in expected_text_rows(items_dsn)]
+    elif fmt == "jsonl":
+        check_jsonl(records, expected_rows(items_dsn))
+    else:
+        check_parquet(records, expected_rows(items_dsn))
+
+
+@pytest.mark.parametrize(("fmt", "compression", "limit"),
+                         [("csv", "none", 8192), ("csv", "gzip", 4096), ("jsonl", "zstd", 4096),
+                          ("jsonl", "none", 20000), ("parquet", "zstd", 65536)])
+def test_split_size_is_honoured(items_dsn: str, s3: S3Server, s3_bucket: str,
+                                make_plan: PlanFactory, tmp_path: Path,
+                                fmt: str, compression: str, limit: int) -> None:
+    plan = make_plan(format=fmt, compression=compression, fileSplitSize=limit,
+                     columns=["id", "label", "note", "ts", "amount"])
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    assert len(manifest["files"]) > 1
+    assert all(f["size"] <= limit for f in manifest["files"])
+    keys = [f["key"] for f in manifest["files"]]
+    assert [k.rsplit("-", 2)[1] for k in keys] == [str(i) for i in range(len(keys))]
+    _, records = read_files(client, s3_bucket, manifest["files"], fmt, compression)
+    ids = ([int(r[0]) for r in records] if fmt == "csv" else
+           [json.loads(r)["id"] for r in records] if fmt == "jsonl" else
+           [r["id"] for r in records])
+    assert sorted(ids) == [r[0] for r in expected_rows(items_dsn)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_empty_result_is_a_valid_empty_file(items_dsn: str, s3: S3Server, s3_bucket: str,
+                                            make_plan: PlanFactory, tmp_path: Path,
+                                            fmt: str) -> None:
+    plan = make_plan(format=fmt, compression="gzip" if fmt != "parquet" else "none",
+                     filters=[{"column": "id", "op": "lt", "value": 0}])
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    assert result.message["records"] == 0
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    assert len(manifest["files"]) == 1
+    header, records = read_files(s3.client(), s3_bucket, manifest["files"], fmt,
+                                 plan["compression"])
+    assert records == []
+    if fmt == "csv":
+        assert header == COLUMNS
+
+
+def test_window_is_half_open(items_dsn: str, s3: S3Server, s3_bucket: str,
+                             make_plan: PlanFactory, tmp_path: Path) -> None:
+    # Bulk row g has ts = 2024-01-01 + g minutes: [g=100, g=110) -> ids 100..109.
+    plan = make_plan(format="jsonl", window={
+        "column": "ts", "from": "2024-01-01T01:40:00Z", "to": "2024-01-01T03:50:00+02:00"})
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
+    assert sorted(json.loads(line)["id"] for line in lines) == list(range(100, 110))
+
+
+def test_secrets_never_reach_logs_or_messages(items_dsn: str, s3: S3Server,
+                                              make_plan: PlanFactory, tmp_path: Path,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    bad_dsn = items_dsn.replace("ferry-test-pg-secret", "wrong-Pa55word")
+    result = run_worker(make_plan(), bad_dsn, s3, tmp_path)
+    assert result.code == 3
+    assert result.message["kind"] == "config"
+    assert "password authentication failed" in result.message["reason"]
+    out = capfd.readouterr()
+    for text in (result.raw_message, out.out, out.err):
+        assert "wrong-Pa55word" not in text
+        assert s3.secret_key not in text
+
+
+def test_fatal_error_has_one_line_reason_and_no_manifest(
+        items_dsn: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path) -> None:
+    plan = make_plan(columns=["id", "no_such_column"])
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 3
+    assert "\n" not in result.raw_message.strip()
+    assert result.message["status"] == "Failed"
+    assert 'column "no_such_column" does not exist' in result.message["reason"]
+    client = s3.client()
+    run_prefix = f"exports/items/{plan['run']}/"
+    keys = list_keys(client, s3_bucket, run_prefix)
+    assert keys == [f"{run_prefix}_errors/batch-0.jsonl"]
+    report = client.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read().decode()
+    assert json.loads(report)["reason"] == result.message["reason"]
+
+
+def test_parquet_cannot_hold_numeric_nan(pg_db: str, s3: S3Server, s3_bucket: str,
+                                         make_plan: PlanFactory, tmp_path: Path) -> None:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nan_table (id int, v numeric(10, 2))")
+        conn.execute("INSERT INTO nan_table VALUES (1, 1.5), (2, 'NaN')")
+    plan = make_plan(format="parquet", source={"table": "nan_table"})
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 4
+    assert result.message["kind"] == "data"
+    assert list_keys(s3.client(), s3_bucket, f"exports/items/{plan['run']}/") == [
+        f"exports/items/{plan['run']}/_errors/batch-0.jsonl"]
+
+
+def test_missing_bucket_is_a_config_error(items_dsn: str, s3: S3Server,
+                                          make_plan: PlanFactory, tmp_path: Path) -> None:
+    plan = make_plan()
+    plan["destination"]["bucket"] = "no-such-bucket-here"
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 3
+    assert "NoSuchBucket" in result.message["reason"]
+
+
+def test_unreachable_s3_is_transient(items_dsn: str, s3: S3Server,
+                                     make_plan: PlanFactory, tmp_path: Path) -> None:
+    plan = make_plan()
+    plan["destination"]["endpoint"] = "http://127.0.0.1:9"
+    result = run_worker(plan, items_dsn, s3, tmp_path, {"FERRY_S3_RETRY_SECONDS": "1"})
+    assert result.code == 75
+    assert result.message["kind"] == "transient"
