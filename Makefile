@@ -17,9 +17,9 @@ PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 export GOTOOLCHAIN := local
 export GOFLAGS := -mod=mod
 
-.PHONY: deps tools k8s minio postgres cluster-up cluster-down cluster-status services-up \
-        services-down lint crds test test-unit test-integration test-e2e demo bench-worker \
-        clean
+.PHONY: deps tools tools-chart k8s minio postgres cluster-up cluster-down cluster-status \
+        services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
+        demo demo-down bench-worker kind-up clean
 
 deps: $(VENV)/.installed postgres
 
@@ -49,7 +49,10 @@ $(MINIO_BIN):
 	@echo ">> building MinIO $(MINIO_VERSION) from its Go module (a few minutes the first time)"
 	GOBIN=$(abspath $(dir $(MINIO_BIN))) go install -trimpath -ldflags="-s -w" github.com/minio/minio@$(MINIO_VERSION)
 
-tools: k8s minio
+tools-chart:
+	bash hack/build-tools.sh helm kubeconform
+
+tools: k8s minio tools-chart
 
 cluster-up: deps k8s
 	$(PY) hack/cluster.py up
@@ -67,12 +70,17 @@ services-down:
 	@if [ -x $(PY) ]; then $(PY) hack/services.py down; fi
 
 lint: deps
-	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# helm lint --strict and helm template | kubeconform -strict (offline schemas), each shape.
+lint-chart: deps tools-chart
+	bash hack/lint-chart.sh
+
 crds: deps
 	$(PY) -m ferry.api.crdgen
+	cp crds/*.yaml charts/ferry/crds/
 
 test-unit: deps
 	$(PYTEST) tests/unit
@@ -80,16 +88,23 @@ test-unit: deps
 test-integration: deps minio
 	$(PYTEST) tests/integration
 
-test-e2e: deps k8s minio
+test-e2e: deps k8s minio tools-chart
 	$(PYTEST) tests/e2e
 
-test: lint test-unit test-integration test-e2e
+test: lint lint-chart test-unit test-integration test-e2e
 
 demo: deps k8s minio
 	$(PY) hack/demo.py
 
+demo-down:
+	@if [ -x $(PY) ]; then $(PY) hack/demo.py down; fi
+
+# For users with Docker: a kind cluster with the images and the chart (not run by CI).
+kind-up:
+	bash hack/kind-up.sh
+
 bench-worker: deps minio
 	$(PY) bench/worker.py
 
-clean: cluster-down services-down
+clean: demo-down cluster-down services-down
 	rm -rf $(CACHE)/cluster $(CACHE)/services

@@ -19,11 +19,11 @@ import pytest
 from hack import cluster
 from kubernetes import client, config
 
-from .operator_fixtures import crds, operator, wiring
+from .operator_fixtures import crds, operator, operator_kubeconfig, wiring
 from .support import Kubectl
 
 pytestmark = pytest.mark.e2e
-__all__ = ["crds", "operator", "wiring"]
+__all__ = ["crds", "operator", "operator_kubeconfig", "wiring"]
 
 
 @pytest.fixture(scope="session")

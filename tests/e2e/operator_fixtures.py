@@ -27,6 +27,7 @@ from .support import Kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_SA = "ferry-worker"
+OPERATOR_NAMESPACE = "ferry-system"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,38 @@ def crds(kubectl: Kubectl) -> None:
     for plural in ("exportjobs", "jobgroups"):
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.ferry.dev",
                 "--timeout=60s")
+
+
+def helm_template(*flags: str) -> str:
+    """Render parts of charts/ferry: the e2e suite runs with the chart's own RBAC."""
+    helm = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "--path", "helm"],
+                          capture_output=True, text=True, check=True, timeout=1800).stdout.strip()
+    return subprocess.run([helm, "template", "ferry", str(ROOT / "charts" / "ferry"), *flags],
+                          capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(crds: None, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+                        ) -> str:
+    """A kubeconfig holding a token of the chart's operator ServiceAccount, not admin."""
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}))
+    kubectl("apply", "-f", "-", input=helm_template(
+        "--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/serviceaccount.yaml",
+        "--show-only", "templates/rbac-operator.yaml"))
+    token = kubectl("create", "token", "ferry-operator", "-n", OPERATOR_NAMESPACE,
+                    "--duration=24h").stdout.strip()
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster_entry = admin["clusters"][0]
+    path = tmp_path_factory.mktemp("operator-identity") / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster_entry],
+        "users": [{"name": "ferry-operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster_entry["name"],
+                                                      "user": "ferry-operator"}}],
+        "current-context": "operator",
+    }))
+    return str(path)
 
 
 @dataclass
@@ -63,10 +96,10 @@ def start_operator(kubeconfig: str, log: Path) -> OperatorProcess:
 
 
 @pytest.fixture(scope="module")
-def operator(crds: None, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+def operator(operator_kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    running = start_operator(kubeconfig, log)
+    running = start_operator(operator_kubeconfig, log)
     yield running
     if running.process.poll() is None:
         running.process.terminate()
@@ -90,25 +123,21 @@ def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def wiring(kubectl: Kubectl, namespace: str, pg_db: str, s3: S3Server, s3_bucket: str
-           ) -> Wiring:
-    """Secrets for the database and bucket, and the worker's ServiceAccount and Role."""
+def wiring(kubectl: Kubectl, operator: OperatorProcess, namespace: str, pg_db: str,
+           s3: S3Server, s3_bucket: str) -> Iterator[Wiring]:
+    """Secrets for the database and bucket; the worker's identity as the chart makes it."""
+    kubectl("apply", "-n", namespace, "-f", "-", input=helm_template(
+        "--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/worker.yaml",
+        "--set", f"worker.namespaces={{{namespace}}}"))
     objects = [
         _secret("warehouse-db", {"dsn": pg_db}),
         _secret("export-bucket", {"accessKeyId": s3.access_key,
                                   "secretAccessKey": s3.secret_key}),
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": WORKER_SA}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": WORKER_SA},
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": WORKER_SA},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": WORKER_SA},
-         "subjects": [{"kind": "ServiceAccount", "name": WORKER_SA, "namespace": namespace}]},
     ]
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
-    return Wiring(namespace=namespace, bucket=s3_bucket)
+    yield Wiring(namespace=namespace, bucket=s3_bucket)
+    # While the operator still runs, so that it releases its finalizers.
+    kubectl("delete", "exportjobs", "--all", "-n", namespace, "--timeout=120s")
 
 
 def export_job(name: str, wiring: Wiring, s3: S3Server, **spec: Any) -> dict[str, Any]:

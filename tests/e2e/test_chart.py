@@ -327,14 +327,19 @@ def test_webhook_with_cert_manager(render: Render) -> None:
                                                              "kind": "ClusterIssuer"}
 
 
-def test_unknown_certificate_source_fails_with_a_clear_message(helm: str) -> None:
-    result = subprocess.run(
-        [helm, "template", "ferry", str(CHART), "--set", "webhook.enabled=true",
-         "--set", "webhook.certificate.source=vault"],
-        capture_output=True, text=True, timeout=60, check=False)
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--set", "operator.replicas=2"], "at '/operator/replicas': maximum: got 2, want 1"),
+    (["--set", "watchNamespace={a}"], "additional properties 'watchNamespace' not allowed"),
+    (["--set", "webhook.enabled=true", "--set", "webhook.certificate.source=vault"],
+     "at '/webhook/certificate/source': value must be one of 'helm', 'cert-manager'"),
+    (["--set", "watchNamespaces={Team_A}"], "at '/watchNamespaces/0'"),
+    (["--set", "webhook.failurePolicy=Maybe"], "at '/webhook/failurePolicy'"),
+])
+def test_bad_values_fail_with_a_clear_message(helm: str, flags: list[str], message: str) -> None:
+    result = subprocess.run([helm, "template", "ferry", str(CHART), *flags],
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
-    assert 'webhook.certificate.source must be "helm" or "cert-manager", not "vault"' in (
-        result.stderr)
+    assert message in result.stderr
 
 
 def test_operator_rbac_is_exactly_what_the_code_calls(render: Render) -> None:

@@ -185,7 +185,7 @@ def test_retry_reexports_only_the_failed_batch(
 
 def test_operator_killed_mid_run_converges_without_a_second_job(
     kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
-    source_table: list[tuple[Any, ...]], kubeconfig: str,
+    source_table: list[tuple[Any, ...]], operator_kubeconfig: str,
 ) -> None:
     ns = wiring.namespace
     kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(export_job("restart", wiring,
@@ -194,7 +194,7 @@ def test_operator_killed_mid_run_converges_without_a_second_job(
     wait_until(lambda: (get(kubectl, ns, "exportjob/restart").get("status") or {})
                .get("currentRun"), what="the run to start")
     operator.kill()
-    replacement = start_operator(kubeconfig, operator.log)
+    replacement = start_operator(operator_kubeconfig, operator.log)
     try:
         entry = wait_until(lambda: last_run(kubectl, ns, "restart"), what="the run to end")
         assert entry["phase"] == "Succeeded"

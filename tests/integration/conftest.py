@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import gzip
 import io
@@ -158,10 +157,3 @@ def read_files(client: Any, bucket: str, files: list[dict[str, Any]], fmt: str,
             records.extend(rows[1:])
     return header, records
 
-
-def check_csv_round_trip(rows: list[Any], expected: list[Any]) -> None:
-    assert rows == [list(r) for r in expected]
-
-
-def parse_header_line(raw: bytes) -> list[str]:
-    return next(csv.reader(io.StringIO(raw.decode())))

@@ -6,6 +6,7 @@ tests/e2e/test_chart.py (they need the helm and kubeconform binaries).
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -129,3 +130,24 @@ def test_worker_service_account_default_matches_the_operator() -> None:
 def test_worker_uid_matches_the_job_spec() -> None:
     uid = values()["operator"]["podSecurityContext"]["runAsUser"]
     assert WorkerDefaults(image="x", service_account="y").run_as_user == uid
+
+
+def schema_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, child in schema.get("properties", {}).items():
+        paths.append(prefix + key)
+        paths += schema_paths(child, f"{prefix}{key}.")
+    return paths
+
+
+def test_values_schema_names_only_existing_values() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False  # a typo in a top-level key is an error
+    defaults = values()
+    for path in schema_paths(schema):
+        node: Any = defaults
+        for part in path.split("."):
+            if path == "global":
+                break
+            assert isinstance(node, dict) and part in node, f"schema names unknown value {path}"
+            node = node[part]

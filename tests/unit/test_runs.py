@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 from ferry.api.status import RunPhase
 from ferry.constants import (
@@ -291,3 +292,32 @@ def test_an_orphaned_active_job_is_deleted() -> None:
     orphan = JobObservation(name="contacts-3", run_number=3, completions=1, active=1)
     decision = reconcile(observation(job, T0, jobs=[orphan]))
     assert decision.delete_jobs == ["contacts-3"]
+
+
+def test_deletion_waits_for_the_run_in_progress() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    active = JobObservation(name="contacts-1", run_number=1, completions=1, active=1)
+    blocked = reconcile(replace(observation(job, T0 + HOUR, status=running, jobs=[active]),
+                                deleting=True))
+    assert not blocked.release_finalizer
+    assert [e.reason for e in blocked.events] == ["DeletionBlocked"]
+    assert blocked.status.current_run is not None
+    assert blocked.status.current_run.message == (
+        "deletion waits for run contacts.1 to end; to delete now, stop it: "
+        "kubectl ferry stop contacts")
+    done = reconcile(replace(observation(job, T0 + HOUR, status=blocked.status,
+                                         jobs=[finished_job(1, 1)]), deleting=True))
+    assert done.release_finalizer
+    assert done.status.last_run is not None
+    assert done.status.last_run.phase == RunPhase.SUCCEEDED
+
+
+def test_deletion_does_not_wait_for_a_job_that_is_gone() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    decision = reconcile(replace(observation(job, T0 + HOUR, status=running), deleting=True))
+    assert decision.create_job is None
+    assert decision.release_finalizer
+    assert decision.status.last_run is not None
+    assert decision.status.last_run.phase == RunPhase.FAILED

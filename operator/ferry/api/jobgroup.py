@@ -34,7 +34,7 @@ class FailurePolicy(StrEnum):
     """What a group run does when a member run does not succeed."""
 
     STOP_ON_FAILURE = "StopOnFailure"
-    """Stop at the first member that does not succeed; later members are Canceled."""
+    """Stop at the first member that does not succeed; later members are Skipped."""
     CONTINUE = "Continue"
     """Run every member; the group run is PartiallySucceeded if any failed."""
 
@@ -74,12 +74,38 @@ class JobGroupSpec(FerryModel):
     )
 
 
+class MemberPhase(StrEnum):
+    """Where one member stands in a group run.
+
+    The run phases, plus Skipped: the member was never asked to run (an earlier member
+    failed under StopOnFailure, the group run was stopped, or the member is suspended).
+    """
+
+    AWAITING_DEPENDENCY = "AwaitingDependency"
+    QUEUED = "Queued"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    SKIPPED = "Skipped"
+
+
 class MemberRun(FerryModel):
     """One member's part in a group run."""
 
     name: ResourceName = Field(description="ExportJob name.")
     run_id: RunId | None = Field(default=None, description="The member's run id, once created.")
-    phase: RunPhase = Field(description="The member run's phase (AwaitingDependency before it).")
+    phase: MemberPhase = Field(
+        description="AwaitingDependency (not reached yet), Queued (asked to run; waits for "
+        "the member or its data source), InProgress, Succeeded, PartiallySucceeded, Failed, "
+        "Canceled, or Skipped (never asked to run)."
+    )
+    requested_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the group asked the member to run; a job in two groups serves "
+        "the earlier request first.",
+    )
     started_at: AwareDatetime | None = Field(default=None, description="Start time.")
     finished_at: AwareDatetime | None = Field(default=None, description="End time.")
     message: Message | None = Field(default=None, description="Details, e.g. why it failed.")
@@ -95,6 +121,9 @@ class GroupRunStatus(FerryModel):
     number: int = Field(ge=1, description="Run number, counting from 1 per group.")
     trigger: Trigger = Field(description="schedule, manual, retry, catchup or backfill.")
     scheduled_for: AwareDatetime | None = Field(default=None, description="The slot, if scheduled.")
+    retry_of: RunId | None = Field(
+        default=None, description="For trigger retry: the group run it resumes."
+    )
     phase: RunPhase = Field(description="The group run's phase.")
     message: Message | None = Field(default=None, description="What the group run is doing.")
     started_by: ShortText | None = Field(default=None, description="User who requested it.")
@@ -112,6 +141,7 @@ class GroupHistoryEntry(FerryModel):
     number: int = Field(ge=1, description="Run number.")
     trigger: Trigger = Field(description="What started the group run.")
     scheduled_for: AwareDatetime | None = Field(default=None, description="The slot, if any.")
+    retry_of: RunId | None = Field(default=None, description="For retries: the run resumed.")
     started_at: AwareDatetime | None = Field(default=None, description="Start time.")
     finished_at: AwareDatetime | None = Field(default=None, description="End time.")
     duration_seconds: int | None = Field(default=None, ge=0, description="Duration.")
@@ -144,6 +174,11 @@ class JobGroupStatus(FerryModel):
         default=None, description="Last handled run/stop/retry request annotation values."
     )
     run_counter: int | None = Field(default=None, ge=0, description="Number of the latest run.")
+    last_scheduled_slot: AwareDatetime | None = Field(
+        default=None,
+        description="Newest schedule slot already decided (run, or recorded in missedRuns); "
+        "it never runs again. For schedule.once: the slot of its only run.",
+    )
     current_run: GroupRunStatus | None = Field(default=None, description="The active group run.")
     last_run: GroupHistoryEntry | None = Field(default=None, description="Latest finished run.")
     history: Annotated[list[GroupHistoryEntry], Field(max_length=MAX_HISTORY)] | None = Field(

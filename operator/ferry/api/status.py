@@ -19,6 +19,7 @@ MAX_BATCHES = 1000
 MAX_HISTORY = 100
 MAX_MISSED_RUNS = 20
 MAX_CONDITIONS = 16
+MAX_GROUP_RUNS = 20
 
 TRIGGER_PATTERN = (
     r"^(schedule|manual|retry|backfill|catchup|group:[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[0-9]+)$"
@@ -211,6 +212,20 @@ class HistoryEntry(FerryModel):
     started_by: ShortText | None = Field(default=None, description="User who requested it.")
 
 
+class GroupRunRecord(FerryModel):
+    """A JobGroup run this job answered: the run it started for it, if any.
+
+    Kept apart from history (which spec.historyLimit may trim) so that a group run is
+    never started twice and the group can always tell that its member answered.
+    """
+
+    group_run: RunId = Field(description="The group run, <group>.<number>.")
+    run_id: RunId | None = Field(
+        default=None, description="This job's run for it; absent if none was needed."
+    )
+    message: Message | None = Field(default=None, description="Why no run was needed.")
+
+
 class ExportJobStatus(FerryModel):
     """Observed state of an ExportJob, written only by the operator."""
 
@@ -259,6 +274,11 @@ class ExportJobStatus(FerryModel):
         default=None,
         description="Newest schedule slot already decided (run, or recorded in missedRuns). "
         "A slot at or before it never runs again, whatever restarts, DST or re-applies do.",
+    )
+    group_runs: Annotated[list[GroupRunRecord], Field(max_length=MAX_GROUP_RUNS)] | None = Field(
+        default=None,
+        description="JobGroup runs this job answered, newest first (at most 20); "
+        "see docs/groups.md.",
     )
     current_run: RunStatus | None = Field(default=None, description="The active run, if any.")
     last_run: HistoryEntry | None = Field(default=None, description="The most recent finished run.")

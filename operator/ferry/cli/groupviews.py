@@ -10,9 +10,9 @@ from ferry.api.jobgroup import (
     GroupRunStatus,
     JobGroup,
     JobGroupStatus,
+    MemberPhase,
     MemberRun,
 )
-from ferry.api.status import RunPhase
 from ferry.cli import render
 from ferry.cli.jobviews import RECENT_RUNS
 from ferry.cli.model import name_of
@@ -33,7 +33,7 @@ def members_done(members: list[MemberRun] | None) -> str:
     """``2/3 succeeded``."""
     if not members:
         return render.NONE
-    ok = sum(m.phase == RunPhase.SUCCEEDED for m in members)
+    ok = sum(m.phase == MemberPhase.SUCCEEDED for m in members)
     return f"{ok}/{len(members)} succeeded"
 
 

@@ -1,4 +1,4 @@
-"""kopf registrations: every watch event becomes "reconcile this ExportJob".
+"""kopf registrations: every watch event becomes "reconcile this ExportJob (or JobGroup)".
 
 The handlers only enqueue; the work queue's workers do the reconciling. kopf keeps
 no state of its own for event handlers (no progress or last-handled annotations),
@@ -15,13 +15,16 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client, config
 
-from ferry.constants import EXPORTJOB_PLURAL, GROUP, LABEL_JOB, VERSION
+from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, LABEL_JOB, VERSION
+from ferry.controller import metrics
+from ferry.controller.groupreconciler import GroupController
 from ferry.controller.reconciler import Controller
 from ferry.controller.registry import Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.jobspec import WorkerDefaults
 
 WORKERS = int(os.environ.get("FERRY_RECONCILE_WORKERS", "4"))
+GROUP_WORKERS = 2
 
 
 @kopf.on.startup()
@@ -45,7 +48,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
     )
     memo.controller = controller
+    memo.groups = GroupController(jobs=controller, registry=controller.groups)
+    if memo.get("metrics_port"):
+        metrics.serve(memo.metrics_port, controller.queue, controller.registry.queued)
     memo.tasks = [asyncio.create_task(controller.run_worker()) for _ in range(WORKERS)]
+    memo.tasks += [asyncio.create_task(memo.groups.run_worker()) for _ in range(GROUP_WORKERS)]
 
 
 @kopf.on.cleanup()
@@ -61,12 +68,31 @@ async def exportjob_changed(
     event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
     controller: Controller = memo.controller
-    if event["type"] == "DELETED":
+    deleted = event["type"] == "DELETED"
+    if controller.groups.member_changed(namespace, name, None if deleted else dict(body)):
+        for group in controller.groups.groups_of(namespace, name):
+            memo.groups.queue.add(group)
+    if deleted:
         controller.registry.forget(namespace, name)
         controller.queue.forget((namespace, name))
         return
     controller.registry.observe(namespace, name, dict(body))
     controller.queue.add((namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, JOBGROUP_PLURAL)  # type: ignore[arg-type]
+async def jobgroup_changed(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """Reconcile the group, and wake the members it asks something of."""
+    groups: GroupController = memo.groups
+    if event["type"] == "DELETED":
+        groups.registry.forget(namespace, name)
+        groups.queue.forget((namespace, name))
+        return
+    for member in groups.registry.observe(namespace, name, dict(body)):
+        groups.jobs.queue.add((namespace, member))
+    groups.queue.add((namespace, name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="watch all namespaces (the default)")
     parser.add_argument("--liveness", metavar="URL",
                         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on this port (e.g. 8000)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if options.verbose else logging.INFO,
@@ -35,5 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not options.namespace,
         namespaces=list(options.namespace),
         liveness_endpoint=options.liveness,
+        memo=kopf.Memo(metrics_port=options.metrics_port),
     ))
     return 0

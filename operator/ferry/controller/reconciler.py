@@ -25,6 +25,8 @@ from ferry.api.common import ConditionType
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus
 from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
+from ferry.controller import metrics
+from ferry.controller.groupregistry import GroupRegistry
 from ferry.controller.registry import Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import set_condition
@@ -54,6 +56,8 @@ class Controller:
     queue: WorkQueue
     registry: Registry
     worker: WorkerDefaults
+    groups: GroupRegistry = field(default_factory=GroupRegistry)
+    """What JobGroup runs ask of each job (see ferry.reconcile.groups)."""
     clock: Callable[[], dt.datetime] = utc_now
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     last_write: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -77,11 +81,13 @@ class Controller:
             try:
                 await self.reconcile(namespace, name)
             except ApiException as e:
+                metrics.RECONCILE_ERRORS.labels(f"api-{e.status}").inc()
                 level = logging.INFO if e.status == 409 else logging.WARNING
                 log.log(level, "reconcile %s/%s: API %s %s; retrying", namespace, name,
                         e.status, e.reason)
                 self.queue.add_after(key, 1.0 if e.status == 409 else 5.0)
             except Exception:
+                metrics.RECONCILE_ERRORS.labels("exception").inc()
                 log.exception("reconcile %s/%s failed; retrying in 10s", namespace, name)
                 self.queue.add_after(key, 10.0)
             finally:
@@ -129,6 +135,7 @@ class Controller:
                 now=now,
                 worker=self.worker,
                 deleting=deleting,
+                group_requests=self.groups.requests_for(namespace, name),
             )
             decision = reconcile(observation)
             await self.act(obj, status, decision)
@@ -164,6 +171,9 @@ class Controller:
         if new != old and self.should_write(namespace, name, old, new, decision):
             written = await self.write_status(obj, new)
             self.registry.observe(namespace, name, written)
+            if new.last_run is not None and (old.last_run is None or
+                                             old.last_run.id != new.last_run.id):
+                metrics.record_run(namespace, new.last_run)
         elif new != old:
             decision.requeue_after = min(decision.requeue_after or STATUS_WRITE_INTERVAL,
                                          STATUS_WRITE_INTERVAL)

@@ -59,6 +59,10 @@ class Registry:
     def forget(self, namespace: str, name: str) -> None:
         self._entries.pop((namespace, name), None)
 
+    def queued(self) -> int:
+        """Runs waiting for their data source, over all namespaces."""
+        return sum(e.phase == "Queued" for e in self._entries.values())
+
     def waiting_on(self, namespace: str, key: str) -> list[tuple[str, str]]:
         """Jobs whose queued run waits on ``key``."""
         return [(ns, n) for (ns, n), e in self._entries.items()

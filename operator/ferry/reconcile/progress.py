@@ -98,6 +98,17 @@ def _file_count(document: dict[str, Any] | None) -> int:
     return files if isinstance(files, int) and not isinstance(files, bool) else 0
 
 
+def estimated_total(batch_totals: list[int | None]) -> int | None:
+    """The run's expected rows: exact once every batch has counted its rows; before that,
+    the batches still pending are assumed to hold the average of those counted (time
+    slices of one window are alike), so percent and ETA show from the first count on."""
+    known = [t for t in batch_totals if t is not None]
+    if not known:
+        return None
+    missing = len(batch_totals) - len(known)
+    return sum(known) + round(missing * sum(known) / len(known))
+
+
 def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
     """Per-batch phases and run totals; ``batch_ids`` maps completion index -> batch index."""
     latest = _latest_by_index(job.pods)
@@ -106,7 +117,6 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         attempts[attempt.completion_index] = attempts.get(attempt.completion_index, 0) + 1
     statuses: list[BatchStatus] = []
     processed = byte_count = file_count = 0
-    total: int | None = 0
     failed_messages: dict[int, str] = {}
     for completion_index, batch in enumerate(batch_ids):
         pod = latest.get(completion_index)
@@ -132,7 +142,6 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         processed += records
         byte_count += _int(document, "bytes") or 0
         file_count += _file_count(document)
-        total = None if total is None or batch_total is None else total + batch_total
         statuses.append(
             BatchStatus(
                 index=batch,
@@ -148,6 +157,7 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
                 message=message,
             )
         )
+    total = estimated_total([s.records_total for s in statuses])
     counts = BatchCounts(
         total=len(statuses),
         pending=sum(s.phase == BatchPhase.PENDING for s in statuses),

@@ -24,7 +24,9 @@ from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, Miss
 from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
+    MAX_GROUP_RUNS,
     ExportJobStatus,
+    GroupRunRecord,
     HistoryEntry,
     JobPhase,
     RunPhase,
@@ -74,6 +76,23 @@ class QueueView:
 
 
 @dataclass(frozen=True)
+class GroupRequest:
+    """A JobGroup run that wants this job to run now, or (canceled) to stop that run.
+
+    The controller derives these from the groups' status (`groups.member_requests`):
+    the group asks, the job decides when it can run, so the job's own queue, schedule
+    and stop logic stay the only place that starts and stops its runs.
+    """
+
+    group_run: str
+    """The group run, ``<group>.<n>``; the job's run for it has trigger group:<group>.<n>."""
+    requested_at: dt.datetime | None = None
+    """When the group reached this job: of two groups asking, the earlier is served first."""
+    canceled: bool = False
+    """The group run was stopped: cancel this job's run for it."""
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything `reconcile` decides on; the controller gathers it, no I/O here."""
 
@@ -88,6 +107,7 @@ class Observation:
     now: dt.datetime
     worker: WorkerDefaults
     deleting: bool = False
+    group_requests: tuple[GroupRequest, ...] = ()
 
 
 @dataclass
@@ -193,11 +213,13 @@ class _Reconciler:
         if stop:
             self.handled.stop_requested_at = stop
             self.stop()
+        self.cancel_for_groups()
         self.observe_current_run()
         if self.obs.deleting:
             self.guard_deletion()
         else:
             self.handle_requests()
+            self.answer_group_request()
             if problem is None:
                 self.follow_schedule()
             self.start_queued_run()
@@ -237,16 +259,55 @@ class _Reconciler:
             self.event("Warning", "NothingToStop",
                        "stop requested but no run is queued or in progress")
             return
+        self.cancel(run, "stopped by request (ferry.dev/stop-requested-at)")
+
+    def cancel(self, run: RunStatus, message: str) -> None:
         job = self.job_for(run.number) if run.job_name else None
         if job is not None and not job.finished:
             self.decision.delete_jobs.append(job.name)
-        self.finish(run, RunPhase.CANCELED, "stopped by request (ferry.dev/stop-requested-at)")
+        self.finish(run, RunPhase.CANCELED, message)
+
+    def cancel_for_groups(self) -> None:
+        """A stopped group run stops this job's run for it (docs/groups.md)."""
+        run = self.status.current_run
+        if run is None:
+            return
+        for request in self.obs.group_requests:
+            if request.canceled and run.trigger == f"group:{request.group_run}":
+                self.cancel(run, f"group run {request.group_run} was stopped")
+                return
+
+    def answer_group_request(self) -> None:
+        """Start the run a group run asks for, once per group run, when this job is free.
+
+        While this job has a run of its own the request waits (the group shows the member
+        Queued); a suspended job never answers (the group skips it). The answer is recorded
+        in status.groupRuns in the same status write as the new run, so a restart never
+        starts a second run for the same group run.
+        """
+        answered = {r.group_run for r in self.status.group_runs or []}
+        waiting = sorted(
+            (r for r in self.obs.group_requests if not r.canceled and r.group_run not in answered),
+            key=lambda r: (r.requested_at or self.obs.created_at, r.group_run))
+        if not waiting or self.status.current_run is not None or self.spec.suspend:
+            return
+        request = waiting[0]
+        self.new_run(f"group:{request.group_run}", self.now, None)
+        run = self.status.current_run
+        record = GroupRunRecord(
+            group_run=request.group_run, run_id=run.id if run else None,
+            message=None if run else "nothing to export: the incremental window is empty")
+        self.status.group_runs = [record, *(self.status.group_runs or [])][:MAX_GROUP_RUNS]
 
     def observe_current_run(self) -> None:
         run = self.status.current_run
         if run is None or run.phase != RunPhase.IN_PROGRESS:
             return
         job = self.job_for(run.number)
+        if (job is None or job.deleting) and self.obs.deleting:
+            self.finish(run, RunPhase.FAILED,
+                        f"Job {run.job_name} was deleted with the ExportJob before the run ended")
+            return
         if job is None or job.deleting:
             self.decision.create_job = self.job_manifest(run)
             self.requeue(PROGRESS_POLL_SECONDS)

@@ -157,12 +157,6 @@ class BatchReader:
         plan_doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
         return int(plan_doc[0]["Plan"]["Plan Rows"])
 
-    def statement(self, columns: list[ColumnInfo]) -> str:
-        """The COPY statement with parameters bound client-side (for logs and tests)."""
-        query, params = batch_sql.copy_statement(self._plan, [c.name for c in columns])
-        with ClientCursor(self.conn) as cur:
-            return cur.mogrify(query, params)
-
     def rows(self, columns: list[ColumnInfo], chunk_bytes: int) -> Iterator[list[bytes]]:
         """Yield lists of whole COPY rows totalling about ``chunk_bytes`` each.
 

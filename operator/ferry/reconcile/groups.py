@@ -1,0 +1,479 @@
+"""The JobGroup state machine: one pure function from what is observed to the group status.
+
+A group never creates Jobs. Its status says which member should run now
+(``currentRun.memberIndex``, that member Queued); the ExportJob reconciler of that member
+reads this as a `GroupRequest` (see `member_requests`) and starts a run with trigger
+``group:<group>.<n>`` through its usual per-source queue. The group then follows that run
+in the member's own status (its current run, its history, its ``groupRuns`` record) and
+moves on when it has ended. Everything is recomputed from observations on every pass, so
+an operator restart or a lost event changes nothing: the next pass reaches the same
+decision. The interplay rules are in docs/groups.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, MissedRunReason
+from ferry.api.jobgroup import (
+    FailurePolicy,
+    GroupHistoryEntry,
+    GroupRunStatus,
+    JobGroupSpec,
+    JobGroupStatus,
+    MemberPhase,
+    MemberRun,
+)
+from ferry.api.status import (
+    GroupRunRecord,
+    HistoryEntry,
+    JobPhase,
+    RunPhase,
+    RunStatus,
+)
+from ferry.constants import (
+    ANNOTATION_RETRY_REQUESTED_AT,
+    ANNOTATION_RUN_REQUESTED_AT,
+    ANNOTATION_STOP_REQUESTED_AT,
+)
+from ferry.reconcile import scheduling
+from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.runs import MAX_MISSED_RUNS, Event, GroupRequest, new_request
+
+FOLLOW_POLL_SECONDS = 30.0
+"""Safety net while a member runs: member status changes enqueue the group anyway."""
+
+FINISHED_MEMBER_PHASES = frozenset({
+    MemberPhase.SUCCEEDED, MemberPhase.PARTIALLY_SUCCEEDED, MemberPhase.FAILED,
+    MemberPhase.CANCELED, MemberPhase.SKIPPED,
+})
+NOT_SUCCEEDED = frozenset({
+    MemberPhase.PARTIALLY_SUCCEEDED, MemberPhase.FAILED, MemberPhase.CANCELED,
+})
+"""Member results the failure policy reacts to (Skipped is a decision, not a failure)."""
+RETRYABLE = frozenset({RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.CANCELED})
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """What the group needs of one member ExportJob (from a fresh GET)."""
+
+    suspend: bool = False
+    deleting: bool = False
+    current_run: RunStatus | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    group_runs: tuple[GroupRunRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupObservation:
+    """Everything `reconcile_group` decides on; a member absent from ``members`` is missing."""
+
+    name: str
+    generation: int
+    created_at: dt.datetime
+    annotations: dict[str, str]
+    spec: JobGroupSpec
+    status: JobGroupStatus
+    members: dict[str, MemberView]
+    now: dt.datetime
+
+
+@dataclass
+class GroupDecision:
+    """What the controller must do: write `status`, post events, maybe delete the group."""
+
+    status: JobGroupStatus
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    delete_self: bool = False
+
+
+def trigger_of(group_run: str) -> str:
+    """The trigger a member's run carries for group run ``group_run`` (``<group>.<n>``)."""
+    return f"group:{group_run}"
+
+
+def member_requests(status: JobGroupStatus | None) -> list[tuple[str, GroupRequest]]:
+    """(member name, request) pairs this group status makes of its members.
+
+    The current run asks its current member to run; every finished, Canceled group run
+    still in history asks the members it canceled to cancel their run for it. A cancel
+    request is harmless to a member whose current run is not that group run's, so it may
+    stay as long as the history keeps it; only a positive request ever stops a run, never
+    the absence of one (which is what an operator that has not listed every group yet sees).
+    """
+    if status is None:
+        return []
+    requests: list[tuple[str, GroupRequest]] = []
+    run = status.current_run
+    if run is not None and run.members and run.member_index is not None and \
+            run.member_index < len(run.members):
+        member = run.members[run.member_index]
+        if member.phase in (MemberPhase.QUEUED, MemberPhase.IN_PROGRESS):
+            requested = member.requested_at or run.started_at
+            requests.append((member.name, GroupRequest(run.id, requested)))
+    for entry in status.history or []:
+        if entry.phase != RunPhase.CANCELED:
+            continue
+        requests += [(m.name, GroupRequest(entry.id, m.requested_at, canceled=True))
+                     for m in entry.members or [] if m.phase == MemberPhase.CANCELED]
+    return requests
+
+
+def _group_result(members: list[MemberRun], policy: FailurePolicy) -> tuple[RunPhase, str]:
+    """The phase and summary of a group run whose members all ended."""
+    counts = {phase: [m.name for m in members if m.phase == phase] for phase in MemberPhase}
+    ok = counts[MemberPhase.SUCCEEDED]
+    summary = f"{len(ok)} of {len(members)} members succeeded"
+    details = [f"{phase.value.lower()}: {', '.join(names)}" for phase, names in counts.items()
+               if names and phase != MemberPhase.SUCCEEDED]
+    if details:
+        summary += "; " + "; ".join(details)
+    if len(ok) == len(members):
+        return RunPhase.SUCCEEDED, summary
+    bad = [m for m in members if m.phase in NOT_SUCCEEDED]
+    if bad and policy == FailurePolicy.STOP_ON_FAILURE:
+        return RunPhase.FAILED, f'stopped at member "{bad[0].name}": {summary}'
+    if not ok and not counts[MemberPhase.PARTIALLY_SUCCEEDED]:
+        return RunPhase.FAILED, summary
+    return RunPhase.PARTIALLY_SUCCEEDED, summary
+
+
+class _GroupReconciler:
+    """One pass over one group; a class only to share the observation between steps."""
+
+    def __init__(self, obs: GroupObservation) -> None:
+        self.obs = obs
+        self.now = obs.now
+        self.spec = obs.spec
+        self.status = obs.status.model_copy(deep=True)
+        self.decision = GroupDecision(status=self.status)
+        self.handled = self.status.last_handled or LastHandledRequests()
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.decision.events.append(Event(type_, reason, message))
+
+    def requeue(self, seconds: float) -> None:
+        current = self.decision.requeue_after
+        self.decision.requeue_after = seconds if current is None else min(current, seconds)
+
+    def missing_members(self) -> list[str]:
+        members = self.obs.members
+        return [m for m in self.spec.members if m not in members or members[m].deleting]
+
+    # --- the pass ----------------------------------------------------------------------
+
+    def run(self) -> GroupDecision:
+        problem = self.schedule_problem()
+        missing = self.missing_members()
+        stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
+                           self.handled.stop_requested_at)
+        if stop:
+            self.handled.stop_requested_at = stop
+            self.stop()
+        self.advance()
+        self.handle_requests(missing)
+        if problem is None:
+            self.follow_schedule(missing)
+        self.advance()
+        self.finish_status(problem, missing)
+        self.expire()
+        return self.decision
+
+    def schedule_problem(self) -> scheduling.InvalidScheduleError | None:
+        if self.spec.schedule is None:
+            return None
+        try:
+            scheduling.check_schedule(self.spec.schedule)
+        except scheduling.InvalidScheduleError as e:
+            return e
+        return None
+
+    def stop(self) -> None:
+        run = self.status.current_run
+        if run is None:
+            self.event("Warning", "NothingToStop", "stop requested but no group run is active")
+            return
+        for member in run.members or []:
+            if member.phase in (MemberPhase.QUEUED, MemberPhase.IN_PROGRESS):
+                member.phase = MemberPhase.CANCELED
+                member.finished_at = self.now
+                member.message = "stopped by request (ferry.dev/stop-requested-at)"
+            elif member.phase == MemberPhase.AWAITING_DEPENDENCY:
+                member.phase = MemberPhase.SKIPPED
+                member.message = "the group run was stopped"
+        self.finish(run, RunPhase.CANCELED, "stopped by request (ferry.dev/stop-requested-at)")
+
+    # --- following the members -----------------------------------------------------------
+
+    def advance(self) -> None:
+        """Follow the current member; when it has ended, apply the policy and move on."""
+        run = self.status.current_run
+        while run is not None and run.members and run.member_index is not None:
+            member = run.members[run.member_index]
+            self.follow(run, member)
+            if member.phase not in FINISHED_MEMBER_PHASES:
+                self.describe_waiting(run, member)
+                self.requeue(FOLLOW_POLL_SECONDS)
+                return
+            following = run.member_index + 1
+            stop_here = member.phase in NOT_SUCCEEDED and \
+                self.spec.failure_policy == FailurePolicy.STOP_ON_FAILURE
+            if stop_here or following == len(run.members):
+                for later in run.members[following:]:
+                    later.phase = MemberPhase.SKIPPED
+                    later.message = f'member "{member.name}" did not succeed (StopOnFailure)'
+                phase, message = _group_result(run.members, self.spec.failure_policy)
+                self.finish(run, phase, message)
+                return
+            run.member_index = following
+            self.request(run.members[following])
+
+    def request(self, member: MemberRun) -> None:
+        member.phase = MemberPhase.QUEUED
+        member.requested_at = self.now
+        member.message = None
+
+    def follow(self, run: GroupRunStatus, member: MemberRun) -> None:
+        """Update ``member`` from the member ExportJob's own status."""
+        if member.phase in FINISHED_MEMBER_PHASES:
+            return
+        view = self.obs.members.get(member.name)
+        if view is None:
+            self.end_member(member, MemberPhase.FAILED, f'member "{member.name}" not found')
+            return
+        trigger = trigger_of(run.id)
+        record = next((r for r in view.group_runs if r.group_run == run.id), None)
+        current = view.current_run
+        if current is not None and current.trigger == trigger:
+            member.run_id = current.id
+            member.phase = MemberPhase(current.phase.value)
+            member.started_at = current.started_at
+            member.message = current.message
+            return
+        entry = next((h for h in view.history if h.trigger == trigger), None)
+        if entry is not None:
+            member.run_id = entry.id
+            member.started_at = entry.started_at
+            self.end_member(member, MemberPhase(entry.phase.value), entry.message,
+                            entry.finished_at)
+        elif record is not None and record.run_id is None:
+            self.end_member(member, MemberPhase.SUCCEEDED, record.message)
+        elif record is not None:
+            self.end_member(member, MemberPhase.FAILED,
+                            f"the result of run {record.run_id} is no longer in the member's "
+                            "history: raise its spec.historyLimit")
+        elif view.deleting:
+            self.end_member(member, MemberPhase.FAILED, f'member "{member.name}" is being deleted')
+        elif view.suspend:
+            self.end_member(member, MemberPhase.SKIPPED,
+                            f'member "{member.name}" is suspended (spec.suspend: true): skipped')
+        elif current is not None:
+            member.phase = MemberPhase.QUEUED
+            member.message = f"waiting for the member's run {current.id} ({current.trigger}) " \
+                             "to end"
+        else:
+            member.phase = MemberPhase.QUEUED
+            member.message = "waiting for the member to start its run"
+
+    def end_member(self, member: MemberRun, phase: MemberPhase, message: str | None,
+                   finished_at: dt.datetime | None = None) -> None:
+        member.phase = phase
+        member.message = message
+        member.finished_at = finished_at or self.now
+
+    def describe_waiting(self, run: GroupRunStatus, member: MemberRun) -> None:
+        index = (run.member_index or 0) + 1
+        run.phase = RunPhase.QUEUED if member.phase == MemberPhase.QUEUED else \
+            RunPhase.IN_PROGRESS
+        run.message = f'member {index}/{len(run.members or [])} "{member.name}" is ' \
+                      f"{member.phase.value}" + (f": {member.message}" if member.message else "")
+
+    def finish(self, run: GroupRunStatus, phase: RunPhase, message: str) -> None:
+        started = run.started_at
+        entry = GroupHistoryEntry(
+            id=run.id, number=run.number, trigger=run.trigger, scheduled_for=run.scheduled_for,
+            retry_of=run.retry_of, started_at=started, finished_at=self.now,
+            duration_seconds=int((self.now - started).total_seconds()) if started else None,
+            phase=phase, members=run.members, message=message[:4000],
+            started_by=run.started_by,
+        )
+        self.status.history = [entry, *(self.status.history or [])][: self.spec.history_limit]
+        self.status.last_run = entry
+        self.status.current_run = None
+        kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
+        self.event(kind, phase.value, f"group run {run.id} {phase.value}: {message}")
+
+    # --- starting group runs -------------------------------------------------------------
+
+    def handle_requests(self, missing: list[str]) -> None:
+        annotations = self.obs.annotations
+        retry = new_request(annotations, ANNOTATION_RETRY_REQUESTED_AT,
+                            self.handled.retry_requested_at)
+        run_now = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT,
+                              self.handled.run_requested_at)
+        if retry:
+            self.handled.retry_requested_at = retry
+            self.retry(missing)
+        if run_now:
+            self.handled.run_requested_at = run_now
+            refusal = self.refusal(missing)
+            if refusal:
+                self.event("Warning", "RunRequestRejected", refusal)
+            else:
+                self.new_run("manual", self.now,
+                             started_by=annotations.get("ferry.dev/requested-by"))
+
+    def refusal(self, missing: list[str]) -> str | None:
+        """Why no group run can start now, if it cannot."""
+        run = self.status.current_run
+        if run is not None:
+            return f"group run {run.id} is {run.phase.value}: request a run again after it " \
+                   "ends, or stop it first"
+        if missing:
+            return self.missing_message(missing) + ": no group run started"
+        return None
+
+    def retry(self, missing: list[str]) -> None:
+        last = self.status.last_run
+        refusal = self.refusal(missing)
+        if last is None or last.phase not in RETRYABLE:
+            refusal = refusal or ("nothing to retry: the last group run succeeded" if last else
+                                  "nothing to retry: the group has not run yet")
+        if refusal is not None or last is None:
+            self.event("Warning", "RetryRejected", str(refusal))
+            return
+        previous = last.members or []
+        first = next((i for i, m in enumerate(previous) if m.phase != MemberPhase.SUCCEEDED),
+                     len(previous))
+        carried = [m.model_copy(update={"message": f"succeeded in group run {last.id}"})
+                   for m in previous[:first]]
+        self.new_run("retry", self.now, retry_of=last.id, carried=carried)
+
+    def follow_schedule(self, missing: list[str]) -> None:
+        schedule = self.spec.schedule
+        if schedule is None:
+            return
+        due = scheduling.due_slots(schedule, self.status.last_scheduled_slot, self.now,
+                                   not_before=self.obs.created_at)
+        if due.next_fire is not None:
+            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
+        if self.status.current_run is not None and due.run_slots:
+            self.requeue(FOLLOW_POLL_SECONDS)
+            return
+        missed = [s.to_missed_run() for s in due.skipped_slots]
+        held = None
+        if self.spec.suspend and schedule.once is None:
+            held = (MissedRunReason.SUSPENDED, "spec.suspend was true")
+        elif missing:
+            held = (MissedRunReason.SKIPPED, self.missing_message(missing))
+        if held is not None:
+            missed += [MissedRun(scheduled_for=s, reason=held[0], message=held[1])
+                       for s in due.run_slots]
+            decided = due.last_decided
+        elif due.run_slots:
+            decided = slot = due.run_slots[0]
+            self.new_run("schedule" if slot >= self.now - scheduling.ON_TIME_GRACE
+                         else "catchup", slot)
+        else:
+            decided = due.last_decided
+        if decided is not None:
+            self.status.last_scheduled_slot = decided
+        if missed:
+            merged = sorted([*missed, *(self.status.missed_runs or [])],
+                            key=lambda m: m.scheduled_for, reverse=True)
+            self.status.missed_runs = merged[:MAX_MISSED_RUNS]
+
+    def new_run(self, trigger: str, slot: dt.datetime, started_by: str | None = None,
+                retry_of: str | None = None, carried: list[MemberRun] | None = None) -> None:
+        """Start a group run; it keeps the member list it started with until it ends."""
+        carried = carried or []
+        number = (self.status.run_counter or 0) + 1
+        self.status.run_counter = number
+        members = [*carried, *(MemberRun(name=m, phase=MemberPhase.AWAITING_DEPENDENCY)
+                               for m in self.spec.members[len(carried):])]
+        run = GroupRunStatus(
+            id=f"{self.obs.name}.{number}", number=number, trigger=trigger,
+            scheduled_for=slot, retry_of=retry_of, phase=RunPhase.QUEUED,
+            started_by=started_by, started_at=self.now, member_index=len(carried),
+            members=members,
+        )
+        self.status.current_run = run
+        self.request(members[len(carried)])
+        self.event("Normal", "Started", f"group run {run.id} started ({trigger})")
+
+    # --- status --------------------------------------------------------------------------
+
+    @staticmethod
+    def missing_message(missing: list[str]) -> str:
+        names = ", ".join(f'"{m}"' for m in missing)
+        return f"member {names} not found" if len(missing) == 1 else \
+            f"members {names} not found"
+
+    def finish_status(self, problem: scheduling.InvalidScheduleError | None,
+                      missing: list[str]) -> None:
+        status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
+        status.observed_generation = generation
+        status.last_handled = self.handled
+        schedule = spec.schedule
+        status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
+        once_done = schedule is not None and schedule.once is not None and \
+            status.last_scheduled_slot is not None
+        if schedule is not None and problem is None and not spec.suspend and not once_done:
+            upcoming = scheduling.upcoming(schedule, now, not_before=self.obs.created_at)
+            zone = scheduling.display_zone(schedule)
+            status.upcoming_runs = [t.astimezone(zone) for t in upcoming] or None
+            status.next_run_at = upcoming[0] if upcoming else None
+        else:
+            status.upcoming_runs = None
+            status.next_run_at = None
+        run = status.current_run
+        status.current = f"{(run.member_index or 0) + 1}/{len(run.members or [])}" \
+            if run is not None else None
+        status.phase = self.phase()
+        if problem is not None:
+            ready = (False, problem.reason, str(problem))
+        elif missing:
+            ready = (False, "MemberNotFound", self.missing_message(missing))
+        else:
+            ready = (True, "Valid", "every member exists and the schedule is valid")
+        conditions = set_condition(status.conditions, ConditionType.READY, ready[0], ready[1],
+                                   ready[2], now, generation)
+        conditions = set_condition(
+            conditions, ConditionType.RUNNING, run is not None,
+            run.phase.value if run else "Idle",
+            f"group run {run.id} is {run.phase.value}" if run else "no group run is active",
+            now, generation)
+        suspended = (True, "SpecSuspend", "spec.suspend is true: no new scheduled group runs") \
+            if spec.suspend else (False, "Active", "scheduled group runs are enabled")
+        status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
+                                          suspended[1], suspended[2], now, generation)
+
+    def phase(self) -> JobPhase:
+        run, status = self.status.current_run, self.status
+        if run is not None:
+            return JobPhase(run.phase.value)
+        if self.spec.suspend:
+            return JobPhase.SUSPENDED
+        if status.last_run is not None:
+            return JobPhase(status.last_run.phase.value)
+        if status.next_run_at is not None:
+            return JobPhase.SCHEDULED
+        return JobPhase.DRAFTED
+
+    def expire(self) -> None:
+        expires = self.spec.expires_at
+        if expires is None:
+            return
+        if expires > self.now:
+            self.requeue((expires - self.now).total_seconds())
+        elif self.status.current_run is None:
+            self.decision.delete_self = True
+            self.event("Normal", "Expired", f"spec.expiresAt {expires.isoformat()} has passed")
+
+
+def reconcile_group(obs: GroupObservation) -> GroupDecision:
+    """Decide the status of one JobGroup at ``obs.now``."""
+    return _GroupReconciler(obs).run()
