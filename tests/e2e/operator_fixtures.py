@@ -84,22 +84,24 @@ class OperatorProcess:
         self.process.wait(10)
 
 
-def start_operator(kubeconfig: str, log: Path) -> OperatorProcess:
+def start_operator(kubeconfig: str, log: Path, namespace: str) -> OperatorProcess:
+    """The operator watching one test namespace, so that test modules (and developers
+    running suites side by side on one cluster) never share an operator's decisions."""
     env = {**os.environ, "KUBECONFIG": kubeconfig, "FERRY_WORKER_IMAGE": "ferry-worker:e2e",
            "FERRY_WORKER_SERVICE_ACCOUNT": WORKER_SA}
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "ferry-operator"), "--verbose"],
+            [str(ROOT / ".venv" / "bin" / "ferry-operator"), "--verbose", "-n", namespace],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return OperatorProcess(process, log)
 
 
 @pytest.fixture(scope="module")
-def operator(operator_kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[OperatorProcess]:
+def operator(operator_kubeconfig: str, namespace: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    running = start_operator(operator_kubeconfig, log)
+    running = start_operator(operator_kubeconfig, log, namespace)
     yield running
     if running.process.poll() is None:
         running.process.terminate()

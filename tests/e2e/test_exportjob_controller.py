@@ -194,7 +194,7 @@ def test_operator_killed_mid_run_converges_without_a_second_job(
     wait_until(lambda: (get(kubectl, ns, "exportjob/restart").get("status") or {})
                .get("currentRun"), what="the run to start")
     operator.kill()
-    replacement = start_operator(operator_kubeconfig, operator.log)
+    replacement = start_operator(operator_kubeconfig, operator.log, ns)
     try:
         entry = wait_until(lambda: last_run(kubectl, ns, "restart"), what="the run to end")
         assert entry["phase"] == "Succeeded"
