@@ -205,3 +205,144 @@ def test_operator_killed_mid_run_converges_without_a_second_job(
         assert jobs == ["restart-1"]
     finally:
         operator.process = replacement.process
+
+
+@pytest.fixture(scope="module")
+def throttled_view(pg_db: str, source_table: list[tuple[Any, ...]]) -> str:
+    """`throttled`: the interactions at ~30 ms a row when exported, while COUNT(*) stays
+    instant (a STABLE function the planner drops when the column is not read)."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION slow_text(i bigint) RETURNS text STABLE LANGUAGE plpgsql "
+                     "AS $$ BEGIN PERFORM pg_sleep(0.03); RETURN repeat(i::text, 2000); END $$")
+        conn.execute("CREATE VIEW throttled AS SELECT id, created_at, slow_text(id) AS payload "
+                     "FROM interactions")
+    return "throttled"
+
+
+def printer_columns(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
+    lines = kubectl("get", "exportjob", name, "-n", namespace).stdout.splitlines()
+    header = lines[0]
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = [*starts[1:], None]
+    return {header[s:e].strip(): lines[1][s:e].strip() for s, e in zip(starts, bounds,
+                                                                        strict=True)}
+
+
+def test_progress_and_eta_show_in_kubectl_get_while_running(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    throttled_view: str,
+) -> None:
+    ns = wiring.namespace
+    manifest = export_job("progress", wiring, s3)
+    manifest["spec"]["source"]["table"] = throttled_view
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    request(kubectl, ns, "progress", ANNOTATION_RUN_REQUESTED_AT)
+
+    columns = wait_until(
+        lambda: (c := printer_columns(kubectl, ns, "progress"))["PHASE"] == "InProgress"
+        and "%" in c["PROGRESS"] and c["ETA"] and c, what="progress with a percent and ETA")
+
+    percent = int(columns["PROGRESS"].split("%")[0])
+    assert 0 <= percent < 100
+    assert columns["PROGRESS"].endswith("/500")
+    entry = wait_until(lambda: last_run(kubectl, ns, "progress"), what="the run to end")
+    assert (entry["phase"], entry["records"]) == ("Succeeded", ROWS)
+
+
+def test_runs_on_one_source_queue_one_after_the_other(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    throttled_view: str,
+) -> None:
+    ns = wiring.namespace
+    for name in ("first", "second"):
+        manifest = export_job(name, wiring, s3)
+        manifest["spec"]["source"]["table"] = throttled_view
+        kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    request(kubectl, ns, "first", ANNOTATION_RUN_REQUESTED_AT)
+    wait_until(lambda: ((get(kubectl, ns, "exportjob/first").get("status") or {})
+                        .get("currentRun") or {}).get("phase") == "InProgress",
+               what="the first run to start")
+    request(kubectl, ns, "second", ANNOTATION_RUN_REQUESTED_AT)
+
+    queued = wait_until(lambda: (get(kubectl, ns, "exportjob/second").get("status") or {})
+                        .get("currentRun"), what="the second run to be recorded")
+    assert (queued["phase"], queued["blockedBy"], queued["queuePosition"]) == (
+        "Queued", "first.1", 1)
+    assert queued["message"] == "waiting for run first.1 on the same data source"
+    assert get(kubectl, ns, "exportjob/second")["status"]["phase"] == "Queued"
+
+    second = wait_until(lambda: last_run(kubectl, ns, "second"), what="the second run",
+                        timeout=180)
+    first = last_run(kubectl, ns, "first")
+    assert first is not None
+    assert (first["phase"], second["phase"]) == ("Succeeded", "Succeeded")
+    assert second["startedAt"] >= first["finishedAt"]
+
+
+def test_deleting_waits_for_the_run_in_progress(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    throttled_view: str,
+) -> None:
+    ns = wiring.namespace
+    manifest = export_job("doomed", wiring, s3)
+    manifest["spec"]["source"]["table"] = throttled_view
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    request(kubectl, ns, "doomed", ANNOTATION_RUN_REQUESTED_AT)
+    wait_until(lambda: ((get(kubectl, ns, "exportjob/doomed").get("status") or {})
+                        .get("currentRun") or {}).get("phase") == "InProgress",
+               what="the run to start")
+
+    kubectl("delete", "exportjob/doomed", "-n", ns, "--wait=false")
+
+    blocked = wait_until(lambda: [e for e in get(kubectl, ns, "events")["items"]
+                                  if e["reason"] == "DeletionBlocked"], what="the event")
+    assert blocked[0]["message"] == (
+        "deletion waits for run doomed.1 to end; to delete now, stop it: "
+        "kubectl ferry stop doomed")
+    still = get(kubectl, ns, "exportjob/doomed")
+    assert still["metadata"]["deletionTimestamp"]
+    wait_until(lambda: kubectl("get", "exportjob/doomed", "-n", ns, check=False).returncode,
+               what="the ExportJob to go once its run ended", timeout=180)
+    wait_until(lambda: not [j for j in get(kubectl, ns, "jobs")["items"]
+                            if j["metadata"]["labels"][LABEL_JOB] == "doomed"],
+               what="its Job to be garbage-collected", timeout=60)
+
+
+def test_an_expired_job_deletes_itself(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+) -> None:
+    ns = wiring.namespace
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)).isoformat()
+    manifest = export_job("ephemeral", wiring, s3, expiresAt=expires)
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    wait_until(lambda: kubectl("get", "exportjob/ephemeral", "-n", ns, check=False).returncode,
+               what="the ExportJob to delete itself", timeout=60)
+    events = [e["reason"] for e in get(kubectl, ns, "events")["items"]
+              if e["involvedObject"]["name"] == "ephemeral"]
+    assert "Expired" in events
+
+
+def test_a_cron_schedule_runs_on_its_slot_with_its_window(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[tuple[Any, ...]],
+) -> None:
+    ns = wiring.namespace
+    manifest = export_job("every-minute", wiring, s3,
+                          schedule={"cron": {"expression": "* * * * *"}},
+                          timeframe={"relative": {"last": "1h"}})
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    status = wait_until(lambda: get(kubectl, ns, "exportjob/every-minute").get("status"),
+                        what="the first reconcile")
+    assert status["scheduleSummary"] == "cron * * * * * UTC"
+    assert len(status["upcomingRuns"]) == 3
+
+    entry = wait_until(lambda: last_run(kubectl, ns, "every-minute"), timeout=150,
+                       what="the scheduled run")
+
+    slot = dt.datetime.fromisoformat(entry["scheduledFor"].replace("Z", "+00:00"))
+    assert (slot.second, slot.microsecond) == (0, 0)
+    assert entry["trigger"] == "schedule"
+    assert entry["window"] == {
+        "from": (slot - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+        "to": entry["scheduledFor"]}
+    assert entry["phase"] == "Succeeded"

@@ -91,7 +91,11 @@ def _int(document: dict[str, Any] | None, key: str) -> int | None:
 
 
 def _file_count(document: dict[str, Any] | None) -> int:
-    """Progress annotations count files; termination messages may list them."""
+    """Progress annotations count files; termination messages count them in fileCount
+    and list at most those that fit in 4 KiB."""
+    count = (document or {}).get("fileCount")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count
     files = (document or {}).get("files")
     if isinstance(files, list):
         return len(files)
