@@ -321,3 +321,20 @@ def test_deletion_does_not_wait_for_a_job_that_is_gone() -> None:
     assert decision.release_finalizer
     assert decision.status.last_run is not None
     assert decision.status.last_run.phase == RunPhase.FAILED
+
+
+def test_an_expired_job_starts_no_run_even_when_due() -> None:
+    job = spec().once().set("expiresAt", "2026-11-21T00:00:00Z").build()
+    decision = reconcile(observation(job, T0))
+    assert decision.status.current_run is None
+    assert decision.create_job is None
+    assert decision.delete_self
+
+
+def test_a_forbidden_scheduled_run_is_recorded_as_missed() -> None:
+    job = spec().hourly().set("concurrency", {"policy": "Forbid"}).build()
+    decision = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="orders.7"),
+                                     created_at=T0 + dt.timedelta(minutes=30)))
+    assert [(m.scheduled_for, m.reason, m.message)
+            for m in decision.status.missed_runs or []] == [
+        (T0 + HOUR, "ConcurrencyForbidden", "orders.7 held the data source")]

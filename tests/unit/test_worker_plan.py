@@ -129,3 +129,31 @@ def test_secrets() -> None:
         load_secrets({"FERRY_SOURCE_DSN": "host=x", "AWS_ACCESS_KEY_ID": "a"})
     secrets = load_secrets({"FERRY_SOURCE_DSN": "host=x"})
     assert secrets.aws_access_key_id is None
+
+
+SLICED: dict[str, Any] = {
+    **{k: v for k, v in BASE.items() if k not in ("window", "batchCount")},
+    "batchCount": 8,
+    "slices": [
+        {"batchIndex": 2, "window": {"column": "created_at", "from": "2024-01-01T00:00:00Z",
+                                     "to": "2024-01-01T06:00:00Z"}},
+        {"batchIndex": 5, "window": {"column": "created_at", "from": "2024-01-01T06:00:00Z"}},
+    ],
+}
+
+
+def test_slice_is_picked_by_completion_index() -> None:
+    plan = parse_plan(SLICED, {"JOB_COMPLETION_INDEX": "1"})
+    assert plan.batch_index == 5
+    assert plan.window is not None and plan.window.end is None
+    assert plan.window.start == dt.datetime(2024, 1, 1, 6, tzinfo=dt.UTC)
+    assert parse_plan(SLICED, {}, batch_index=0).batch_index == 2  # position in slices
+
+
+def test_slice_selection_and_validation_errors() -> None:
+    with pytest.raises(ConfigError, match=r"plan\.slices: has 2 entries; no slice for index 2"):
+        parse_plan(SLICED, {"JOB_COMPLETION_INDEX": "2"})
+    with pytest.raises(ConfigError, match=r"plan.slices\[0\].extra: unknown field"):
+        parse_plan({**SLICED, "slices": [{"batchIndex": 0, "extra": 1}]}, {})
+    with pytest.raises(ConfigError, match=r"plan\.slices: must be a non-empty list"):
+        parse_plan({**SLICED, "slices": []}, {})

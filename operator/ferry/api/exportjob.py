@@ -166,8 +166,8 @@ class ExportJobSpec(FerryModel):
     suspend: bool = Field(
         default=False,
         description="true: start no new scheduled runs (a running run continues; stop it "
-        "with ferry.dev/stop-requested-at). Missed slots follow schedule.missedRunPolicy "
-        "on resume.",
+        "with ferry.dev/stop-requested-at). Slots that pass while suspended are recorded in "
+        "status.missedRuns (reason Suspended) and are not run on resume.",
     )
     output: Output
     batching: Batching | None = Field(

@@ -346,11 +346,11 @@ class _GroupReconciler:
             self.event("Warning", "RetryRejected", str(refusal))
             return
         previous = last.members or []
-        first = next((i for i, m in enumerate(previous) if m.phase != MemberPhase.SUCCEEDED),
-                     len(previous))
+        first = next((i for i, m in enumerate(previous) if m.phase != MemberPhase.SUCCEEDED), 0)
         carried = [m.model_copy(update={"message": f"succeeded in group run {last.id}"})
                    for m in previous[:first]]
-        self.new_run("retry", self.now, retry_of=last.id, carried=carried)
+        self.new_run("retry", self.now, retry_of=last.id, carried=carried,
+                     names=[m.name for m in previous] or None)
 
     def follow_schedule(self, missing: list[str]) -> None:
         schedule = self.spec.schedule
@@ -367,6 +367,8 @@ class _GroupReconciler:
         held = None
         if self.spec.suspend and schedule.once is None:
             held = (MissedRunReason.SUSPENDED, "spec.suspend was true")
+            missed = [m.model_copy(update={"reason": held[0], "message": held[1]})
+                      for m in missed]
         elif missing:
             held = (MissedRunReason.SKIPPED, self.missing_message(missing))
         if held is not None:
@@ -387,13 +389,18 @@ class _GroupReconciler:
             self.status.missed_runs = merged[:MAX_MISSED_RUNS]
 
     def new_run(self, trigger: str, slot: dt.datetime, started_by: str | None = None,
-                retry_of: str | None = None, carried: list[MemberRun] | None = None) -> None:
-        """Start a group run; it keeps the member list it started with until it ends."""
+                retry_of: str | None = None, carried: list[MemberRun] | None = None,
+                names: list[str] | None = None) -> None:
+        """Start a group run over ``names`` (default: spec.members), skipping ``carried``.
+
+        The run keeps its member list until it ends; a retry reruns the list of the run
+        it retries, whatever the spec says now.
+        """
         carried = carried or []
         number = (self.status.run_counter or 0) + 1
         self.status.run_counter = number
         members = [*carried, *(MemberRun(name=m, phase=MemberPhase.AWAITING_DEPENDENCY)
-                               for m in self.spec.members[len(carried):])]
+                               for m in (names or self.spec.members)[len(carried):])]
         run = GroupRunStatus(
             id=f"{self.obs.name}.{number}", number=number, trigger=trigger,
             scheduled_for=slot, retry_of=retry_of, phase=RunPhase.QUEUED,

@@ -217,6 +217,8 @@ class _Reconciler:
         self.observe_current_run()
         if self.obs.deleting:
             self.guard_deletion()
+        elif self.expired():
+            self.start_queued_run()
         else:
             self.handle_requests()
             self.answer_group_request()
@@ -422,12 +424,15 @@ class _Reconciler:
             decided = due.last_decided
         if schedule.once is None and decided is not None:
             self.status.last_scheduled_slot = decided
+        self.record_missed(missed)
+        if due.next_fire is not None:
+            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
+
+    def record_missed(self, missed: list[MissedRun]) -> None:
         if missed:
             merged = sorted([*missed, *(self.status.missed_runs or [])],
                             key=lambda m: m.scheduled_for, reverse=True)
             self.status.missed_runs = merged[:MAX_MISSED_RUNS]
-        if due.next_fire is not None:
-            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
 
     def new_run(self, trigger: str, slot: dt.datetime, window_override: Any,
                 retry_of: str | None = None, failed: list[int] | None = None) -> None:
@@ -464,6 +469,11 @@ class _Reconciler:
             if policy == ConcurrencyPolicy.FORBID:
                 self.status.current_run = None
                 self.status.run_counter = run.number - 1
+                if run.trigger in ("schedule", "catchup") and run.scheduled_for is not None:
+                    self.record_missed([MissedRun(
+                        scheduled_for=run.scheduled_for,
+                        reason=MissedRunReason.CONCURRENCY_FORBIDDEN,
+                        message=f"{queue.holder or 'another run'} held the data source")])
                 self.event("Warning", "ConcurrencyForbidden",
                            f"run not started: {queue.holder or 'another run'} holds the data "
                            "source and spec.concurrency.policy is Forbid")
@@ -565,6 +575,11 @@ class _Reconciler:
         if status.next_run_at is not None and not one_time_done:
             return JobPhase.SCHEDULED
         return JobPhase.DRAFTED
+
+    def expired(self) -> bool:
+        """Past expiresAt no new run starts: a GitOps tool recreating an expired job
+        must not make it export again before the operator deletes it."""
+        return self.spec.expires_at is not None and self.spec.expires_at <= self.now
 
     def expire(self) -> None:
         expires = self.spec.expires_at
