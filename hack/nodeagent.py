@@ -53,6 +53,13 @@ TERMINATION_MESSAGE_LIMIT = 4096
 log = logging.getLogger("nodeagent")
 
 
+CONFIG_RETRY_SECONDS = 5
+
+
+class ContainerConfigError(Exception):
+    """What a kubelet reports as CreateContainerConfigError (kubelet's own wording)."""
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -216,12 +223,19 @@ class NodeAgent:
         return self.state_dir / f"{pod.metadata.namespace}_{pod.metadata.name}"
 
     def run_pod(self, pod: client.V1Pod, run: PodRun) -> None:
-        try:
-            self.start_containers(pod, run)
-        except Exception as e:
-            log.exception("pod %s/%s failed to start", run.namespace, run.name)
-            self.report_start_failure(pod, str(e))
-            return
+        while True:
+            try:
+                self.start_containers(pod, run)
+                break
+            except ContainerConfigError as e:
+                # A kubelet keeps such a pod Pending and retries: the Secret may appear.
+                self.report_waiting(pod, "CreateContainerConfigError", str(e))
+                if run.deleting or self.stopping.wait(CONFIG_RETRY_SECONDS):
+                    return
+            except Exception as e:
+                log.exception("pod %s/%s failed to start", run.namespace, run.name)
+                self.report_start_failure(pod, str(e))
+                return
         self.report(pod, run)
         for container in run.containers:
             container.exit_code = container.process.wait()
@@ -328,12 +342,15 @@ class NodeAgent:
             except ApiException as e:
                 if e.status == 404 and ref.optional:
                     return None
-                raise ValueError(f'secret "{ref.name}" not found') from e
+                if e.status in (403, 404):
+                    raise ContainerConfigError(f'secret "{ref.name}" not found') from e
+                raise
             data = secret.data or {}
             if ref.key not in data:
                 if ref.optional:
                     return None
-                raise ValueError(f'couldn\'t find key {ref.key} in Secret {ns}/{ref.name}')
+                raise ContainerConfigError(
+                    f"couldn't find key {ref.key} in Secret {ns}/{ref.name}")
             return base64.b64decode(data[ref.key]).decode()
         if source.config_map_key_ref is not None:
             ref = source.config_map_key_ref
@@ -419,6 +436,15 @@ class NodeAgent:
             "containerStatuses": [self.container_status(pod, c) for c in run.containers],
         }
         self.patch_status(run.namespace, run.name, status)
+
+    def report_waiting(self, pod: client.V1Pod, reason: str, message: str) -> None:
+        statuses = [{
+            "name": s.name, "image": s.image, "imageID": "", "ready": False, "restartCount": 0,
+            "started": False, "state": {"waiting": {"reason": reason, "message": message}},
+        } for s in pod.spec.containers]
+        self.patch_status(pod.metadata.namespace, pod.metadata.name, {
+            "phase": "Pending", "startTime": self.stamp(now()), "containerStatuses": statuses,
+        })
 
     def report_start_failure(self, pod: client.V1Pod, reason: str) -> None:
         statuses = [{

@@ -346,3 +346,61 @@ def test_a_cron_schedule_runs_on_its_slot_with_its_window(
         "from": (slot - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
         "to": entry["scheduledFor"]}
     assert entry["phase"] == "Succeeded"
+
+
+def condition(kubectl: Kubectl, namespace: str, name: str, type_: str) -> dict[str, Any]:
+    status = get(kubectl, namespace, f"exportjob/{name}").get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_a_missing_secret_is_reported_and_recovers_once_created(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[tuple[Any, ...]], pg_db: str,
+) -> None:
+    ns = wiring.namespace
+    manifest = export_job("no-secret", wiring, s3)
+    manifest["spec"]["source"]["connectionSecretRef"] = {"name": "not-yet", "key": "dsn"}
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    request(kubectl, ns, "no-secret", ANNOTATION_RUN_REQUESTED_AT)
+
+    ready = wait_until(lambda: (c := condition(kubectl, ns, "no-secret", "Ready"))
+                       .get("status") == "False" and c, what="Ready=False")
+    assert ready["reason"] == "WorkerCannotStart"
+    assert ready["message"] == (
+        'batch 0 cannot start: CreateContainerConfigError: secret "not-yet" not found')
+    stalled = condition(kubectl, ns, "no-secret", "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "WorkerCannotStart")
+    pods = [p for p in get(kubectl, ns, "pods")["items"]
+            if p["metadata"]["labels"].get(LABEL_JOB) == "no-secret"]
+    assert len(pods) == 1, "a pod that cannot start is not retried in a storm"
+
+    kubectl("create", "secret", "generic", "not-yet", "-n", ns, f"--from-literal=dsn={pg_db}")
+
+    entry = wait_until(lambda: last_run(kubectl, ns, "no-secret"), what="the run to end")
+    assert (entry["phase"], entry["records"]) == ("Succeeded", ROWS)
+    assert condition(kubectl, ns, "no-secret", "Ready")["status"] == "True"
+    assert condition(kubectl, ns, "no-secret", "Stalled")["status"] == "False"
+
+
+def test_a_wrong_password_fails_the_run_once_and_says_so(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[tuple[Any, ...]], pg_db: str,
+) -> None:
+    ns = wiring.namespace
+    wrong = psycopg.conninfo.make_conninfo(pg_db, password="not-the-password")
+    kubectl("create", "secret", "generic", "wrong-db", "-n", ns, f"--from-literal=dsn={wrong}")
+    manifest = export_job("wrong-password", wiring, s3)
+    manifest["spec"]["source"]["connectionSecretRef"] = {"name": "wrong-db", "key": "dsn"}
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    request(kubectl, ns, "wrong-password", ANNOTATION_RUN_REQUESTED_AT)
+
+    entry = wait_until(lambda: last_run(kubectl, ns, "wrong-password"), what="the run to end")
+
+    assert entry["phase"] == "Failed"
+    ready = condition(kubectl, ns, "wrong-password", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ConfigurationError")
+    assert "password authentication failed" in ready["message"]
+    assert "not-the-password" not in json.dumps(get(kubectl, ns, "exportjob/wrong-password"))
+    pods = [p for p in get(kubectl, ns, "pods")["items"]
+            if p["metadata"]["labels"].get(LABEL_JOB) == "wrong-password"]
+    assert len(pods) == 1, "a configuration error is not retried (podFailurePolicy FailIndex)"

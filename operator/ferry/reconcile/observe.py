@@ -35,8 +35,10 @@ def pod_observation(pod: dict[str, Any]) -> PodObservation | None:
         return None
     status = pod.get("status") or {}
     terminated: dict[str, Any] = {}
+    waiting: dict[str, Any] = {}
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or terminated
+        waiting = (container.get("state") or {}).get("waiting") or waiting
     message = terminated.get("message")
     return PodObservation(
         completion_index=int(index),
@@ -48,6 +50,8 @@ def pod_observation(pod: dict[str, Any]) -> PodObservation | None:
         message=message,
         started_at=parse_time(status.get("startTime")),
         finished_at=parse_time(terminated.get("finishedAt")),
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
     )
 
 

@@ -28,6 +28,16 @@ class PodObservation:
     message: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+
+
+STUCK_REASONS = frozenset({
+    "CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+    "InvalidImageName",
+})
+"""Container waiting reasons that no amount of waiting fixes: the spec, a Secret or an
+image must change. (ContainerCreating and PodInitializing are progress, not these.)"""
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class RunProgress:
     bytes: int
     files: int
     failed_messages: dict[int, str]
+    failed_kinds: dict[int, str]
+    stuck: dict[int, str]
+    """Batches whose pod cannot start, with the kubelet's reason and message."""
 
 
 def _latest_by_index(pods: list[PodObservation]) -> dict[int, PodObservation]:
@@ -122,6 +135,8 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
     statuses: list[BatchStatus] = []
     processed = byte_count = file_count = 0
     failed_messages: dict[int, str] = {}
+    failed_kinds: dict[int, str] = {}
+    stuck: dict[int, str] = {}
     for completion_index, batch in enumerate(batch_ids):
         pod = latest.get(completion_index)
         document = (pod.summary or pod.progress) if pod else None
@@ -143,6 +158,10 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         if phase == BatchPhase.FAILED and pod is not None:
             message = str((pod.summary or {}).get("reason") or pod.message or "batch failed")
             failed_messages[batch] = message
+            failed_kinds[batch] = str((pod.summary or {}).get("kind") or "unknown")
+        elif pod is not None and pod.waiting_reason in STUCK_REASONS:
+            message = f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip()
+            stuck[batch] = message
         processed += records
         byte_count += _int(document, "bytes") or 0
         file_count += _file_count(document)
@@ -169,7 +188,8 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         succeeded=sum(s.phase == BatchPhase.SUCCEEDED for s in statuses),
         failed=sum(s.phase == BatchPhase.FAILED for s in statuses),
     )
-    return RunProgress(counts, statuses, processed, total, byte_count, file_count, failed_messages)
+    return RunProgress(counts, statuses, processed, total, byte_count, file_count,
+                       failed_messages, failed_kinds, stuck)
 
 
 def percent(processed: int, total: int | None) -> int | None:

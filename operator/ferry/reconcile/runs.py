@@ -178,6 +178,8 @@ class _Reconciler:
         self.status = obs.status.model_copy(deep=True)
         self.decision = Decision(status=self.status)
         self.handled = self.status.last_handled or LastHandledRequests()
+        self.stuck: str | None = None
+        self.config_failure: str | None = None
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -327,9 +329,20 @@ class _Reconciler:
         run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
                    if run.eta_seconds is not None else None)
         if job.finished is None:
+            if folded.stuck:
+                run.message = "; ".join(f"batch {i} cannot start: {m}"
+                                        for i, m in folded.stuck.items())[:4000]
+                self.stuck = run.message
+            elif self.obs.status.current_run and "cannot start" in (
+                    self.obs.status.current_run.message or ""):
+                run.message = None
             self.requeue(PROGRESS_POLL_SECONDS)
             return
         counts = folded.counts
+        if folded.failed_kinds and set(folded.failed_kinds.values()) <= {"config"}:
+            first = next(iter(folded.failed_messages.values()))
+            self.config_failure = (f"run {run.id} failed on its configuration: {first}; "
+                                   "fix the spec, Secret or bucket, then run again")
         if counts.failed == 0 and job.finished == "Complete":
             self.finish(run, RunPhase.SUCCEEDED,
                         f"{counts.succeeded} of {counts.total} batches succeeded")
@@ -541,13 +554,12 @@ class _Reconciler:
             status.data_lag_seconds = max(
                 0, int((now - status.last_successful_window_end).total_seconds()))
         status.phase = self.phase(one_time_done)
-        conditions = status.conditions
-        if problem is not None:
-            conditions = set_condition(conditions, ConditionType.READY, False, problem.reason,
-                                       str(problem), now, generation)
-        else:
-            conditions = set_condition(conditions, ConditionType.READY, True, "Valid",
-                                       "the spec is valid", now, generation)
+        conditions = set_condition(status.conditions, ConditionType.READY,
+                                   *self.readiness(problem), now, generation)
+        conditions = set_condition(
+            conditions, ConditionType.STALLED, self.stuck is not None,
+            "WorkerCannotStart" if self.stuck else "Progressing",
+            self.stuck or "nothing is stuck", now, generation)
         active = run is not None and run.phase not in FINISHED_RUN_PHASES
         conditions = set_condition(
             conditions, ConditionType.RUNNING, active,
@@ -563,6 +575,26 @@ class _Reconciler:
             suspended = (False, "Active", "scheduled runs are enabled")
         status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
                                           suspended[1], suspended[2], now, generation)
+
+    def readiness(self, problem: scheduling.InvalidScheduleError | None
+                  ) -> tuple[bool, str, str]:
+        """Ready, with the reason and what to do. A configuration failure stays until a
+        run succeeds or the spec changes: the operator cannot read Secrets, so a run is
+        how it learns that a fix worked."""
+        if problem is not None:
+            return False, problem.reason, str(problem)
+        if self.stuck is not None:
+            return False, "WorkerCannotStart", self.stuck
+        if self.config_failure is not None:
+            return False, "ConfigurationError", self.config_failure
+        previous = next((c for c in self.obs.status.conditions or []
+                         if c.type == ConditionType.READY), None)
+        last = self.status.last_run
+        if previous is not None and previous.reason == "ConfigurationError" and \
+                previous.observed_generation == self.obs.generation and \
+                (last is None or last.phase != RunPhase.SUCCEEDED):
+            return False, previous.reason, previous.message
+        return True, "Valid", "the spec is valid"
 
     def phase(self, one_time_done: bool) -> JobPhase:
         run, status = self.status.current_run, self.status
