@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from ferry.api.status import RunPhase
 from ferry.constants import (
+    ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -338,3 +339,38 @@ def test_a_forbidden_scheduled_run_is_recorded_as_missed() -> None:
     assert [(m.scheduled_for, m.reason, m.message)
             for m in decision.status.missed_runs or []] == [
         (T0 + HOUR, "ConcurrencyForbidden", "orders.7 held the data source")]
+
+
+def test_a_backfill_runs_each_past_slot_one_after_another() -> None:
+    job = spec().hourly(every=6).relative("6h").build()
+    request = {ANNOTATION_BACKFILL: "2026-11-20T00:00:00Z/2026-11-21T00:00:00Z"}
+    now = T0 + dt.timedelta(minutes=30)
+    created = T0 + dt.timedelta(minutes=10)
+    first = reconcile(observation(job, now, annotations=request, created_at=created))
+    assert [e.reason for e in first.events] == ["BackfillAccepted", "Started"]
+    assert first.status.backfill is not None
+    assert (first.status.backfill.total, first.status.backfill.started) == (4, 1)
+    slots = []
+    status = first.status
+    for n in range(1, 5):
+        run = status.current_run
+        assert run is not None
+        assert run.trigger == "backfill"
+        slots.append(run.scheduled_for)
+        assert run.window is not None
+        assert run.window.to == run.scheduled_for
+        status = reconcile(observation(job, now, status=status, annotations=request,
+                                       created_at=created, jobs=[finished_job(n, 1)])).status
+    assert slots == [dt.datetime(2026, 11, 20, h, tzinfo=dt.UTC) for h in (0, 6, 12, 18)]
+    assert status.current_run is None
+    assert status.last_successful_window_end is None, "backfill never moves incremental state"
+
+
+def test_a_malformed_backfill_is_rejected_with_the_expected_form() -> None:
+    job = spec().hourly().build()
+    decision = reconcile(observation(job, T0 + dt.timedelta(minutes=5),
+                                     annotations={ANNOTATION_BACKFILL: "yesterday"},
+                                     created_at=T0 + dt.timedelta(minutes=1)))
+    assert [e.reason for e in decision.events] == ["BackfillRejected"]
+    assert decision.events[0].message.startswith('ferry.dev/backfill "yesterday": ')
+    assert decision.status.backfill is None

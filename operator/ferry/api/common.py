@@ -103,6 +103,10 @@ class LastHandledRequests(FerryModel):
         default=None,
         description="Last handled value of the ferry.dev/retry-requested-at annotation.",
     )
+    backfill: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None,
+        description="Last handled value of the ferry.dev/backfill annotation.",
+    )
 
 
 class MissedRunReason(StrEnum):

@@ -226,6 +226,19 @@ class GroupRunRecord(FerryModel):
     message: Message | None = Field(default=None, description="Why no run was needed.")
 
 
+class Backfill(FerryModel):
+    """A backfill: one run per past schedule slot in [from, to), one after another."""
+
+    request: Annotated[str, Field(max_length=128)] = Field(
+        description='The annotation value, "<from>/<to>".')
+    from_: AwareDatetime = Field(alias="from", description="Inclusive start of the range.")
+    to: AwareDatetime = Field(description="Exclusive end of the range.")
+    total: int = Field(ge=0, description="Runs the backfill creates (one per past slot).")
+    started: int = Field(default=0, ge=0, description="Runs started so far.")
+    last_slot: AwareDatetime | None = Field(
+        default=None, description="Slot of the latest backfill run started.")
+
+
 class ExportJobStatus(FerryModel):
     """Observed state of an ExportJob, written only by the operator."""
 
@@ -288,6 +301,9 @@ class ExportJobStatus(FerryModel):
     missed_runs: Annotated[list[MissedRun], Field(max_length=MAX_MISSED_RUNS)] | None = Field(
         default=None, description="Recent slots that did not run, newest first (at most 20)."
     )
+    backfill: Backfill | None = Field(
+        default=None, description="The latest backfill request (ferry.dev/backfill) and how "
+        "far it got.")
     last_successful_window_end: AwareDatetime | None = Field(
         default=None, description="End of the last successful run's window (incremental start)."
     )

@@ -25,6 +25,7 @@ from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
     MAX_GROUP_RUNS,
+    Backfill,
     ExportJobStatus,
     GroupRunRecord,
     HistoryEntry,
@@ -33,6 +34,9 @@ from ferry.api.status import (
     RunStatus,
 )
 from ferry.constants import (
+    ANNOTATION_BACKFILL,
+    ANNOTATION_CREATED_BY,
+    ANNOTATION_REQUESTED_BY,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -49,7 +53,7 @@ from ferry.reconcile.progress import (
     percent,
     progress_text,
 )
-from ferry.reconcile.windows import Window, resolve_window
+from ferry.reconcile.windows import BackfillRun, Window, backfill_windows, resolve_window
 
 MAX_MISSED_RUNS = 20
 PROGRESS_POLL_SECONDS = 5.0
@@ -146,6 +150,12 @@ def new_request(annotations: dict[str, str], key: str, handled: str | None) -> s
     return value if value and value != handled else None
 
 
+def _user_annotation(annotations: dict[str, str], key: str) -> str | None:
+    """A user name from an annotation, cut to the status field's 256 characters."""
+    value = annotations.get(key)
+    return value[:256] if value else None
+
+
 def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
                    failed: list[int], location: str) -> HistoryEntry:
     started = run.started_at or run.queued_at
@@ -226,6 +236,7 @@ class _Reconciler:
             self.answer_group_request()
             if problem is None:
                 self.follow_schedule()
+                self.continue_backfill()
             self.start_queued_run()
         self.clean_up_jobs()
         self.finish_status(problem)
@@ -365,7 +376,8 @@ class _Reconciler:
         self.status.history = history[: self.spec.history_limit]
         self.status.last_run = entry
         self.status.current_run = None
-        if phase == RunPhase.SUCCEEDED and run.window and run.window.to:
+        if phase == RunPhase.SUCCEEDED and run.window and run.window.to and \
+                run.trigger != "backfill":
             latest = self.status.last_successful_window_end
             if latest is None or run.window.to > latest:
                 self.status.last_successful_window_end = run.window.to
@@ -380,6 +392,10 @@ class _Reconciler:
                             self.handled.retry_requested_at)
         run_now = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT,
                               self.handled.run_requested_at)
+        backfill = new_request(annotations, ANNOTATION_BACKFILL, self.handled.backfill)
+        if backfill:
+            self.handled.backfill = backfill
+            self.accept_backfill(backfill)
         if retry:
             self.handled.retry_requested_at = retry
             self.retry()
@@ -392,6 +408,50 @@ class _Reconciler:
                            "it ends, or stop it first")
             else:
                 self.new_run("manual", self.now, None)
+
+    def backfill_runs(self, start: dt.datetime, end: dt.datetime) -> list[BackfillRun]:
+        assert self.spec.schedule is not None
+        return backfill_windows(self.spec.timeframe, self.spec.schedule, start, end,
+                                now=self.now)
+
+    def accept_backfill(self, value: str) -> None:
+        """Record a backfill request; `continue_backfill` starts its runs one by one."""
+        try:
+            start_text, _, end_text = value.partition("/")
+            start = dt.datetime.fromisoformat(start_text.replace("Z", "+00:00"))
+            end = dt.datetime.fromisoformat(end_text.replace("Z", "+00:00"))
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError("both ends need a UTC offset or Z")
+            if self.spec.schedule is None:
+                raise ValueError("backfill needs spec.schedule: its past slots are the runs")
+            runs = self.backfill_runs(start, end)
+        except ValueError as e:
+            self.event("Warning", "BackfillRejected",
+                       f'ferry.dev/backfill "{value}": {e} (expected "<from>/<to>" in '
+                       "RFC 3339, e.g. 2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)")
+            return
+        self.status.backfill = Backfill(request=value, from_=start, to=end, total=len(runs))
+        self.event("Normal", "BackfillAccepted",
+                   f"backfill {value}: {len(runs)} run(s), one after another")
+
+    def continue_backfill(self) -> None:
+        backfill = self.status.backfill
+        if backfill is None or backfill.started >= backfill.total or \
+                self.status.current_run is not None or self.spec.schedule is None:
+            return
+        pending = [r for r in self.backfill_runs(backfill.from_, backfill.to)
+                   if backfill.last_slot is None or r.slot > backfill.last_slot]
+        if not pending:
+            backfill.started = backfill.total
+            return
+        run = pending[0]
+        backfill.started += 1
+        backfill.last_slot = run.slot
+        if run.window is None:
+            self.event("Normal", "NothingToExport",
+                       f"backfill slot {run.slot.isoformat()} has an empty window")
+            return
+        self.new_run("backfill", run.slot, run.window.to_api())
 
     def retry(self) -> None:
         last = self.status.last_run
@@ -463,8 +523,9 @@ class _Reconciler:
         self.status.run_counter = number
         name = self.obs.owner.name
         started_by = None
-        if trigger == "manual":
-            started_by = self.obs.annotations.get("ferry.dev/requested-by")
+        if trigger in ("manual", "retry"):
+            # Set by the mutating webhook with the request annotation (docs/api.md).
+            started_by = _user_annotation(self.obs.annotations, ANNOTATION_REQUESTED_BY)
         self.status.current_run = RunStatus(
             id=f"{name}.{number}", number=number, trigger=trigger, scheduled_for=slot,
             window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
@@ -530,6 +591,8 @@ class _Reconciler:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
         status.observed_generation = generation
         status.last_handled = self.handled
+        if status.created_by is None:
+            status.created_by = _user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
         status.concurrency_key = concurrency_key(spec)
         schedule = spec.schedule
         status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
