@@ -22,6 +22,7 @@ import yaml
 from ferry.api.status import RunPhase
 from ferry.cli import main as cli_main
 from ferry.constants import (
+    ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -223,6 +224,20 @@ def test_run_sets_the_annotation(ferry: Ferry, jobs: None, kubectl: Kubectl,
     ), "")
     assert annotation(kubectl, namespace, "exportjob", "orders",
                       ANNOTATION_RUN_REQUESTED_AT) == STAMP
+
+
+def test_backfill_sets_the_interval_annotation(ferry: Ferry, jobs: None, kubectl: Kubectl,
+                                               namespace: str) -> None:
+    assert ferry("backfill", "orders", "--from", "2026-11-01T00:00:00+01:00",
+                 "--to", "2026-11-02T00:00:00Z") == (0, (
+        f"exportjob.ferry.dev/orders backfill requested ({ANNOTATION_BACKFILL}="
+        "2026-10-31T23:00:00Z/2026-11-02T00:00:00Z)\n"), "")
+    assert annotation(kubectl, namespace, "exportjob", "orders", ANNOTATION_BACKFILL) == (
+        "2026-10-31T23:00:00Z/2026-11-02T00:00:00Z")
+    assert ferry("backfill", "orders", "--from", "yesterday", "--to", "2026-11-02T00:00:00Z") == (
+        1, "", "error: --from 'yesterday' is not an RFC 3339 time, e.g. 2026-11-01T00:00:00Z\n")
+    assert ferry("backfill", "orders", "--from", "2026-11-03T00:00:00Z",
+                 "--to", "2026-11-02T00:00:00Z") == (1, "", "error: --from must be before --to\n")
 
 
 def test_run_refused_while_a_run_is_active(ferry: Ferry, jobs: None, kubectl: Kubectl,

@@ -21,6 +21,7 @@ from ferry.cli.errors import CliError, UsageError
 from ferry.cli.jobviews import describe_job, filter_rows, history_rows, history_table, list_table
 from ferry.cli.model import RETRYABLE, finished_runs, parse_job, run_id
 from ferry.constants import (
+    ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -104,6 +105,30 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         )
     stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RUN_REQUESTED_AT)
     ctx.out.write(f"{REF}/{args.job} run requested ({ANNOTATION_RUN_REQUESTED_AT}={stamp})\n")
+    return 0
+
+
+def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:
+    """Ask for one run per past slot of the schedule in [--from, --to)."""
+    _, job = get_job(ctx, args.job)
+    if job.spec.schedule is None:
+        raise CliError(f'exportjob "{args.job}" has no schedule: a backfill runs its past slots')
+    bounds = []
+    for flag, text in (("--from", args.start), ("--to", args.end)):
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(f"{flag} {text!r} is not an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"
+                           ) from None
+        if moment.tzinfo is None:
+            raise CliError(f"{flag} {text!r} needs a UTC offset or Z")
+        bounds.append(moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
+    if bounds[0] >= bounds[1]:
+        raise CliError("--from must be before --to")
+    value = "/".join(bounds)
+    ctx.kube.patch(EXPORTJOB_PLURAL, args.job,
+                   {"metadata": {"annotations": {ANNOTATION_BACKFILL: value}}})
+    ctx.out.write(f"{REF}/{args.job} backfill requested ({ANNOTATION_BACKFILL}={value})\n")
     return 0
 
 

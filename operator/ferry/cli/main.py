@@ -112,6 +112,11 @@ def add_job_verbs(sub: argparse._SubParsersAction[Parser]) -> None:
              "re-run the failed batches of the latest Failed or PartiallySucceeded run")
     p.add_argument("job")
     p.add_argument("--run", type=number_arg, help="run number to retry (must be the latest)")
+    p = verb(sub, "backfill", jobs.cmd_backfill,
+             "run each past schedule slot in [--from, --to), one after another")
+    p.add_argument("job")
+    p.add_argument("--from", dest="start", required=True, help="RFC 3339 start (inclusive)")
+    p.add_argument("--to", dest="end", required=True, help="RFC 3339 end (exclusive)")
     p = verb(sub, "clone", jobs.cmd_clone, "copy a job under a new name; the copy is suspended")
     p.add_argument("source")
     p.add_argument("new")
