@@ -19,7 +19,7 @@ export GOFLAGS := -mod=mod
 
 .PHONY: deps tools tools-chart k8s minio postgres cluster-up cluster-down cluster-status \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
-        demo demo-down bench-worker kind-up clean
+        demo demo-down bench-worker bench-operator kind-up clean
 
 deps: $(VENV)/.installed postgres
 
@@ -103,8 +103,17 @@ demo-down:
 kind-up:
 	bash hack/kind-up.sh
 
-bench-worker: deps minio
-	$(PY) bench/worker.py
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Benchmarks print ratios against baselines measured in the same run (BENCHMARKS.md).
+bench-worker: deps minio $(VENV)/.bench-installed
+	$(PY) hack/services.py up
+	$(PY) bench/worker.py --rows 5000000 --rss-rows 1000000
+
+bench-operator: deps k8s
+	$(PY) bench/operator.py
 
 clean: demo-down cluster-down services-down
 	rm -rf $(CACHE)/cluster $(CACHE)/services

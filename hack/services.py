@@ -18,6 +18,10 @@ Why it looks like this:
 * The superuser ``ferry`` has a password (scram over TCP, trust on the private socket),
   so tests can exercise "wrong password" and "secrets never leak" for real.
 * ``up`` is idempotent: a running service is left alone.
+
+Environment: ``FERRY_S3_BACKEND`` = ``auto`` (default: MinIO if built, else moto) |
+``minio`` | ``moto``; ``FERRY_MINIO_BIN`` overrides the MinIO binary path;
+``FERRY_PG_BIN`` the PostgreSQL bin directory (default /usr/lib/postgresql/15/bin).
 """
 
 from __future__ import annotations

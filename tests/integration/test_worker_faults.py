@@ -35,12 +35,16 @@ def dsn(pg_db: str) -> str:
 
 
 def kill_first_copy(dsn: str, killed: list[int], stop: threading.Event) -> None:
-    """Terminate the first backend seen running the worker's COPY."""
+    """Terminate the first backend seen running the worker's COPY in this database.
+
+    (Other suites may run workers against the same server at the same time.)
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
         while not stop.is_set() and not killed:
             row = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'ferry-worker' "
-                "AND query LIKE 'COPY%' AND state = 'active'").fetchone()
+                "AND datname = current_database() AND query LIKE 'COPY%' "
+                "AND state = 'active'").fetchone()
             if row:
                 conn.execute("SELECT pg_terminate_backend(%s)", row)
                 killed.append(row[0])

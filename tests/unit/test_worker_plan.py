@@ -157,3 +157,12 @@ def test_slice_selection_and_validation_errors() -> None:
         parse_plan({**SLICED, "slices": [{"batchIndex": 0, "extra": 1}]}, {})
     with pytest.raises(ConfigError, match=r"plan\.slices: must be a non-empty list"):
         parse_plan({**SLICED, "slices": []}, {})
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("job", "orders\n"), ("run", "7\n"), ("destination.bucket", "exports\n"),
+    ("destination.endpoint", "http://s3:9000/\n"), ("destination.prefix", "team\n"),
+])
+def test_trailing_newline_is_rejected(path: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        parse_plan(with_change(path, value), {})

@@ -330,7 +330,7 @@ def _prefix(value: str | None) -> str:
         raise _fail("plan.destination.prefix", "longer than 512 characters")
     segments = value.strip("/").split("/")
     for seg in segments:
-        if seg in ("", ".", "..") or not _PREFIX_SEGMENT.match(seg):
+        if seg in ("", ".", "..") or not _PREFIX_SEGMENT.fullmatch(seg):
             raise _fail(
                 "plan.destination.prefix",
                 f"segment {seg!r} not allowed (letters, digits and !_.*'()=+- only; "
@@ -345,10 +345,10 @@ def _destination(raw: object) -> Destination:
                     "plan.destination")
     bucket = _str(obj, "bucket", "plan.destination")
     assert bucket is not None
-    if not _BUCKET.match(bucket) or ".." in bucket:
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise _fail("plan.destination.bucket", f"not a valid S3 bucket name: {bucket!r}")
     endpoint = _str(obj, "endpoint", "plan.destination", required=False)
-    if endpoint is not None and not re.match(r"^https?://[^\s/@]+(/.*)?$", endpoint):
+    if endpoint is not None and not re.fullmatch(r"https?://[^\s/@]+(/\S*)?", endpoint):
         raise _fail("plan.destination.endpoint",
                     "must be an http(s) URL without credentials")
     path_style = obj.get("pathStyle", False)
@@ -409,12 +409,12 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         batch_index = None
     job = _str(obj, "job", "plan")
     assert job is not None
-    if not _JOB_NAME.match(job):
+    if not _JOB_NAME.fullmatch(job):
         raise _fail("plan.job", f"must be a DNS label (a-z, 0-9, '-', max 63), got {job!r}")
     run = obj.get("run")
     if isinstance(run, int) and not isinstance(run, bool):
         run = str(run)
-    if not isinstance(run, str) or not _RUN_ID.match(run):
+    if not isinstance(run, str) or not _RUN_ID.fullmatch(run):
         raise _fail("plan.run", f"must match {_RUN_ID.pattern}, got {run!r}")
     fmt = cast(Format, _choice(obj, "format", "plan", FORMATS, "csv"))
     compression = cast(Compression, _choice(obj, "compression", "plan", COMPRESSIONS, "none"))
