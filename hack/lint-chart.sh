@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `helm lint --strict` and `helm template | kubeconform -strict` for charts/ferry, in
-# each of its shapes (cluster-wide, namespaced + webhook with Helm-made certificates,
-# webhook with cert-manager). Offline: kubeconform's schemas are generated from the
+# each of its shapes (cluster-wide with the default webhook, namespaced + webhook with
+# Helm-made certificates, webhook with cert-manager, webhook off). Offline: kubeconform's schemas are generated from the
 # k8s.io/kubernetes module's OpenAPI documents and crds/ (hack/kubeconform_schemas.py).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +19,7 @@ shapes=(
   "cluster-wide|"
   "namespaced+webhook|--set watchNamespaces={team-a,team-b} --set webhook.enabled=true"
   "cert-manager|--set webhook.enabled=true --set webhook.certificate.source=cert-manager"
+  "webhook-off|--set webhook.enabled=false"
 )
 for shape in "${shapes[@]}"; do
   name="${shape%%|*}"; read -r -a flags <<<"${shape#*|}"

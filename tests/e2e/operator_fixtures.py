@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,14 +84,17 @@ class OperatorProcess:
         self.process.wait(10)
 
 
-def start_operator(kubeconfig: str, log: Path, namespace: str) -> OperatorProcess:
+def start_operator(kubeconfig: str, log: Path, namespace: str,
+                   extra_args: Sequence[str] = ()) -> OperatorProcess:
     """The operator watching one test namespace, so that test modules (and developers
-    running suites side by side on one cluster) never share an operator's decisions."""
+    running suites side by side on one cluster) never share an operator's decisions.
+    ``extra_args`` are appended to the command line (e.g. the --webhook-* flags)."""
     env = {**os.environ, "KUBECONFIG": kubeconfig, "FERRY_WORKER_IMAGE": "ferry-worker:e2e",
            "FERRY_WORKER_SERVICE_ACCOUNT": WORKER_SA}
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "ferry-operator"), "--verbose", "-n", namespace],
+            [str(ROOT / ".venv" / "bin" / "ferry-operator"), "--verbose", "-n", namespace,
+             *extra_args],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return OperatorProcess(process, log)

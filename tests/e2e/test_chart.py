@@ -28,6 +28,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from ferry.controller import admission as admission_handlers
+from ferry.reconcile import admission
 from ferry.reconcile.batches import Slice
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job
 from tests.unit.builders import spec
@@ -46,6 +48,7 @@ SHAPES = {
                            "--set", "webhook.enabled=true"],
     "cert-manager": ["--set", "webhook.enabled=true",
                      "--set", "webhook.certificate.source=cert-manager"],
+    "webhook-off": ["--set", "webhook.enabled=false"],
 }
 
 # The operator's API calls (operator/ferry/controller and kopf), rule by rule.
@@ -188,7 +191,8 @@ def kubeconform_run(kubeconform: str, schema_location: str, manifests: str,
 
 
 @pytest.mark.parametrize(("shape", "resources"), [
-    ("cluster-wide", 12), ("namespaced+webhook", 22), ("cert-manager", 16)])
+    ("cluster-wide", 16), ("namespaced+webhook", 23), ("cert-manager", 17),
+    ("webhook-off", 12)])
 def test_rendered_chart_is_valid_kubernetes(
     render_text: Callable[..., str], kubeconform: str, schema_location: str,
     shape: str, resources: int,
@@ -237,15 +241,22 @@ def test_operator_deployment(render: Render) -> None:
     assert pod["serviceAccountName"] == "ferry-operator"
     (container,) = pod["containers"]
     assert container["image"] == "ferry-operator:0.1.0"
-    assert container["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--webhook-port=9443",
+        "--webhook-cert=/etc/ferry/webhook/tls.crt", "--webhook-key=/etc/ferry/webhook/tls.key"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FERRY_WORKER_IMAGE"] == "ferry-worker:0.1.0"
     assert env["FERRY_WORKER_SERVICE_ACCOUNT"] == "ferry-worker"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"healthz": 8080, "metrics": 9090}
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    assert ports == {"healthz": 8080, "metrics": 9090, "webhook": 9443}
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "webhook-tls", "mountPath": "/etc/ferry/webhook", "readOnly": True}]
+    assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+    off = only(render("--set", "webhook.enabled=false"), "Deployment")["spec"]["template"]
+    assert off["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    assert "webhook" not in {p["name"] for p in off["spec"]["containers"][0]["ports"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["limits"]["memory"] == "512Mi"
 
@@ -254,7 +265,10 @@ def test_namespaced_mode_passes_each_namespace(render: Render) -> None:
     docs = render("--set", "watchNamespaces={team-a,team-b}", "--set", "operator.verbose=true")
     container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b",
-                                 "--liveness=http://0.0.0.0:8080/healthz", "--verbose"]
+                                 "--liveness=http://0.0.0.0:8080/healthz",
+                                 "--webhook-port=9443",
+                                 "--webhook-cert=/etc/ferry/webhook/tls.crt",
+                                 "--webhook-key=/etc/ferry/webhook/tls.key", "--verbose"]
 
 
 def test_metrics_service(render: Render) -> None:
@@ -264,32 +278,74 @@ def test_metrics_service(render: Render) -> None:
         {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
     assert not [d for d in render("--set", "metrics.enabled=false")
-                if d["kind"] == "Service"]
+                if d["kind"] == "Service" and d["metadata"]["name"] == "ferry-metrics"]
 
 
-def test_webhook_is_off_by_default(render: Render) -> None:
+def test_webhook_is_on_by_default_and_can_be_turned_off(render: Render) -> None:
     kinds = {d["kind"] for d in render()}
-    assert "ValidatingWebhookConfiguration" not in kinds
-    assert "Secret" not in kinds
+    assert {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} <= kinds
+    off = render("--set", "webhook.enabled=false")
+    assert not {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+                "Secret"} & {d["kind"] for d in off}
+    args = only(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--webhook")]
+    no_users = {d["kind"] for d in render("--set", "webhook.recordUsers=false")}
+    assert "MutatingWebhookConfiguration" not in no_users
+    assert "ValidatingWebhookConfiguration" in no_users
 
 
 def test_webhook_with_helm_certificates(render: Render) -> None:
     docs = render("--set", "webhook.enabled=true")
     config = only(docs, "ValidatingWebhookConfiguration")
     hooks = {h["name"]: h for h in config["webhooks"]}
-    assert set(hooks) == {"validate.exportjobs.ferry.dev", "delete-guard.exportjobs.ferry.dev"}
+    assert set(hooks) == {"validate.exportjobs.ferry.dev", "delete-guard.exportjobs.ferry.dev",
+                          "validate.jobgroups.ferry.dev"}
     assert hooks["validate.exportjobs.ferry.dev"]["rules"][0]["operations"] == [
         "CREATE", "UPDATE"]
     assert hooks["delete-guard.exportjobs.ferry.dev"]["rules"][0]["operations"] == ["DELETE"]
+    assert hooks["validate.jobgroups.ferry.dev"]["rules"][0]["resources"] == ["jobgroups"]
+    mutating = {h["name"]: h for h in only(docs, "MutatingWebhookConfiguration")["webhooks"]}
+    assert set(mutating) == {"record-user.exportjobs.ferry.dev",
+                             "record-user.jobgroups.ferry.dev"}
     secret = only(docs, "Secret", "ferry-webhook-tls")
-    for hook in hooks.values():
+    for hook in [*hooks.values(), *mutating.values()]:
         assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
         assert hook["clientConfig"]["service"]["name"] == "ferry-webhook"
         assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
-        assert hook["rules"][0]["resources"] == ["exportjobs"]
+    assert all(h["reinvocationPolicy"] == "Never" for h in mutating.values())
     pod = only(docs, "Deployment")["spec"]["template"]["spec"]
     assert {"name": "webhook-tls", "secret": {"secretName": "ferry-webhook-tls",
                                               "defaultMode": 0o440}} in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "webhook-tls", "mountPath": "/etc/ferry/webhook",
+            "readOnly": True} in container["volumeMounts"]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert [a for a in container["args"] if a.startswith("--webhook")] == [
+        "--webhook-port=9443", "--webhook-cert=/etc/ferry/webhook/tls.crt",
+        "--webhook-key=/etc/ferry/webhook/tls.key"]
+
+
+def test_webhook_paths_are_the_operators_handler_ids(render: Render) -> None:
+    """kopf serves each handler at /<handler id>: a path the operator does not serve would
+    make the API server refuse (failurePolicy Fail) every ExportJob change."""
+    docs = render()
+    paths = {h["clientConfig"]["service"]["path"]
+             for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+             for h in only(docs, kind)["webhooks"]}
+    assert paths == {f"/{i}" for i in admission.WEBHOOK_IDS}
+    assert admission_handlers.validate_exportjob is not None  # registered with kopf on import
+
+
+def test_webhook_namespaces_follow_the_watched_ones(render: Render) -> None:
+    docs = render("--set", "watchNamespaces={team-a,team-b}")
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for hook in only(docs, kind)["webhooks"]:
+            assert hook["namespaceSelector"] == {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "In",
+                "values": ["team-a", "team-b"]}]}
+    assert all("namespaceSelector" not in h
+               for h in only(render(), "ValidatingWebhookConfiguration")["webhooks"])
 
 
 def test_webhook_certificate_is_for_the_service(render: Render, tmp_path: Path) -> None:
@@ -310,10 +366,11 @@ def test_webhook_certificate_is_for_the_service(render: Render, tmp_path: Path) 
 def test_webhook_with_cert_manager(render: Render) -> None:
     docs = render("--set", "webhook.enabled=true",
                   "--set", "webhook.certificate.source=cert-manager")
-    config = only(docs, "ValidatingWebhookConfiguration")
-    assert config["metadata"]["annotations"] == {
-        "cert-manager.io/inject-ca-from": "ferry-system/ferry-webhook"}
-    assert all("caBundle" not in h["clientConfig"] for h in config["webhooks"])
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        config = only(docs, kind)
+        assert config["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": "ferry-system/ferry-webhook"}
+        assert all("caBundle" not in h["clientConfig"] for h in config["webhooks"])
     certificate = only(docs, "Certificate")
     assert certificate["spec"]["secretName"] == "ferry-webhook-tls"
     assert certificate["spec"]["issuerRef"] == {"name": "ferry-webhook", "kind": "Issuer"}

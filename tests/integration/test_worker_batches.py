@@ -86,6 +86,28 @@ def test_key_range_batches_cover_table_exactly_once(
     assert len(exported) == len(set(exported)) or table == "single"
 
 
+@pytest.mark.parametrize(("table", "count"), [("skewed", 4), ("single", 3)])
+def test_key_partitions_cover_table_exactly_once(
+        dsn: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory, tmp_path: Path,
+        table: str, count: int) -> None:
+    """Hash partitions (what the controller plans for batching on keyColumn)."""
+    plan_run = make_plan()["run"]
+    exported: list[str] = []
+    for index in range(count):
+        plan = make_plan(run=plan_run, source={"table": table}, format="jsonl",
+                         batchIndex=index, batchCount=count,
+                         keyPartition={"column": "k", "index": index, "count": count})
+        result = run_worker(plan, dsn, s3, tmp_path)
+        assert result.code == 0, result.raw_message
+        manifest = get_json(s3.client(), s3_bucket, manifest_key(plan, index))
+        _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
+        exported.extend(json.dumps(json.loads(line), sort_keys=True) for line in lines)
+    with psycopg.connect(dsn) as conn:
+        source = [json.dumps(r[0], sort_keys=True) for r in conn.execute(
+            f"SELECT row_to_json(t) FROM {table} t").fetchall()]
+    assert sorted(exported) == sorted(source)
+
+
 def test_rerun_replaces_files_instead_of_adding(dsn: str, s3: S3Server, s3_bucket: str,
                                                 make_plan: PlanFactory, tmp_path: Path) -> None:
     plan = make_plan(source={"table": "skewed"}, format="csv", fileSplitSize=4096)

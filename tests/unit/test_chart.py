@@ -105,7 +105,8 @@ def test_defaults_pass_pod_security_restricted_and_more() -> None:
 
 @pytest.mark.parametrize(("key", "expected"), [
     ("operator.replicas", 1),
-    ("webhook.enabled", False),
+    ("webhook.enabled", True),
+    ("webhook.recordUsers", True),
     ("webhook.certificate.source", "helm"),
     ("webhook.failurePolicy", "Fail"),
     ("watchNamespaces", []),

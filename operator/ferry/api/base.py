@@ -17,7 +17,8 @@ VALIDATIONS_KEY = "x-kubernetes-validations"
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+# A Secret data key as the API server checks it (IsConfigMapKey): not "." or "..".
+SECRET_DATA_KEY = r"^(?:[-_a-zA-Z0-9]|\.[-_a-zA-Z0-9]|\.\.[-._a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 
 RESOURCE_NAME_MAX = 52
 """Longest ExportJob/JobGroup name: run ids ``<name>.<n>`` and the operator's Job

@@ -12,8 +12,14 @@ from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, 
 from ferry.api.units import QUANTITY_PATTERN, parse_quantity
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-ENDPOINT_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
-PREFIX_PATTERN = r"^[^/]"
+ENDPOINT_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"  # no user:password@ (Secrets only)
+# Segments of S3-safe characters, none empty, "." or ".." (the worker's own rule,
+# docs/worker.md), written without look-arounds: CRD patterns are Go regular expressions.
+_PREFIX_CHAR = r"[A-Za-z0-9!_.*'()=+-]"
+_PREFIX_START = r"[A-Za-z0-9!_*'()=+-]"
+_PREFIX_SEGMENT = (rf"(?:{_PREFIX_START}|\.{_PREFIX_START}|\.\.{_PREFIX_CHAR})"
+                   rf"{_PREFIX_CHAR}*")
+PREFIX_PATTERN = rf"^{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*/?$"
 REGION_PATTERN = r"^[a-z0-9-]+$"
 
 MIN_FILE_SPLIT_BYTES = 2**20
@@ -73,7 +79,9 @@ class S3Destination(FerryModel):
         description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
     )
     prefix: Annotated[str, Field(min_length=1, max_length=512, pattern=PREFIX_PATTERN)] | None = (
-        Field(default=None, description="Key prefix, without a leading slash. Absent: bucket root.")
+        Field(default=None, description="Key prefix, without a leading slash: segments of "
+              "letters, digits and !_.*'()=+- separated by /, none empty, . or .. "
+              "(e.g. team-a/exports). Absent: bucket root.")
     )
     endpoint: Annotated[str, Field(max_length=2048, pattern=ENDPOINT_PATTERN)] | None = Field(
         default=None,

@@ -80,6 +80,6 @@ class NoWebhookServer:
     point at the operator then: chart ``webhook.enabled=false``.
     """
 
-    async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         await asyncio.Event().wait()
-        yield {}  # pragma: no cover - never reached; makes this an async generator
+        yield kopf.WebhookClientConfig()  # never reached; makes this an async generator

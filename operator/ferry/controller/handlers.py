@@ -16,7 +16,7 @@ import kopf
 from kubernetes_asyncio import client, config
 
 from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, LABEL_JOB, VERSION
-from ferry.controller import metrics
+from ferry.controller import admission, metrics  # noqa: F401 (admission: registers webhooks)
 from ferry.controller.groupreconciler import GroupController
 from ferry.controller.reconciler import Controller
 from ferry.controller.registry import Registry

@@ -12,7 +12,7 @@ from ferry.controller import handlers
 from ferry.controller.admission import NoWebhookServer
 
 
-def webhook_server(options: argparse.Namespace) -> kopf.WebhookServer | NoWebhookServer:
+def webhook_server(options: argparse.Namespace) -> kopf.WebhookServerProtocol:
     """kopf's HTTPS server for the admission handlers, or none without --webhook-port."""
     if options.webhook_port is None:
         return NoWebhookServer()

@@ -1,11 +1,18 @@
 """Splitting a run into batches: one completion index of the run's Job each.
 
-A batch is a slice of the run's data. Slices are contiguous half-open time
-intervals covering the run's window exactly, so every row of the window falls in
-exactly one batch whatever the data does while the run is in flight: the split
-needs no query against the source, and the operator never holds database
-credentials. Runs whose window is unbounded (timeframe all, or the first
-incremental run without initialStart) are a single batch.
+A batch is a slice of the run's data, and the slices of a run cover its window
+exactly once whatever the data does while the run is in flight, without any query
+against the source (the operator never holds database credentials):
+
+- with `source.keyColumn`, batch i of N takes the rows whose key hashes to i
+  (NULL keys go to batch 0), each over the whole window;
+- otherwise, with a bounded window on `source.timestampColumn`, batch i is the i-th
+  of N equal, contiguous, half-open time slices;
+- otherwise (timeframe all without a key column) the run is a single batch.
+
+Hash partitions cost each batch a scan of the window; key ranges planned from the
+column's min/max would let each batch read only its range, and are left for later
+(it needs a planning query the worker would run).
 """
 
 from __future__ import annotations
@@ -20,24 +27,32 @@ MAX_BATCHES = 1000
 
 @dataclass(frozen=True)
 class Slice:
-    """One batch: its index in the run (file names use it) and its time slice."""
+    """One batch: its index in the run (file names use it), its time slice and, when
+    the run is split by key, its hash partition out of ``partitions``."""
 
     index: int
     start: dt.datetime | None
     end: dt.datetime | None
+    partitions: int | None = None
 
 
 def batch_count(spec: ExportJobSpec, start: dt.datetime | None, end: dt.datetime | None) -> int:
-    """How many batches a new run over [start, end) gets (at least one second each)."""
-    wanted = spec.batching.batches if spec.batching and spec.batching.batches else 1
-    if wanted == 1 or start is None or end is None or spec.source.timestamp_column is None:
+    """How many batches a new run over [start, end) gets (time slices: one second each)."""
+    wanted = min(spec.batching.batches if spec.batching and spec.batching.batches else 1,
+                 MAX_BATCHES)
+    if wanted == 1 or spec.source.key_column is not None:
+        return wanted
+    if start is None or end is None or spec.source.timestamp_column is None:
         return 1
-    return max(1, min(wanted, MAX_BATCHES, int((end - start).total_seconds())))
+    return max(1, min(wanted, int((end - start).total_seconds())))
 
 
-def plan_slices(count: int, start: dt.datetime | None, end: dt.datetime | None) -> list[Slice]:
-    """``count`` equal slices of [start, end); the same inputs always give the same slices,
+def plan_slices(spec: ExportJobSpec, count: int, start: dt.datetime | None,
+                end: dt.datetime | None) -> list[Slice]:
+    """``count`` slices of [start, end); the same inputs always give the same slices,
     which is what lets a retry re-run exactly the failed batches of an earlier run."""
+    if count > 1 and spec.source.key_column is not None:
+        return [Slice(i, start, end, partitions=count) for i in range(count)]
     if count == 1 or start is None or end is None:
         return [Slice(0, start, end)]
     span = end - start

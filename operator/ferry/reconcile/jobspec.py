@@ -107,6 +107,12 @@ def worker_plan(
                     if source.timestamp_column and (s.start or s.end)
                     else {}
                 ),
+                **(
+                    {"keyPartition": {"column": source.key_column, "index": s.index,
+                                      "count": s.partitions}}
+                    if s.partitions and source.key_column
+                    else {}
+                ),
             }
             for s in slices
         ],

@@ -145,9 +145,15 @@ def concurrency_key(spec: ExportJobSpec) -> str:
 
 
 def new_request(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
-    """The annotation's value if it is a request not handled yet (Flux-style)."""
+    """The annotation's value if it is a request not handled yet (Flux-style).
+
+    A value longer than status.lastHandled can hold (64 characters, 128 for backfill)
+    is ignored: recording it would make the API server refuse every status write of
+    the object, wedging it (found by tests/unit/test_hostile_input.py).
+    """
     value = annotations.get(key)
-    return value if value and value != handled else None
+    limit = 128 if key == ANNOTATION_BACKFILL else 64
+    return value if value and value != handled and len(value) <= limit else None
 
 
 def _user_annotation(annotations: dict[str, str], key: str) -> str | None:
@@ -210,7 +216,7 @@ class _Reconciler:
     def slices_for(self, run: RunStatus) -> list[Slice]:
         window = run.window
         start, end = (window.from_, window.to) if window else (None, None)
-        slices = plan_slices(batch_count(self.spec, start, end), start, end)
+        slices = plan_slices(self.spec, batch_count(self.spec, start, end), start, end)
         if run.retry_of:
             previous = next((h for h in self.status.history or [] if h.id == run.retry_of), None)
             slices = retry_slices(slices, previous.failed_batches or [] if previous else [])

@@ -100,6 +100,19 @@ class KeyRange:
 
 
 @dataclasses.dataclass(frozen=True)
+class KeyPartition:
+    """Rows whose key hashes to ``index`` of ``count`` partitions; NULL keys go to 0.
+
+    Unlike key ranges, hash partitions need no min/max query to plan, and every row
+    lands in exactly one batch whatever is inserted while the run is in flight.
+    """
+
+    column: str
+    index: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Destination:
     """Where the files go; credentials are not here (environment only)."""
 
@@ -121,6 +134,7 @@ class Plan:
     filters: tuple[Filter, ...]
     window: Window | None
     key_range: KeyRange | None
+    key_partition: KeyPartition | None
     format: Format
     compression: Compression
     compression_level: int
@@ -323,6 +337,21 @@ def _key_range(raw: object) -> KeyRange | None:
     return KeyRange(column, lo, hi, nulls)
 
 
+def _key_partition(raw: object) -> KeyPartition | None:
+    if raw is None:
+        return None
+    obj = _obj(raw, "plan.keyPartition")
+    _reject_unknown(obj, {"column", "index", "count"}, "plan.keyPartition")
+    column = _ident(obj.get("column"), "plan.keyPartition.column")
+    count = _int(obj, "count", "plan.keyPartition", minimum=1)
+    index = _int(obj, "index", "plan.keyPartition", minimum=0)
+    if count is None or index is None:
+        raise _fail("plan.keyPartition", "needs integers index and count")
+    if index >= count:
+        raise _fail("plan.keyPartition.index", f"{index} is not below count {count}")
+    return KeyPartition(column, index, count)
+
+
 def _prefix(value: str | None) -> str:
     if value is None:
         return ""
@@ -366,9 +395,9 @@ def _destination(raw: object) -> Destination:
 _PLAN_FIELDS = {
     "job", "run", "source", "columns", "filters", "window", "keyRange", "format",
     "compression", "compressionLevel", "fileSplitSize", "destination", "batchIndex",
-    "batchCount", "totals", "slices",
+    "batchCount", "totals", "slices", "keyPartition",
 }
-_SLICE_FIELDS = {"batchIndex", "window", "keyRange"}
+_SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition"}
 
 
 def _completion_index(env: Mapping[str, str]) -> int:
@@ -447,6 +476,7 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         filters=_filters(obj.get("filters")),
         window=_window(obj.get("window")),
         key_range=_key_range(obj.get("keyRange")),
+        key_partition=_key_partition(obj.get("keyPartition")),
         format=fmt,
         compression=compression,
         compression_level=level,

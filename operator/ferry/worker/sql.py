@@ -23,7 +23,7 @@ from typing import Any
 
 from psycopg import sql
 
-from ferry.worker.plan import Filter, KeyRange, Plan, Source, Window
+from ferry.worker.plan import Filter, KeyPartition, KeyRange, Plan, Source, Window
 
 SRC = sql.Identifier("ferry_src")
 ROW = sql.Identifier("ferry_row")
@@ -91,6 +91,16 @@ def _key_range(kr: KeyRange) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL("({})").format(in_range), params
 
 
+def _key_partition(kp: KeyPartition) -> tuple[sql.Composable, list[Any]]:
+    """hashtextextended is stable across sessions and servers of one major version;
+    the double modulo keeps negative hashes in [0, count)."""
+    col = sql.Identifier(kp.column)
+    return sql.SQL(
+        "(CASE WHEN {col} IS NULL THEN 0 ELSE "
+        "((hashtextextended({col}::text, 0) %% %s) + %s) %% %s END) = %s"
+    ).format(col=col), [kp.count, kp.count, kp.count, kp.index]
+
+
 def predicate(plan: Plan) -> tuple[sql.Composable, list[Any]]:
     """The WHERE condition of a batch and its parameters, in placeholder order."""
     parts: list[sql.Composable] = []
@@ -105,6 +115,10 @@ def predicate(plan: Plan) -> tuple[sql.Composable, list[Any]]:
         params.extend(values)
     if plan.key_range is not None:
         part, values = _key_range(plan.key_range)
+        parts.append(part)
+        params.extend(values)
+    if plan.key_partition is not None:
+        part, values = _key_partition(plan.key_partition)
         parts.append(part)
         params.extend(values)
     if not parts:
