@@ -64,15 +64,16 @@ class Batching(FerryModel):
         default=None,
         ge=1,
         le=1000,
-        description="Split each run into this many batches (1-1000): equal key ranges when "
-        "source.keyColumn is set, else equal slices of the time window.",
+        description="Split each run into this many batches (1-1000): hash partitions of "
+        "source.keyColumn when it is set (NULL keys in batch 0), else equal slices of the "
+        "time window (a window without both ends runs as one batch).",
     )
     rows_per_batch: int | None = Field(
         default=None,
         ge=1,
         le=1_000_000_000,
-        description="Split each run into batches of about this many rows by source.keyColumn; "
-        "a run has at most 1000 batches (the controller raises the size to fit).",
+        description="Not supported yet (it needs a row count before the run): the run is "
+        "one batch and the Started event says so; use batches instead.",
     )
     parallelism: int = Field(
         default=1, ge=1, le=100, description="Batches running at the same time (1-100)."

@@ -575,7 +575,10 @@ class _Reconciler:
         run.message = None
         run.job_name = job_name(self.obs.owner.name, run.number)
         self.decision.create_job = self.job_manifest(run)
-        self.event("Normal", "Started", f"run {run.id} started ({run.trigger})")
+        note = ""
+        if self.spec.batching and self.spec.batching.rows_per_batch:
+            note = "; spec.batching.rowsPerBatch is not supported yet: one batch (use batches)"
+        self.event("Normal", "Started", f"run {run.id} started ({run.trigger}){note}")
         self.requeue(PROGRESS_POLL_SECONDS)
 
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
