@@ -1,0 +1,587 @@
+"""Fault injection on the real cluster, worker, PostgreSQL and S3 server (issue 8).
+
+Every scenario breaks something on purpose while a run is in progress and then reads
+back what a user would: the run's status and history, and the exported rows compared
+with the source row by row (nothing missing, nothing twice), through the batch
+manifests, which are the only thing a reader is told to trust.
+
+Tests marked ``faults`` are slow or stop servers (private ones: see faults_fixtures.py);
+`make test-faults` runs them, the default suite leaves them out.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import hypothesis as hyp
+import hypothesis.strategies
+import psycopg
+import pytest
+import yaml
+from kubernetes import client
+
+from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB
+from ferry.reconcile.jobspec import Owner
+from ferry.reconcile.runs import reconcile
+from tests.fixtures.services import S3Server
+from tests.unit import builders
+from tests.unit import test_hostile_input as hostile
+
+from .faults_fixtures import PrivateCluster, PrivateMinio, private_cluster, private_minio
+from .operator_fixtures import (
+    OperatorProcess,
+    Wiring,
+    _secret,
+    export_job,
+    get,
+    pod_log_dir,
+    request,
+    start_operator,
+)
+from .support import Kubectl, wait_until
+
+__all__ = ["private_cluster", "private_minio"]
+
+ROWS = 300
+START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+SLOW = "throttled"
+"""A view of the source at ~30 ms a row: a run of all rows streams for ~9 s."""
+
+
+@pytest.fixture(scope="module")
+def source_table(pg_db: str) -> list[int]:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE interactions (id bigint PRIMARY KEY, "
+                     "created_at timestamptz NOT NULL, note text)")
+        with conn.cursor().copy("COPY interactions FROM STDIN") as copy:
+            for i in range(ROWS):
+                copy.write_row((i, START + dt.timedelta(minutes=i),
+                                None if i % 7 == 0 else f'row "{i}",\nnote'))
+        conn.execute("CREATE FUNCTION slow_text(i bigint, nap float8) RETURNS text STABLE "
+                     "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(nap); "
+                     "RETURN 'payload-' || i; END $$")
+        conn.execute(f"CREATE VIEW {SLOW} AS SELECT id, created_at, note, "
+                     "slow_text(id, 0.03) AS payload FROM interactions")
+        conn.execute("CREATE VIEW slower AS SELECT id, created_at, note, "
+                     "slow_text(id, 0.12) AS payload, repeat(md5(id::text), 256) AS pad "
+                     "FROM interactions")
+        conn.execute("CREATE TABLE tiny AS SELECT id, created_at FROM interactions "
+                     "WHERE id < 3")
+        return [r[0] for r in conn.execute("SELECT id FROM interactions ORDER BY id")]
+
+
+# ---- what a user reads -------------------------------------------------------------
+
+def run_prefix(job: str, run_id: str, prefix: str = "e2e") -> str:
+    return f"{prefix}/{job}/{run_id}/"
+
+
+def manifests(s3: S3Server, bucket: str, job: str, run_id: str) -> list[dict[str, Any]]:
+    s3c = s3.client()
+    found = s3c.list_objects_v2(Bucket=bucket, Prefix=run_prefix(job, run_id) + "_manifests/")
+    return [json.loads(s3c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+            for o in found.get("Contents", [])]
+
+
+def exported_ids(s3: S3Server, bucket: str, job: str, run_id: str) -> list[int]:
+    """Ids in the files the run's manifests list (duplicates kept, so they show)."""
+    s3c = s3.client()
+    ids: list[int] = []
+    for manifest in manifests(s3, bucket, job, run_id):
+        for f in manifest["files"]:
+            body = s3c.get_object(Bucket=bucket, Key=f["key"])["Body"].read().decode()
+            ids += [int(row["id"]) for row in csv.DictReader(io.StringIO(body))]
+    return ids
+
+
+def bucket_leftovers(s3: S3Server, bucket: str, job: str, run_id: str) -> dict[str, Any]:
+    """Data objects no manifest lists, and multipart uploads still open, for a run."""
+    s3c = s3.client()
+    prefix = run_prefix(job, run_id)
+    listed = {f["key"] for m in manifests(s3, bucket, job, run_id) for f in m["files"]}
+    objects = [o["Key"] for o in s3c.list_objects_v2(Bucket=bucket, Prefix=prefix)
+               .get("Contents", []) if not o["Key"][len(prefix):].startswith("_")]
+    uploads = [u["Key"] for u in s3c.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+               .get("Uploads", [])]
+    return {"unlisted": sorted(set(objects) - listed), "uploads": uploads}
+
+
+def error_report(s3: S3Server, bucket: str, job: str, run_id: str) -> list[dict[str, Any]]:
+    s3c = s3.client()
+    prefix = run_prefix(job, run_id) + "_errors/"
+    lines: list[dict[str, Any]] = []
+    for o in s3c.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        body = s3c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode()
+        lines += [json.loads(line) for line in body.splitlines() if line.strip()]
+    return lines
+
+
+def status_of(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    return get(kubectl, ns, f"exportjob/{name}").get("status") or {}  # type: ignore[no-any-return]
+
+
+def last_run(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
+    return status_of(kubectl, ns, name).get("lastRun")  # type: ignore[no-any-return]
+
+
+def worker_pods(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
+    return [p for p in get(kubectl, ns, "pods")["items"]
+            if p["metadata"]["labels"].get(LABEL_JOB) == name]
+
+
+def running_pod(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
+    return next((p for p in worker_pods(kubectl, ns, name)
+                 if p["status"].get("phase") == "Running"
+                 and not p["metadata"].get("deletionTimestamp")), None)
+
+
+def apply(kubectl: Kubectl, ns: str, manifest: dict[str, Any]) -> None:
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def slow_job(name: str, wiring: Wiring, s3: S3Server, table: str = SLOW,
+             **spec: Any) -> dict[str, Any]:
+    manifest = export_job(name, wiring, s3, **spec)
+    manifest["spec"]["source"]["table"] = table
+    manifest["spec"]["source"]["keyColumn"] = "id"
+    return manifest
+
+
+def assert_exactly_once(s3: S3Server, bucket: str, job: str, run_id: str,
+                        expected: list[int]) -> None:
+    ids = exported_ids(s3, bucket, job, run_id)
+    assert len(ids) == len(set(ids)), "a row was exported twice"
+    assert sorted(ids) == expected, "rows missing or extra"
+    assert bucket_leftovers(s3, bucket, job, run_id) == {"unlisted": [], "uploads": []}
+
+
+# ---- (4) a worker pod deleted mid-batch -----------------------------------------------
+
+def test_worker_pod_deleted_mid_batch_is_retried_and_exports_once(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int],
+) -> None:
+    ns, name = wiring.namespace, "pod-deleted"
+    apply(kubectl, ns, slow_job(name, wiring, s3, batching={
+        "batches": 2, "parallelism": 2, "retriesPerBatch": 2}))
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    victim = wait_until(lambda: running_pod(kubectl, ns, name), what="a worker pod to run")
+    time.sleep(3)  # mid-batch: the COPY is streaming and files are being written
+
+    kubectl("delete", "pod", victim["metadata"]["name"], "-n", ns, "--wait=false")
+
+    entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end",
+                       timeout=180)
+    assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
+    assert [h["id"] for h in status_of(kubectl, ns, name)["history"]] == [f"{name}.1"]
+    assert [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
+            if j["metadata"]["labels"][LABEL_JOB] == name] == [f"{name}-1"]
+    assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", source_table)
+    index = victim["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+    batch = next(m for m in manifests(s3, wiring.bucket, name, f"{name}.1")
+                 if str(m["batch"]) == index)
+    assert batch["pod"] != victim["metadata"]["name"], "the deleted pod's batch was rerun"
+
+
+# ---- (6) the PostgreSQL connection dropped mid-stream ---------------------------------
+
+def terminate_worker_backends(dsn: str, stop: threading.Event, killed: list[int],
+                              once: bool) -> None:
+    """pg_terminate_backend on the worker's COPY, only in this module's database."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set() and not (once and killed):
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'ferry-worker' AND query LIKE 'COPY%' "
+                "AND state = 'active' AND query_start < now() - interval '1 second'"
+            ).fetchall()
+            for (pid,) in rows:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                killed.append(pid)
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def backend_killer(pg_db: str) -> Iterator[Any]:
+    threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(once: bool) -> list[int]:
+        killed: list[int] = []
+        stop = threading.Event()
+        thread = threading.Thread(target=terminate_worker_backends,
+                                  args=(pg_db, stop, killed, once), daemon=True)
+        thread.start()
+        threads.append((thread, stop))
+        return killed
+
+    yield start
+    for thread, stop in threads:
+        stop.set()
+        thread.join(10)
+
+
+def test_connection_dropped_once_mid_stream_is_retried_exactly_once(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int], backend_killer: Any,
+) -> None:
+    ns, name = wiring.namespace, "pg-drop-once"
+    apply(kubectl, ns, slow_job(name, wiring, s3))
+    killed = backend_killer(True)
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+
+    entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end",
+                       timeout=180)
+
+    assert killed, "the COPY was never seen running"
+    assert (entry["phase"], entry["records"]) == ("Succeeded", ROWS)
+    assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", source_table)
+    report = error_report(s3, wiring.bucket, name, f"{name}.1")
+    assert killed and [r["kind"] for r in report] == ["transient"] * len(killed), report
+    assert "terminating connection" in report[0]["reason"]
+
+
+def test_connection_dropped_every_time_fails_cleanly_with_the_reason(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int], backend_killer: Any,
+) -> None:
+    ns, name = wiring.namespace, "pg-drop-always"
+    apply(kubectl, ns, slow_job(name, wiring, s3, batching={"retriesPerBatch": 0}))
+    killed = backend_killer(False)
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+
+    entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end",
+                       timeout=180)
+
+    assert len(killed) >= 2, killed
+    assert entry["phase"] == "Failed"
+    assert entry["failedBatches"] == [0]
+    assert "terminating connection" in entry["message"]
+    assert entry["errorReport"].endswith(f"/{name}/{name}.1/_errors/")
+    # Nothing is presented as complete: no manifest, no stray data files, no open uploads.
+    assert manifests(s3, wiring.bucket, name, f"{name}.1") == []
+    assert bucket_leftovers(s3, wiring.bucket, name, f"{name}.1") == {
+        "unlisted": [], "uploads": []}
+    report = error_report(s3, wiring.bucket, name, f"{name}.1")
+    assert report and all("terminating connection" in r["reason"] for r in report)
+    assert len(worker_pods(kubectl, ns, name)) == 1, "retriesPerBatch 0: one pod"
+
+
+# ---- (9) many ExportJobs due at once on one source ------------------------------------
+
+class Retrying:
+    """The API client, retrying 429s (e.g. while another suite re-applies the CRDs)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.api, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for _ in range(30):
+                try:
+                    return method(*args, **kwargs)
+                except client.ApiException as e:
+                    if e.status != 429:
+                        raise
+                    time.sleep(1)
+            return method(*args, **kwargs)
+
+        return call
+
+
+def queue_storm(api: client.ApiClient, kubectl: Kubectl, wiring: Wiring, s3: S3Server,
+                count: int, timeout: float) -> None:
+    """`count` jobs on one concurrency key, run-now requested in a known order."""
+    ns = wiring.namespace
+    names = [f"storm-{i:03d}" for i in range(count)]
+    docs = []
+    for name in names:
+        manifest = export_job(name, wiring, s3, concurrency={"key": f"storm-{count}"})
+        manifest["spec"]["source"]["table"] = "tiny"
+        docs.append(manifest)
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+    custom = Retrying(client.CustomObjectsApi(api))
+
+    def current(name: str) -> dict[str, Any] | None:
+        obj = custom.get_namespaced_custom_object("ferry.dev", "v1alpha1", ns, "exportjobs",
+                                                  name)
+        status = obj.get("status") or {}
+        return status.get("currentRun") or status.get("lastRun")  # type: ignore[no-any-return]
+
+    for name in names:  # the order the queue must keep
+        custom.patch_namespaced_custom_object(
+            "ferry.dev", "v1alpha1", ns, "exportjobs", name,
+            {"metadata": {"annotations": {ANNOTATION_RUN_REQUESTED_AT: f"{time.time():.6f}"}}})
+        wait_until(lambda n=name: current(n), what=f"{name}'s run to be recorded",
+                   interval=0.1, timeout=60)
+
+    def finished() -> list[dict[str, Any]] | None:
+        objs = custom.list_namespaced_custom_object("ferry.dev", "v1alpha1", ns,
+                                                    "exportjobs")["items"]
+        runs = {o["metadata"]["name"]: (o.get("status") or {}).get("lastRun")
+                for o in objs if o["metadata"]["name"] in names}
+        done = [runs[n] for n in names if runs.get(n)]
+        return done if len(done) == count else None
+
+    runs = wait_until(finished, timeout=timeout, interval=2, what=f"all {count} runs to end")
+    try:
+        assert [r["phase"] for r in runs] == ["Succeeded"] * count
+        assert [r["records"] for r in runs] == [3] * count
+        ordered = sorted(runs, key=lambda r: r["startedAt"])
+        assert [r["id"] for r in ordered] == [f"{n}.1" for n in names], "not in request order"
+        for before, after in itertools.pairwise(ordered):
+            assert after["startedAt"] >= before["finishedAt"], (before, after)
+        for name in names:
+            assert sorted(exported_ids(s3, wiring.bucket, name, f"{name}.1")) == [0, 1, 2]
+    finally:
+        kubectl("delete", "exportjobs", "-n", ns, "--wait=false", *names, check=False)
+
+
+def test_twenty_jobs_due_at_once_on_one_source_run_one_at_a_time_in_order(
+    api_client: client.ApiClient, kubectl: Kubectl, operator: OperatorProcess,
+    wiring: Wiring, s3: S3Server, source_table: list[int],
+) -> None:
+    queue_storm(api_client, kubectl, wiring, s3, 20, timeout=240)
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(3600)
+def test_two_hundred_jobs_due_at_once_on_one_source_run_one_at_a_time_in_order(
+    api_client: client.ApiClient, kubectl: Kubectl, operator: OperatorProcess,
+    wiring: Wiring, s3: S3Server, source_table: list[int],
+) -> None:
+    queue_storm(api_client, kubectl, wiring, s3, 200, timeout=3000)
+
+
+# ---- (5) the S3 server stopped for 30 s during uploads --------------------------------
+
+@pytest.mark.faults
+@pytest.mark.timeout(900)
+def test_s3_down_for_thirty_seconds_during_uploads_commits_exactly_once(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int], private_minio: PrivateMinio,
+) -> None:
+    ns, name = wiring.namespace, "s3-outage"
+    private = private_minio.server
+    private.client().create_bucket(Bucket="outage")
+    apply(kubectl, ns, _secret("private-bucket", {
+        "accessKeyId": private.access_key, "secretAccessKey": private.secret_key}))
+    manifest = slow_job(name, wiring, s3, table="slower")
+    manifest["spec"]["output"]["s3"].update({
+        "bucket": "outage", "endpoint": private.endpoint_url,
+        "credentialsSecretRef": {"name": "private-bucket", "accessKeyIdKey": "accessKeyId",
+                                 "secretAccessKeyKey": "secretAccessKey"}})
+    manifest["spec"]["output"]["fileSplitSize"] = "1Mi"  # ~8 KiB rows: a file every ~12 s
+    apply(kubectl, ns, manifest)
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    wait_until(lambda: private.client().list_objects_v2(
+        Bucket="outage", Prefix=run_prefix(name, f"{name}.1")).get("KeyCount", 0)
+        or private.client().list_multipart_uploads(Bucket="outage").get("Uploads"),
+        what="the first upload", timeout=120, interval=0.2)
+
+    private_minio.stop()
+    time.sleep(30)
+    private_minio.start()
+
+    entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end",
+                       timeout=300)
+    if entry["phase"] == "Succeeded":
+        assert entry["records"] == ROWS
+        assert_exactly_once(private, "outage", name, f"{name}.1", source_table)
+    else:  # allowed: a clean failure that says why, with nothing presented as complete
+        assert entry["phase"] == "Failed", entry
+        assert entry["message"]
+        assert manifests(private, "outage", name, f"{name}.1") == []
+
+
+# ---- (2) the operator down across several scheduled times -----------------------------
+
+@pytest.mark.faults
+@pytest.mark.timeout(600)
+def test_operator_down_across_scheduled_times_runs_one_catch_up_and_records_the_rest(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int], operator_kubeconfig: str,
+) -> None:
+    ns, name = wiring.namespace, "missed"
+    manifest = export_job(name, wiring, s3, schedule={"cron": {"expression": "* * * * *"}},
+                          concurrency={"key": "missed-slots"})
+    manifest["spec"]["source"]["table"] = "tiny"
+    apply(kubectl, ns, manifest)
+    first = wait_until(lambda: last_run(kubectl, ns, name), what="a first scheduled run",
+                       timeout=150)
+    assert first["phase"] == "Succeeded"
+    operator.kill()
+    down_at = dt.datetime.now(dt.UTC)
+    time.sleep(150)
+    up_at = dt.datetime.now(dt.UTC)
+    replacement = start_operator(operator_kubeconfig, operator.log, ns)
+    operator.process = replacement.process
+    try:
+        def catch_up() -> dict[str, Any] | None:
+            history = status_of(kubectl, ns, name).get("history") or []
+            late = [h for h in history if h["scheduledFor"] > down_at.isoformat()[:19]
+                    and h.get("finishedAt")]
+            return late[0] if late else None
+
+        entry = wait_until(catch_up, what="the catch-up run", timeout=60)
+        status = status_of(kubectl, ns, name)
+        slots = [dt.datetime.fromisoformat(h["scheduledFor"].replace("Z", "+00:00"))
+                 for h in status["history"]]
+        during = [s for s in slots if down_at < s <= up_at]
+        assert len(during) == 1, f"Latest: exactly one catch-up run, got {during}"
+        latest = up_at.replace(second=0, microsecond=0)
+        assert entry["scheduledFor"] == latest.isoformat().replace("+00:00", "Z")
+        assert (entry["phase"], entry["trigger"]) == ("Succeeded", "schedule")
+        missed = {m["scheduledFor"]: m["reason"] for m in status.get("missedRuns") or []}
+        expected = []
+        slot = down_at.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        while slot < latest:
+            expected.append(slot.isoformat().replace("+00:00", "Z"))
+            slot += dt.timedelta(minutes=1)
+        assert len(expected) >= 1
+        assert {s: missed.get(s) for s in expected} == dict.fromkeys(expected, "Skipped")
+    finally:
+        kubectl("patch", "exportjob", name, "-n", ns, "--type=merge",
+                "-p", '{"spec": {"suspend": true}}', check=False)
+
+
+# ---- (3) kube-apiserver restarted mid-run (private control plane) ---------------------
+
+@pytest.mark.faults
+@pytest.mark.timeout(900)
+def test_apiserver_restarted_mid_run_operator_reconnects_and_the_run_completes(
+    private_cluster: PrivateCluster, s3: S3Server, s3_bucket: str, source_table: list[int],
+) -> None:
+    pc = private_cluster
+    ns, name = pc.namespace, "apiserver-restart"
+    wiring = Wiring(namespace=ns, bucket=s3_bucket)
+    manifest = slow_job(name, wiring, s3, batching={"batches": 2, "parallelism": 1})
+    manifest["spec"]["output"]["s3"]["prefix"] = "private"
+    apply(pc.kubectl, ns, manifest)
+    request(pc.kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    wait_until(lambda: running_pod(pc.kubectl, ns, name), what="the first batch to run",
+               timeout=120)
+
+    pc.stop_apiserver()
+    time.sleep(10)
+    pc.start_apiserver()
+
+    entry = wait_until(lambda: last_run(pc.kubectl, ns, name), what="the run to end",
+                       timeout=240)
+    assert pc.operator.process.poll() is None, "the operator died instead of reconnecting"
+    assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
+    status = status_of(pc.kubectl, ns, name)
+    assert [h["id"] for h in status["history"]] == [f"{name}.1"]
+    ids: list[int] = []
+    s3c = s3.client()
+    for m in s3c.list_objects_v2(Bucket=s3_bucket, Prefix=run_prefix(
+            name, f"{name}.1", "private") + "_manifests/").get("Contents", []):
+        for f in json.loads(s3c.get_object(Bucket=s3_bucket, Key=m["Key"])["Body"].read())[
+                "files"]:
+            body = s3c.get_object(Bucket=s3_bucket, Key=f["key"])["Body"].read().decode()
+            ids += [int(r["id"]) for r in csv.DictReader(io.StringIO(body))]
+    assert sorted(ids) == source_table
+    assert [j["metadata"]["name"] for j in get(pc.kubectl, ns, "jobs")["items"]] == [
+        f"{name}-1"]
+
+
+# ---- (10) every Job the controller builds from hostile-but-accepted input is valid ---
+
+DRY_RUN_EXAMPLES = 20
+
+
+def test_jobs_built_from_hostile_specs_pass_a_server_side_dry_run(
+    kubectl: Kubectl, namespace: str, crds: None,
+) -> None:
+    """A sample of hypothesis' accepted hostile specs (tests/unit/test_hostile_input.py),
+    turned into Jobs by the real reconcile, sent to the real API server."""
+    tried: list[str] = []
+
+    @hyp.settings(max_examples=DRY_RUN_EXAMPLES, deadline=None, database=None,
+                  phases=[hyp.Phase.generate],
+                  suppress_health_check=list(hyp.HealthCheck))
+    @hyp.given(hostile.spec_documents(), hyp.strategies.integers(1, 10**6))
+    def check(doc: dict[str, Any], run: int) -> None:
+        job_spec = hostile.accepted(doc)
+        hyp.assume(job_spec is not None)
+        assert job_spec is not None
+        obs = dataclasses.replace(
+            builders.observation(job_spec, builders.T0 + dt.timedelta(days=1),
+                                 annotations={ANNOTATION_RUN_REQUESTED_AT: str(run)}),
+            owner=Owner(name="hostile", namespace=namespace, uid="0000-hostile"))
+        job = reconcile(obs).create_job
+        hyp.assume(job is not None)
+        assert job is not None
+        result = kubectl("create", "--dry-run=server", "-n", namespace, "-o", "name",
+                         "-f", "-", input=json.dumps(job), check=False)
+        assert result.returncode == 0, (result.stderr, doc)
+        tried.append(job["metadata"]["name"])
+
+    check()
+    assert len(tried) >= 10, tried
+
+
+# ---- (12) secrets never leak (runs last: it reads what the scenarios above left) -----
+
+def test_secrets_never_leak_into_status_events_logs_or_termination_messages(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int], pg_db: str,
+) -> None:
+    ns = wiring.namespace
+    password = psycopg.conninfo.conninfo_to_dict(pg_db)["password"]
+    assert password
+    wrong_password = "wrong-pw-" + "7f3a9c2e41"
+    wrong_key = "wrong-s3-secret-" + "c0ffee1234"
+    apply(kubectl, ns, _secret("leaky-db", {
+        "dsn": psycopg.conninfo.make_conninfo(pg_db, password=wrong_password)}))
+    apply(kubectl, ns, _secret("leaky-bucket", {"accessKeyId": s3.access_key,
+                                                "secretAccessKey": wrong_key}))
+    bad_db = export_job("leak-db", wiring, s3)
+    bad_db["spec"]["source"]["connectionSecretRef"] = {"name": "leaky-db", "key": "dsn"}
+    bad_s3 = export_job("leak-s3", wiring, s3)
+    bad_s3["spec"]["output"]["s3"]["credentialsSecretRef"]["name"] = "leaky-bucket"
+    good = export_job("leak-ok", wiring, s3)
+    for manifest in (bad_db, bad_s3, good):
+        apply(kubectl, ns, manifest)
+        request(kubectl, ns, manifest["metadata"]["name"], ANNOTATION_RUN_REQUESTED_AT)
+    for name in ("leak-db", "leak-s3", "leak-ok"):
+        wait_until(lambda n=name: last_run(kubectl, ns, n), what=f"{name} to end", timeout=180)
+    assert last_run(kubectl, ns, "leak-ok")["phase"] == "Succeeded"  # type: ignore[index]
+    assert last_run(kubectl, ns, "leak-db")["phase"] == "Failed"  # type: ignore[index]
+    assert last_run(kubectl, ns, "leak-s3")["phase"] == "Failed"  # type: ignore[index]
+
+    places: dict[str, str] = {
+        "exportjobs (spec+status)": json.dumps(get(kubectl, ns, "exportjobs")),
+        "events": json.dumps(get(kubectl, ns, "events")),
+        "jobs": json.dumps(get(kubectl, ns, "jobs")),
+        "operator log": operator.logs(),
+    }
+    pods = get(kubectl, ns, "pods")["items"]
+    places["termination messages"] = json.dumps(
+        [cs.get("state", {}).get("terminated", {}).get("message")
+         for p in pods for cs in p["status"].get("containerStatuses") or []])
+    logs = sorted(pod_log_dir().glob(f"{ns}_*/*.log"))
+    assert logs, "no worker logs found"
+    places["worker logs"] = "\n".join(p.read_text(errors="replace") for p in logs)
+    s3c = s3.client()
+    reports = [o["Key"] for o in s3c.list_objects_v2(Bucket=wiring.bucket, Prefix="e2e/")
+               .get("Contents", []) if "/_errors/" in o["Key"] or "/_manifests/" in o["Key"]]
+    places["error reports and manifests"] = "\n".join(
+        s3c.get_object(Bucket=wiring.bucket, Key=k)["Body"].read().decode() for k in reports)
+    assert "password authentication failed" in places["exportjobs (spec+status)"]
+
+    secrets_ = {"database password": password, "S3 secret key": s3.secret_key,
+                "wrong database password": wrong_password, "wrong S3 secret key": wrong_key}
+    leaks = [f"{what} in {where}" for what, value in secrets_.items()
+             for where, text in places.items() if value in text]
+    assert leaks == []
