@@ -13,6 +13,7 @@ from ferry.api.common import ConditionStatus
 from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus, MemberPhase
 from ferry.api.status import GroupRunRecord, HistoryEntry, JobPhase, RunPhase, RunStatus
 from ferry.constants import (
+    ANNOTATION_CREATED_BY,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -29,6 +30,7 @@ from ferry.reconcile.runs import GroupRequest
 from .builders import T0
 
 MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
 MEMBERS = ["lists", "profiles", "events"]
 
 
@@ -300,3 +302,42 @@ def test_history_is_bounded_by_history_limit() -> None:
                       spec=spec).status
     assert [h.id for h in status.history or []] == ["nightly.2"]
     assert status.last_run is not None and status.last_run.id == "nightly.2"
+
+
+def test_the_creator_annotation_is_copied_into_created_by_once() -> None:
+    decision = step(T0, annotations={ANNOTATION_CREATED_BY: "alice"})
+    assert decision.status.created_by == "alice"
+    later = step(T0 + MINUTE, decision.status, annotations={ANNOTATION_CREATED_BY: "mallory"})
+    assert later.status.created_by == "alice"
+    assert step(T0).status.created_by is None
+    long = step(T0, annotations={ANNOTATION_CREATED_BY: "x" * 300}).status.created_by
+    assert long == "x" * 256
+
+
+def test_an_expired_group_deletes_itself_once_no_group_run_is_active() -> None:
+    spec = group_spec(expiresAt=(T0 + 30 * MINUTE).isoformat())
+    before = step(T0, spec=spec)
+    assert not before.delete_self
+    assert before.requeue_after == 1800
+    after = step(T0 + 30 * MINUTE, before.status, spec=spec)
+    assert after.delete_self
+    assert [(e.reason, e.message) for e in after.events] == [
+        ("Expired", f"spec.expiresAt {(T0 + 30 * MINUTE).isoformat()} has passed")]
+
+
+def test_an_expired_group_waits_for_its_group_run_to_end() -> None:
+    spec = group_spec(expiresAt=(T0 + 30 * MINUTE).isoformat())
+    status = step(T0, annotations=run_now(), spec=spec).status
+    views = {**{m: idle() for m in MEMBERS}, "lists": running("lists", 1, "group:nightly.1")}
+    waiting = step(T0 + HOUR, status, views, spec=spec)
+    assert not waiting.delete_self
+    assert waiting.status.current_run is not None
+
+
+def test_an_expired_group_starts_no_run_even_when_due() -> None:
+    """Past expiresAt no group run starts (as for ExportJobs): a slot that came while the
+    last group run was active must not keep a frequently scheduled group alive."""
+    spec = group_spec(schedule={"hourly": {"every": 1}}, expiresAt=T0.isoformat())
+    decision = step(T0 + HOUR, spec=spec, annotations=run_now())
+    assert decision.status.current_run is None
+    assert decision.delete_self

@@ -384,3 +384,25 @@ def test_batches_on_a_key_column_are_hash_partitions_over_the_whole_window() -> 
     assert [s["keyPartition"] for s in slices] == [  # type: ignore[index]
         {"column": "id", "index": i, "count": 3} for i in range(3)]
     assert {s["window"]["from"] for s in slices} == {"2026-11-21T23:00:00Z"}  # type: ignore[index]
+
+
+def test_a_run_without_progress_for_stall_after_is_stalled() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    pods = [PodObservation(completion_index=0, phase="Running", created_at=T0,
+                           progress={"records": 10, "total": 1000})]
+    active = JobObservation(name="contacts-1", run_number=1, completions=1, active=1, pods=pods)
+    moving = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=1), status=running,
+                                   jobs=[active])).status
+    assert moving.current_run is not None
+    assert moving.current_run.progressed_at == T0 + HOUR + dt.timedelta(minutes=1)
+    still = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=10), status=moving,
+                                  jobs=[active])).status
+    assert next(c for c in still.conditions or [] if c.type == "Stalled").status == "False"
+    stuck = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=17), status=still,
+                                  jobs=[active])).status
+    stalled = next(c for c in stuck.conditions or [] if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "NoProgress")
+    assert stalled.message == (
+        "run contacts.1 has made no progress for 16m (10 records): check the worker logs "
+        "(kubectl ferry logs contacts) and the source")

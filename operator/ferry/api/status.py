@@ -177,6 +177,9 @@ class RunStatus(FerryModel):
     eta: AwareDatetime | None = Field(default=None, description="Estimated completion time.")
     bytes: int | None = Field(default=None, ge=0, description="Bytes written so far.")
     files: int | None = Field(default=None, ge=0, description="Files written so far.")
+    progressed_at: AwareDatetime | None = Field(
+        default=None, description="When records, bytes or finished batches last grew: the "
+        "Stalled condition turns True when this is older than the operator's --stall-after.")
 
 
 class HistoryEntry(FerryModel):

@@ -8,6 +8,7 @@ so the objects users keep in Git are never written to by kopf.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from typing import Any
@@ -46,6 +47,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             image=os.environ.get("FERRY_WORKER_IMAGE", "ferry-worker:0.1.0"),
             service_account=os.environ.get("FERRY_WORKER_SERVICE_ACCOUNT", "ferry-worker"),
         ),
+        stall_after=memo.get("stall_after", dt.timedelta(minutes=15)),
     )
     memo.controller = controller
     memo.groups = GroupController(jobs=controller, registry=controller.groups)

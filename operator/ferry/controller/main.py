@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 
 import kopf
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics on this port (e.g. 8000)")
+    parser.add_argument("--stall-after", type=int, default=15, metavar="MINUTES",
+                        help="a run whose progress has not moved for this long is reported "
+                        "as condition Stalled=True, reason NoProgress (default 15)")
     webhook = parser.add_argument_group(
         "admission webhook", "validation, the delete guard and who-recording (docs/api.md); "
         "without --webhook-port no webhook is served")
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not options.namespace,
         namespaces=list(options.namespace),
         liveness_endpoint=options.liveness,
-        memo=kopf.Memo(metrics_port=options.metrics_port),
+        memo=kopf.Memo(metrics_port=options.metrics_port,
+                       stall_after=dt.timedelta(minutes=options.stall_after)),
     ))
     return 0

@@ -56,6 +56,7 @@ class Controller:
     queue: WorkQueue
     registry: Registry
     worker: WorkerDefaults
+    stall_after: dt.timedelta = dt.timedelta(minutes=15)
     groups: GroupRegistry = field(default_factory=GroupRegistry)
     """What JobGroup runs ask of each job (see ferry.reconcile.groups)."""
     clock: Callable[[], dt.datetime] = utc_now
@@ -136,6 +137,7 @@ class Controller:
                 queue=self.registry.queue_view(namespace, name, key, queued_at),
                 now=now,
                 worker=self.worker,
+                stall_after=self.stall_after,
                 deleting=deleting,
                 group_requests=self.groups.requests_for(namespace, name),
             )

@@ -33,6 +33,7 @@ from ferry.api.status import (
     RunStatus,
 )
 from ferry.constants import (
+    ANNOTATION_CREATED_BY,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
@@ -174,9 +175,10 @@ class _GroupReconciler:
             self.handled.stop_requested_at = stop
             self.stop()
         self.advance()
-        self.handle_requests(missing)
-        if problem is None:
-            self.follow_schedule(missing)
+        if not self.expired():
+            self.handle_requests(missing)
+            if problem is None:
+                self.follow_schedule(missing)
         self.advance()
         self.finish_status(problem, missing)
         self.expire()
@@ -424,6 +426,9 @@ class _GroupReconciler:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
         status.observed_generation = generation
         status.last_handled = self.handled
+        if status.created_by is None:
+            created_by = self.obs.annotations.get(ANNOTATION_CREATED_BY)
+            status.created_by = created_by[:256] if created_by else None
         schedule = spec.schedule
         status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
         once_done = schedule is not None and schedule.once is not None and \
@@ -469,6 +474,11 @@ class _GroupReconciler:
         if status.next_run_at is not None:
             return JobPhase.SCHEDULED
         return JobPhase.DRAFTED
+
+    def expired(self) -> bool:
+        """Past expiresAt no new group run starts (as for ExportJobs): slots that came
+        during the last group run would otherwise keep a scheduled group from expiring."""
+        return self.spec.expires_at is not None and self.spec.expires_at <= self.now
 
     def expire(self) -> None:
         expires = self.spec.expires_at

@@ -111,6 +111,7 @@ class Observation:
     now: dt.datetime
     worker: WorkerDefaults
     deleting: bool = False
+    stall_after: dt.timedelta = dt.timedelta(minutes=15)
     group_requests: tuple[GroupRequest, ...] = ()
 
 
@@ -195,6 +196,7 @@ class _Reconciler:
         self.decision = Decision(status=self.status)
         self.handled = self.status.last_handled or LastHandledRequests()
         self.stuck: str | None = None
+        self.stalled: str | None = None
         self.config_failure: str | None = None
 
     # --- helpers -----------------------------------------------------------------------
@@ -345,6 +347,7 @@ class _Reconciler:
                                       run.started_at, self.now)
         run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
                    if run.eta_seconds is not None else None)
+        self.track_progress(run)
         if job.finished is None:
             if folded.stuck:
                 run.message = "; ".join(f"batch {i} cannot start: {m}"
@@ -371,6 +374,21 @@ class _Reconciler:
             detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
             self.finish(run, RunPhase.FAILED, f"no batch succeeded: {detail or job.finished}"
                         [:4000])
+
+    def track_progress(self, run: RunStatus) -> None:
+        """Stamp progress; a run whose counters have not moved for stall_after is Stalled."""
+        before = self.obs.status.current_run
+        moved = before is None or before.progressed_at is None or (
+            (run.records_processed, run.bytes, run.batches) !=
+            (before.records_processed, before.bytes, before.batches))
+        if moved:
+            run.progressed_at = self.now
+        elif run.progressed_at is not None and \
+                self.now - run.progressed_at >= self.obs.stall_after:
+            minutes = int((self.now - run.progressed_at).total_seconds() // 60)
+            self.stalled = (f"run {run.id} has made no progress for {minutes}m "
+                            f"({run.records_processed or 0} records): check the worker logs "
+                            f"(kubectl ferry logs {self.obs.owner.name}) and the source")
 
     def finish(self, run: RunStatus, phase: RunPhase, message: str) -> None:
         failed = [b.index for b in run.batch_statuses or [] if b.phase == "Failed"]
@@ -628,10 +646,13 @@ class _Reconciler:
         status.phase = self.phase(one_time_done)
         conditions = set_condition(status.conditions, ConditionType.READY,
                                    *self.readiness(problem), now, generation)
-        conditions = set_condition(
-            conditions, ConditionType.STALLED, self.stuck is not None,
-            "WorkerCannotStart" if self.stuck else "Progressing",
-            self.stuck or "nothing is stuck", now, generation)
+        if self.stuck is not None:
+            stalled = (True, "WorkerCannotStart", self.stuck)
+        elif self.stalled is not None:
+            stalled = (True, "NoProgress", self.stalled)
+        else:
+            stalled = (False, "Progressing", "nothing is stuck")
+        conditions = set_condition(conditions, ConditionType.STALLED, *stalled, now, generation)
         active = run is not None and run.phase not in FINISHED_RUN_PHASES
         conditions = set_condition(
             conditions, ConditionType.RUNNING, active,
