@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from typing import Any
 
 import psycopg
@@ -278,3 +279,100 @@ def test_retry_reruns_from_the_first_member_that_did_not_succeed(
     assert all(h["trigger"] != "group:strict.2" for h in first)
     assert_one_after_another([member_entry(kubectl, ns, job, "group:strict.2")
                               for job in ("broken", "third")])
+
+
+def test_the_groups_own_schedule_starts_a_group_run(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, members: list[str],
+) -> None:
+    ns = wiring.namespace
+    apply_group(kubectl, ns, "ticking", ["first", "third"],
+                schedule={"cron": {"expression": "* * * * *"}})
+    status = wait_until(lambda: (s := group_status(kubectl, ns, "ticking")).get(
+        "scheduleSummary") and s, what="the first reconcile")
+    assert status["scheduleSummary"] == "cron * * * * * UTC"
+    assert status["phase"] in ("Scheduled", "Queued", "InProgress")
+    assert status.get("nextRunAt") or status.get("currentRun")
+
+    run = wait_until(lambda: (r := group_status(kubectl, ns, "ticking").get("lastRun")) and r,
+                     what="the first scheduled group run to end", timeout=150)
+    kubectl("delete", "-n", ns, "jobgroup/ticking")
+
+    slot = parse(run["scheduledFor"])
+    assert (run["id"], run["trigger"], run["phase"]) == ("ticking.1", "schedule", "Succeeded")
+    assert (slot.second, slot.microsecond) == (0, 0)
+    assert [(m["name"], m["phase"]) for m in run["members"]] == [
+        ("first", "Succeeded"), ("third", "Succeeded")]
+    entries = [member_entry(kubectl, ns, job, "group:ticking.1") for job in ("first", "third")]
+    assert [e["id"] for e in entries] == [m["runId"] for m in run["members"]]
+    assert parse(entries[0]["startedAt"]) >= slot
+    assert_one_after_another(entries)
+
+
+def test_a_member_whose_schedule_fires_during_its_group_run_waits_for_it(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server, pg_db: str,
+    members: list[str],
+) -> None:
+    """``crawler`` (cron every minute, 20 rows at 1 s each) is started by its group 10-18 s
+    before a minute boundary, so its own slot fires while it runs for the group."""
+    ns = wiring.namespace
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION crawl(i bigint) RETURNS text STABLE LANGUAGE plpgsql "
+                     "AS $$ BEGIN PERFORM pg_sleep(1); RETURN i::text; END $$")
+        conn.execute("CREATE VIEW crawling AS SELECT id, created_at, crawl(id) AS payload "
+                     "FROM interactions")
+    twenty_rows = {"fixed": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:20:00Z"}}
+    manifest = export_job("crawler", wiring, s3, timeframe=twenty_rows, batching=ONE_BATCH,
+                          schedule={"cron": {"expression": "* * * * *"}})
+    manifest["spec"]["source"]["table"] = "crawling"
+    now = dt.datetime.now(dt.UTC)
+    if not 42 <= now.second < 50:
+        time.sleep((42 - now.second - now.microsecond / 1e6) % 60)
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    apply_group(kubectl, ns, "crawl", ["crawler"])
+    group_request(kubectl, ns, "crawl", ANNOTATION_RUN_REQUESTED_AT)
+
+    overlaps = []
+
+    def scheduled_run_ended() -> dict[str, Any] | None:
+        status = get(kubectl, ns, "exportjob/crawler").get("status") or {}
+        current = status.get("currentRun")
+        if current and current["phase"] == "InProgress":
+            others = [h for h in status.get("history") or [] if h["id"] != current["id"]]
+            overlaps.extend(h for h in others if parse(h["finishedAt"]) >
+                            parse(current["startedAt"]))
+        return next((h for h in status.get("history") or []
+                     if h["trigger"] in ("schedule", "catchup")), None)
+
+    scheduled = wait_until(scheduled_run_ended, what="crawler's own scheduled run to end",
+                           timeout=180, interval=1)
+    kubectl("patch", "-n", ns, "exportjob/crawler", "--type=merge",
+            "-p", '{"spec": {"suspend": true}}')
+    request(kubectl, ns, "crawler", ANNOTATION_STOP_REQUESTED_AT)
+
+    group_run = finished_run(kubectl, ns, "crawl", "crawl.1")
+    assert (group_run["phase"], group_run["members"][0]["phase"]) == ("Succeeded", "Succeeded")
+    grouped = member_entry(kubectl, ns, "crawler", "group:crawl.1")
+    assert (grouped["id"], grouped["phase"]) == ("crawler.1", "Succeeded")
+    assert group_run["members"][0]["runId"] == "crawler.1"
+    slot = parse(scheduled["scheduledFor"])
+    assert parse(grouped["startedAt"]) < slot < parse(grouped["finishedAt"]), (grouped, slot)
+    assert (scheduled["id"], scheduled["phase"]) == ("crawler.2", "Succeeded")
+    assert_one_after_another([grouped, scheduled])
+    history = get(kubectl, ns, "exportjob/crawler")["status"]["history"]
+    assert_one_after_another(sorted(history, key=lambda h: h["number"]))
+    assert not overlaps
+
+
+def test_an_expired_group_without_a_run_deletes_itself(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, members: list[str],
+) -> None:
+    ns = wiring.namespace
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)).isoformat()
+    apply_group(kubectl, ns, "ephemeral", ["first"], expiresAt=expires)
+
+    wait_until(lambda: kubectl("get", "jobgroup/ephemeral", "-n", ns, check=False).returncode,
+               what="the JobGroup to delete itself", timeout=60)
+    events = [e["reason"] for e in get(kubectl, ns, "events")["items"]
+              if e["involvedObject"]["name"] == "ephemeral"]
+    assert "Expired" in events
+    assert get(kubectl, ns, "exportjob/first")["metadata"]["name"] == "first"
