@@ -307,7 +307,7 @@ INVALID = [
     Invalid(
         "endpoint-needs-scheme",
         {"spec.output.s3.endpoint": "minio:9000"},
-        _pattern("spec.output.s3.endpoint", "minio:9000", r"^https?://[^\s/]+(/\S*)?$"),
+        _pattern("spec.output.s3.endpoint", "minio:9000", r"^https?://[^\s/@]+(/\S*)?$"),
     ),
     Invalid(
         "batching-batches-and-rows",
