@@ -40,7 +40,13 @@ from ferry.constants import (
 )
 from ferry.reconcile import scheduling
 from ferry.reconcile.conditions import set_condition
-from ferry.reconcile.runs import MAX_MISSED_RUNS, Event, GroupRequest, new_request
+from ferry.reconcile.runs import (
+    MAX_MISSED_RUNS,
+    Event,
+    GroupRequest,
+    new_request,
+    user_annotation,
+)
 
 FOLLOW_POLL_SECONDS = 30.0
 """Safety net while a member runs: member status changes enqueue the group anyway."""
@@ -427,20 +433,16 @@ class _GroupReconciler:
         status.observed_generation = generation
         status.last_handled = self.handled
         if status.created_by is None:
-            created_by = self.obs.annotations.get(ANNOTATION_CREATED_BY)
-            status.created_by = created_by[:256] if created_by else None
+            status.created_by = user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
         schedule = spec.schedule
-        status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
         once_done = schedule is not None and schedule.once is not None and \
             status.last_scheduled_slot is not None
-        if schedule is not None and problem is None and not spec.suspend and not once_done:
-            upcoming = scheduling.upcoming(schedule, now, not_before=self.obs.created_at)
-            zone = scheduling.display_zone(schedule)
-            status.upcoming_runs = [t.astimezone(zone) for t in upcoming] or None
-            status.next_run_at = upcoming[0] if upcoming else None
-        else:
-            status.upcoming_runs = None
-            status.next_run_at = None
+        view = scheduling.schedule_view(
+            schedule, now, not_before=self.obs.created_at,
+            active=problem is None and not spec.suspend and not once_done)
+        status.schedule_summary = view.summary
+        status.upcoming_runs = view.upcoming
+        status.next_run_at = view.next_run_at
         run = status.current_run
         status.current = f"{(run.member_index or 0) + 1}/{len(run.members or [])}" \
             if run is not None else None

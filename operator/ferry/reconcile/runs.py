@@ -157,7 +157,7 @@ def new_request(annotations: dict[str, str], key: str, handled: str | None) -> s
     return value if value and value != handled and len(value) <= limit else None
 
 
-def _user_annotation(annotations: dict[str, str], key: str) -> str | None:
+def user_annotation(annotations: dict[str, str], key: str) -> str | None:
     """A user name from an annotation, cut to the status field's 256 characters."""
     value = annotations.get(key)
     return value[:256] if value else None
@@ -549,7 +549,7 @@ class _Reconciler:
         started_by = None
         if trigger in ("manual", "retry"):
             # Set by the mutating webhook with the request annotation (docs/api.md).
-            started_by = _user_annotation(self.obs.annotations, ANNOTATION_REQUESTED_BY)
+            started_by = user_annotation(self.obs.annotations, ANNOTATION_REQUESTED_BY)
         self.status.current_run = RunStatus(
             id=f"{name}.{number}", number=number, trigger=trigger, scheduled_for=slot,
             window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
@@ -619,20 +619,17 @@ class _Reconciler:
         status.observed_generation = generation
         status.last_handled = self.handled
         if status.created_by is None:
-            status.created_by = _user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
+            status.created_by = user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
         status.concurrency_key = concurrency_key(spec)
         schedule = spec.schedule
-        status.schedule_summary = scheduling.describe(schedule) if schedule else "on demand"
         one_time_done = schedule is not None and schedule.once is not None and \
             status.one_time_started_at is not None
-        if schedule is not None and problem is None and not spec.suspend and not one_time_done:
-            upcoming = scheduling.upcoming(schedule, now, not_before=self.obs.created_at)
-            zone = scheduling.display_zone(schedule)
-            status.upcoming_runs = [t.astimezone(zone) for t in upcoming] or None
-            status.next_run_at = upcoming[0] if upcoming else None
-        else:
-            status.upcoming_runs = None
-            status.next_run_at = None
+        view = scheduling.schedule_view(
+            schedule, now, not_before=self.obs.created_at,
+            active=problem is None and not spec.suspend and not one_time_done)
+        status.schedule_summary = view.summary
+        status.upcoming_runs = view.upcoming
+        status.next_run_at = view.next_run_at
         run = status.current_run
         if run is not None and run.phase == RunPhase.IN_PROGRESS:
             status.progress = progress_text(run.records_processed or 0, run.records_total)

@@ -371,6 +371,30 @@ def upcoming(
     return list(islice(fires, count))
 
 
+@dataclass(frozen=True)
+class ScheduleView:
+    """What an ExportJob's or JobGroup's status shows about its schedule."""
+
+    summary: str
+    upcoming: list[datetime] | None
+    next_run_at: datetime | None
+
+
+def schedule_view(schedule: Schedule | None, now: datetime, *, not_before: datetime,
+                  active: bool) -> ScheduleView:
+    """Summary, the next three slots (in the schedule's zone) and the next slot (UTC);
+    no slots while the schedule cannot fire (``active`` false: invalid, suspended, or a
+    one-time schedule that has run)."""
+    if schedule is None:
+        return ScheduleView("on demand", None, None)
+    if not active:
+        return ScheduleView(describe(schedule), None, None)
+    slots = upcoming(schedule, now, not_before=not_before)
+    zone = display_zone(schedule)
+    return ScheduleView(describe(schedule), [t.astimezone(zone) for t in slots] or None,
+                        slots[0] if slots else None)
+
+
 # --- printer column ------------------------------------------------------------------
 
 
