@@ -744,7 +744,7 @@ def test_worker_pod_passes_pod_security_restricted(
     kubectl: Kubectl, restricted_namespace: str
 ) -> None:
     job = build_job(Owner("contacts", restricted_namespace, "uid-1"), spec().build(), 1, "1",
-                    [Slice(index=0, start=None, end=None)],
+                    [Slice(index=0, total=1, start=None, end=None)],
                     WorkerDefaults(image="ferry-worker:0.1.0", service_account="ferry-worker"))
     result = dry_run_pod(kubectl, restricted_namespace, "worker", job["spec"]["template"]["spec"])
     assert result.returncode == 0, result.stderr

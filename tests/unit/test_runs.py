@@ -122,6 +122,7 @@ def test_some_failed_batches_make_a_partial_success_that_retry_repairs() -> None
     plan = plan_of(retry.create_job)
     assert plan["run"] == "contacts.1"
     assert [s["batchIndex"] for s in plan["slices"]] == [1]  # type: ignore[index]
+    assert plan["batchCount"] == 3, "a retry's batches keep the run's batch count"
     assert retry.create_job["spec"]["completions"] == 1
 
 

@@ -27,13 +27,15 @@ MAX_BATCHES = 1000
 
 @dataclass(frozen=True)
 class Slice:
-    """One batch: its index in the run (file names use it), its time slice and, when
-    the run is split by key, its hash partition out of ``partitions``."""
+    """One batch: its index among the run's ``total`` batches (file names use it), its
+    time slice and, when the run is split by key, whether it is hash partition
+    ``index`` of ``total``."""
 
     index: int
+    total: int
     start: dt.datetime | None
     end: dt.datetime | None
-    partitions: int | None = None
+    by_key: bool = False
 
 
 def batch_count(spec: ExportJobSpec, start: dt.datetime | None, end: dt.datetime | None) -> int:
@@ -52,12 +54,12 @@ def plan_slices(spec: ExportJobSpec, count: int, start: dt.datetime | None,
     """``count`` slices of [start, end); the same inputs always give the same slices,
     which is what lets a retry re-run exactly the failed batches of an earlier run."""
     if count > 1 and spec.source.key_column is not None:
-        return [Slice(i, start, end, partitions=count) for i in range(count)]
+        return [Slice(i, count, start, end, by_key=True) for i in range(count)]
     if count == 1 or start is None or end is None:
-        return [Slice(0, start, end)]
+        return [Slice(0, 1, start, end)]
     span = end - start
     bounds = [start + span * i / count for i in range(count)] + [end]
-    return [Slice(i, bounds[i], bounds[i + 1]) for i in range(count)]
+    return [Slice(i, count, bounds[i], bounds[i + 1]) for i in range(count)]
 
 
 def retry_slices(previous: list[Slice], failed: list[int]) -> list[Slice]:

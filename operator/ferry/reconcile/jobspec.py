@@ -92,7 +92,7 @@ def worker_plan(
         "format": spec.output.format.value,
         "compression": spec.output.compression.value,
         "destination": destination,
-        "batchCount": max(s.index for s in slices) + 1,
+        "batchCount": slices[0].total,
         "slices": [
             {
                 "batchIndex": s.index,
@@ -109,8 +109,8 @@ def worker_plan(
                 ),
                 **(
                     {"keyPartition": {"column": source.key_column, "index": s.index,
-                                      "count": s.partitions}}
-                    if s.partitions and source.key_column
+                                      "count": s.total}}
+                    if s.by_key and source.key_column
                     else {}
                 ),
             }
