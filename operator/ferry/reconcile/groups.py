@@ -173,7 +173,7 @@ class _GroupReconciler:
     # --- the pass ----------------------------------------------------------------------
 
     def run(self) -> GroupDecision:
-        problem = self.schedule_problem()
+        problem = scheduling.schedule_problem(self.spec.schedule)
         missing = self.missing_members()
         stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
                            self.handled.stop_requested_at)
@@ -189,15 +189,6 @@ class _GroupReconciler:
         self.finish_status(problem, missing)
         self.expire()
         return self.decision
-
-    def schedule_problem(self) -> scheduling.InvalidScheduleError | None:
-        if self.spec.schedule is None:
-            return None
-        try:
-            scheduling.check_schedule(self.spec.schedule)
-        except scheduling.InvalidScheduleError as e:
-            return e
-        return None
 
     def stop(self) -> None:
         run = self.status.current_run

@@ -227,7 +227,7 @@ class _Reconciler:
     # --- the pass ----------------------------------------------------------------------
 
     def run(self) -> Decision:
-        problem = self.schedule_problem()
+        problem = scheduling.schedule_problem(self.spec.schedule)
         stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
                            self.handled.stop_requested_at)
         if stop:
@@ -266,15 +266,6 @@ class _Reconciler:
                 self.obs.status.current_run.message != message:
             self.event("Warning", "DeletionBlocked", message)
         run.message = message
-
-    def schedule_problem(self) -> scheduling.InvalidScheduleError | None:
-        if self.spec.schedule is None:
-            return None
-        try:
-            scheduling.check_schedule(self.spec.schedule)
-        except scheduling.InvalidScheduleError as e:
-            return e
-        return None
 
     def stop(self) -> None:
         run = self.status.current_run

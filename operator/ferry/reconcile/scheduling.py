@@ -157,6 +157,17 @@ def check_schedule(schedule: Schedule) -> None:
             )
 
 
+def schedule_problem(schedule: Schedule | None) -> InvalidScheduleError | None:
+    """What `check_schedule` would raise, as a value (None: fine, or no schedule)."""
+    if schedule is None:
+        return None
+    try:
+        check_schedule(schedule)
+    except InvalidScheduleError as e:
+        return e
+    return None
+
+
 def display_zone(schedule: Schedule) -> tzinfo:
     """The zone to show this schedule's times in (``timeZone``, also for hourly)."""
     return _zone(schedule.time_zone)
