@@ -21,14 +21,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from pydantic import ValidationError
 
-from ferry.api.common import ConditionType
 from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus
 from ferry.api.status import ExportJobStatus
 from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, VERSION
 from ferry.controller.groupregistry import GroupRegistry
 from ferry.controller.reconciler import Controller, invalid_spec_message, utc_now
 from ferry.controller.workqueue import WorkQueue
-from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.conditions import mark_invalid_spec
 from ferry.reconcile.groups import GroupDecision, GroupObservation, MemberView, reconcile_group
 from ferry.reconcile.observe import parse_time
 from ferry.reconcile.runs import Event
@@ -161,11 +160,6 @@ class GroupController:
             status = JobGroupStatus.model_validate(obj.get("status") or {})
         except ValidationError:
             status = JobGroupStatus()
-        generation = obj["metadata"].get("generation")
-        conditions = set_condition(status.conditions, ConditionType.READY, False,
-                                   "InvalidSpec", message, now, generation)
-        if conditions != status.conditions:
-            status.conditions = conditions
-            status.observed_generation = generation
+        if mark_invalid_spec(status, message, now, obj["metadata"].get("generation")):
             await self.write_status(obj, status)
             await self.jobs.post_event(obj, Event("Warning", "InvalidSpec", message))

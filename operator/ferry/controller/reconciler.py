@@ -21,7 +21,6 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from pydantic import ValidationError
 
-from ferry.api.common import ConditionType
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus
 from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
@@ -29,7 +28,7 @@ from ferry.controller import metrics
 from ferry.controller.groupregistry import GroupRegistry
 from ferry.controller.registry import Registry
 from ferry.controller.workqueue import WorkQueue
-from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.conditions import mark_invalid_spec
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.observe import job_observation, parse_time
 from ferry.reconcile.runs import Decision, Event, Observation, concurrency_key, reconcile
@@ -230,12 +229,7 @@ class Controller:
             status = ExportJobStatus.model_validate(obj.get("status") or {})
         except ValidationError:
             status = ExportJobStatus()
-        generation = obj["metadata"].get("generation")
-        conditions = set_condition(status.conditions, ConditionType.READY, False,
-                                   "InvalidSpec", message, now, generation)
-        if conditions != status.conditions:
-            status.conditions = conditions
-            status.observed_generation = generation
+        if mark_invalid_spec(status, message, now, obj["metadata"].get("generation")):
             await self.write_status(obj, status)
             await self.post_event(obj, Event("Warning", "InvalidSpec", message))
 

@@ -8,8 +8,9 @@ turn every status write into a real change.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol
 
-from ferry.api.common import Condition, ConditionStatus
+from ferry.api.common import Condition, ConditionStatus, ConditionType
 
 
 def set_condition(
@@ -53,6 +54,27 @@ def set_condition(
             )
         )
     return result
+
+
+class HasConditions(Protocol):
+    """The status of an ExportJob or a JobGroup, as far as Ready is concerned."""
+
+    conditions: list[Condition] | None
+    observed_generation: int | None
+
+
+def mark_invalid_spec(status: HasConditions, message: str, now: dt.datetime,
+                      generation: int | None) -> bool:
+    """Ready=False, reason InvalidSpec: a spec the CRD schema let through but the models
+    reject (e.g. written before a rule existed). Returns whether anything changed, so
+    the same bad spec is not written and announced again on every pass."""
+    conditions = set_condition(status.conditions, ConditionType.READY, False, "InvalidSpec",
+                               message, now, generation)
+    if conditions == status.conditions:
+        return False
+    status.conditions = conditions
+    status.observed_generation = generation
+    return True
 
 
 def condition_is_true(conditions: list[Condition] | None, type_: str) -> bool:
