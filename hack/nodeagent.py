@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -460,11 +461,27 @@ class NodeAgent:
         })
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
-            self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("status of %s/%s not written: %s", namespace, name, e.reason)
+        """Retried while the API server is unreachable or answers 429/5xx, as a kubelet's
+        status manager keeps syncing: a pod that ends while the API server restarts must
+        still be reported, or its Job would never complete."""
+        delay = 0.5
+        while True:
+            try:
+                self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+                return
+            except ApiException as e:
+                if e.status != 429 and e.status < 500:
+                    if e.status != 404:
+                        log.warning("status of %s/%s not written: %s", namespace, name, e.reason)
+                    return
+                reason = f"{e.status} {e.reason}"
+            except urllib3.exceptions.HTTPError as e:
+                reason = type(e).__name__
+            log.warning("status of %s/%s not written (%s); retrying in %.1fs", namespace, name,
+                        reason, delay)
+            if self.stopping.wait(delay):
+                return
+            delay = min(delay * 2, 10.0)
 
     def kill_pod(self, pod: client.V1Pod, run: PodRun, grace: int | None) -> None:
         """SIGTERM, the grace period, then SIGKILL: the kubelet's order."""

@@ -4,10 +4,16 @@ The main cluster, PostgreSQL and MinIO are shared with other suites (and other
 engineers) and are never stopped. Scenarios that take a server down use their own:
 a MinIO started here on a free port, or a second control plane (`hack/cluster.py`
 with FERRY_CLUSTER_DIR / FERRY_CLUSTER_PORT_OFFSET) with its own operator.
+
+A pytest killed with SIGKILL runs no teardown, and these servers run in their own
+sessions, so they would outlive it (and the private cluster's fixed ports would stay
+taken). Each fixture therefore records what it started under `.cache/faults/`, and
+the first private server of a later session kills what sessions no longer alive left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -17,8 +23,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -38,6 +45,75 @@ from .support import Kubectl, wait_until
 
 CLUSTER_SCRIPT = ROOT / "hack" / "cluster.py"
 PRIVATE_PORT_OFFSET = 200
+STRAYS = ROOT / ".cache" / "faults" / "private-servers"
+"""One JSON record per running set of private servers: the pytest that owns them and
+each process with a marker (a path of its own) that its command line or environment
+holds, so that a recycled pid is never mistaken for it."""
+CLUSTER_COMPONENTS = ("node-agent", "kube-scheduler", "kube-controller-manager",
+                      "kube-apiserver", "etcd")
+"""Stop order: the node agent first, so that it stops its pods' processes."""
+
+
+@dataclass(frozen=True)
+class Stray:
+    pid: int
+    marker: str
+
+
+def _proc(pid: int, what: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{what}").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def is_running(stray: Stray) -> bool:
+    return any(stray.marker in _proc(stray.pid, what) for what in ("cmdline", "environ"))
+
+
+def record_servers(name: str, processes: list[Stray]) -> Path:
+    """Write (or rewrite) this session's record of one set of private servers."""
+    STRAYS.mkdir(parents=True, exist_ok=True)
+    path = STRAYS / f"{os.getpid()}-{name}.json"
+    path.write_text(json.dumps({"owner": os.getpid(),
+                                "processes": [asdict(p) for p in processes]}))
+    return path
+
+
+def _terminate(stray: Stray, grace: float = 10.0) -> None:
+    """SIGTERM to the process group (each server leads its own), then SIGKILL. Gone
+    means no longer running as itself: a zombie nobody reaps has an empty cmdline."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(stray.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and is_running(stray):
+            time.sleep(0.1)
+        if is_running(stray):
+            os.killpg(stray.pid, signal.SIGKILL)
+
+
+def sweep_strays() -> list[str]:
+    """Kill the private servers of sessions that are gone; returns what was killed.
+    Records of live sessions (another suite running beside this one) are left alone."""
+    swept: list[str] = []
+    for path in sorted(STRAYS.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if "pytest" in _proc(int(record["owner"]), "cmdline"):
+            continue
+        for stray in (Stray(**p) for p in record["processes"]):
+            if is_running(stray):
+                _terminate(stray)
+                swept.append(f"pid {stray.pid} ({stray.marker})")
+        path.unlink(missing_ok=True)
+    if swept:
+        warnings.warn(f"killed private servers an earlier, killed test session left "
+                      f"running: {', '.join(swept)}", stacklevel=2)
+    return swept
 
 
 def free_port() -> int:
@@ -82,6 +158,7 @@ class PrivateMinio:
                 return False
 
         wait_until(live, timeout=60, what="the private MinIO to be live", interval=0.2)
+        record_servers(f"minio-{self.port}", [Stray(self.process.pid, str(self.data))])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -95,6 +172,7 @@ def private_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
     binary = _load_services().minio_binary()
     if not binary.exists():
         pytest.skip(f"MinIO is not built ({binary}): run `make minio`")
+    sweep_strays()
     base = tmp_path_factory.mktemp("private-minio")
     server = PrivateMinio(binary=binary, data=base / "data", port=free_port(),
                           access_key="fault-" + secrets.token_hex(4),
@@ -104,6 +182,7 @@ def private_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
     server.start()
     yield server
     server.stop()
+    (STRAYS / f"{os.getpid()}-minio-{server.port}.json").unlink(missing_ok=True)
 
 
 @dataclass
@@ -143,6 +222,18 @@ class PrivateCluster:
         """`cluster.py up` starts only the components that are not running."""
         result = self.script("up")
         assert result.returncode == 0, result.stderr
+        record_cluster(self.directory, self.operator)
+
+
+def record_cluster(directory: Path, operator: OperatorProcess | None) -> Path:
+    """The private cluster's components (as its pid files name them) and operator (its
+    marker: the kubeconfig in its environment)."""
+    pids = {c: directory / "pids" / f"{c}.pid" for c in CLUSTER_COMPONENTS}
+    processes = [Stray(int(f.read_text()), str(directory)) for f in pids.values() if f.exists()]
+    if operator is not None:
+        processes.insert(1, Stray(operator.process.pid,
+                                  str(directory.parent / "operator.kubeconfig")))
+    return record_servers("cluster", processes)
 
 
 def _private_kubectl(binary: str, kubeconfig: str) -> Kubectl:
@@ -163,12 +254,14 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
     """Up in ~15 s; down (and wiped) at the end of the module."""
     if os.environ.get("KUBECONFIG"):
         pytest.skip("a private control plane needs the local cluster scripts")
+    sweep_strays()
     directory = tmp_path_factory.mktemp("private-cluster") / "c"
     env = {**os.environ, "FERRY_CLUSTER_DIR": str(directory),
            "FERRY_CLUSTER_PORT_OFFSET": str(PRIVATE_PORT_OFFSET)}
     up = subprocess.run([sys.executable, str(CLUSTER_SCRIPT), "up"], env=env, text=True,
                         capture_output=True, timeout=300, check=False)
     operator: OperatorProcess | None = None
+    record = record_cluster(directory, None)
     try:
         assert up.returncode == 0, up.stderr
         kubectl = _private_kubectl(kubectl_binary, str(directory / "admin.kubeconfig"))
@@ -202,6 +295,7 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
                                       "secretAccessKey": s3.secret_key})]))
         operator = start_operator(str(operator_kubeconfig),
                                   directory.parent / "operator.log", namespace)
+        record_cluster(directory, operator)
         yield PrivateCluster(directory=directory, env=env, kubectl=kubectl,
                              namespace=namespace, operator=operator,
                              operator_kubeconfig=str(operator_kubeconfig))
@@ -210,3 +304,4 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
             operator.kill()
         subprocess.run([sys.executable, str(CLUSTER_SCRIPT), "down"], env=env, text=True,
                        capture_output=True, timeout=300, check=False)
+        record.unlink(missing_ok=True)

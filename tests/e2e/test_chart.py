@@ -92,8 +92,12 @@ OPERATOR_REFUSED = [
     ("patch", "jobs.batch", ""), ("get", "configmaps", ""), ("create", "serviceaccounts", ""),
     ("create", "serviceaccounts", "token"),
     ("create", "rolebindings.rbac.authorization.k8s.io", ""),
-    ("create", "leases.coordination.k8s.io", ""),
+    ("delete", "leases.coordination.k8s.io", ""),
 ]
+LEADER_ELECTION = [("get", "leases.coordination.k8s.io", ""),
+                   ("create", "leases.coordination.k8s.io", ""),
+                   ("update", "leases.coordination.k8s.io", "")]
+"""Granted in the release namespace only (the Lease Role)."""
 WORKER_REFUSED = [
     ("get", "pods", ""), ("list", "pods", ""), ("create", "pods", ""), ("delete", "pods", ""),
     ("get", "secrets", ""), ("list", "secrets", ""), ("create", "jobs.batch", ""),
@@ -191,8 +195,8 @@ def kubeconform_run(kubeconform: str, schema_location: str, manifests: str,
 
 
 @pytest.mark.parametrize(("shape", "resources"), [
-    ("cluster-wide", 16), ("namespaced+webhook", 23), ("cert-manager", 17),
-    ("webhook-off", 12)])
+    ("cluster-wide", 18), ("namespaced+webhook", 25), ("cert-manager", 19),
+    ("webhook-off", 14)])
 def test_rendered_chart_is_valid_kubernetes(
     render_text: Callable[..., str], kubeconform: str, schema_location: str,
     shape: str, resources: int,
@@ -232,6 +236,11 @@ def test_kubeconform_validates_ferry_kinds_from_crds(kubeconform: str,
 
 # --- what the templates say --------------------------------------------------------------
 
+LEADER_ELECTION_ARGS = ["--leader-elect", "--leader-elect-lease-name=ferry-operator",
+                        "--leader-elect-lease-duration=15", "--leader-elect-renew-deadline=10",
+                        "--leader-elect-retry-period=2"]
+
+
 def test_operator_deployment(render: Render) -> None:
     deployment = only(render(), "Deployment")
     spec = deployment["spec"]
@@ -242,7 +251,8 @@ def test_operator_deployment(render: Render) -> None:
     (container,) = pod["containers"]
     assert container["image"] == "ferry-operator:0.1.0"
     assert container["args"] == [
-        "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--webhook-port=9443",
+        "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", *LEADER_ELECTION_ARGS,
+        "--webhook-port=9443",
         "--webhook-cert=/etc/ferry/webhook/tls.crt", "--webhook-key=/etc/ferry/webhook/tls.key"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FERRY_WORKER_IMAGE"] == "ferry-worker:0.1.0"
@@ -266,7 +276,7 @@ def test_namespaced_mode_passes_each_namespace(render: Render) -> None:
     container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b",
                                  "--liveness=http://0.0.0.0:8080/healthz",
-                                 "--webhook-port=9443",
+                                 *LEADER_ELECTION_ARGS, "--webhook-port=9443",
                                  "--webhook-cert=/etc/ferry/webhook/tls.crt",
                                  "--webhook-key=/etc/ferry/webhook/tls.key", "--verbose"]
 
@@ -385,7 +395,8 @@ def test_webhook_with_cert_manager(render: Render) -> None:
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--set", "operator.replicas=2"], "at '/operator/replicas': maximum: got 2, want 1"),
+    (["--set", "operator.replicas=2", "--set", "operator.leaderElection.enabled=false"],
+     "operator.replicas > 1 needs operator.leaderElection.enabled=true"),
     (["--set", "watchNamespace={a}"], "additional properties 'watchNamespace' not allowed"),
     (["--set", "webhook.enabled=true", "--set", "webhook.certificate.source=vault"],
      "at '/webhook/certificate/source': value must be one of 'helm', 'cert-manager'"),
@@ -544,6 +555,9 @@ def test_operator_cluster_wide_rbac_live(
                      "")
     assert not can_i(kubectl, operator, "create", "namespaces", "")
     assert not can_i(kubectl, operator, "list", "secrets", "", "-A")
+    for verb, resource, sub in LEADER_ELECTION:
+        assert can_i(kubectl, operator, verb, resource, sub, "-n", namespace)
+        assert not can_i(kubectl, operator, verb, resource, sub, "-n", other_namespace)
 
 
 def test_operator_namespaced_rbac_live(

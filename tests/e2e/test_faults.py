@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB
+from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB, LABEL_RUN
 from ferry.reconcile.jobspec import Owner
 from ferry.reconcile.runs import reconcile
 from tests.fixtures.services import S3Server
@@ -365,12 +366,23 @@ def test_two_hundred_jobs_due_at_once_on_one_source_run_one_at_a_time_in_order(
 
 # ---- (5) the S3 server stopped for 30 s during uploads --------------------------------
 
+def worker_logs(kubectl: Kubectl, ns: str, name: str) -> str:
+    """The logs of every worker pod of a job, as the node agent kept them."""
+    return "\n".join(
+        path.read_text(errors="replace") for pod in worker_pods(kubectl, ns, name)
+        for path in [pod_log_dir() / f"{ns}_{pod['metadata']['name']}" / "worker.log"]
+        if path.exists())
+
+
 @pytest.mark.faults
 @pytest.mark.timeout(900)
 def test_s3_down_for_thirty_seconds_during_uploads_commits_exactly_once(
     kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
     source_table: list[int], private_minio: PrivateMinio,
 ) -> None:
+    """The worker's per-call S3 retry budget (120 s) outlasts a 30 s outage: the batch
+    is neither failed nor re-run, and a file finished during the outage is uploaded
+    once the server is back."""
     ns, name = wiring.namespace, "s3-outage"
     private = private_minio.server
     private.client().create_bucket(Bucket="outage")
@@ -381,7 +393,7 @@ def test_s3_down_for_thirty_seconds_during_uploads_commits_exactly_once(
         "bucket": "outage", "endpoint": private.endpoint_url,
         "credentialsSecretRef": {"name": "private-bucket", "accessKeyIdKey": "accessKeyId",
                                  "secretAccessKeyKey": "secretAccessKey"}})
-    manifest["spec"]["output"]["fileSplitSize"] = "1Mi"  # ~8 KiB rows: a file every ~12 s
+    manifest["spec"]["output"]["fileSplitSize"] = "1Mi"  # ~8 KiB rows: a file every ~15 s
     apply(kubectl, ns, manifest)
     request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
     wait_until(lambda: private.client().list_objects_v2(
@@ -392,67 +404,128 @@ def test_s3_down_for_thirty_seconds_during_uploads_commits_exactly_once(
     private_minio.stop()
     time.sleep(30)
     private_minio.start()
+    back_at = dt.datetime.now(dt.UTC)
 
     entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end",
                        timeout=300)
-    if entry["phase"] == "Succeeded":
-        assert entry["records"] == ROWS
-        assert_exactly_once(private, "outage", name, f"{name}.1", source_table)
-    else:  # allowed: a clean failure that says why, with nothing presented as complete
-        assert entry["phase"] == "Failed", entry
-        assert entry["message"]
-        assert manifests(private, "outage", name, f"{name}.1") == []
+    assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
+    assert dt.datetime.fromisoformat(entry["finishedAt"]) > back_at
+    assert [h["id"] for h in status_of(kubectl, ns, name)["history"]] == [f"{name}.1"]
+    assert_exactly_once(private, "outage", name, f"{name}.1", source_table)
+    [batch] = manifests(private, "outage", name, f"{name}.1")
+    assert entry["files"] == len(batch["files"]) >= 3
+    # Survived by the in-process retries, out loud: no batch retry, no error report.
+    assert len(worker_pods(kubectl, ns, name)) == 1
+    assert error_report(private, "outage", name, f"{name}.1") == []
+    log = worker_logs(kubectl, ns, name)
+    assert "S3 PutObject failed (EndpointConnectionError" in log, log[-3000:]
 
 
 # ---- (2) the operator down across several scheduled times -----------------------------
 
-@pytest.mark.faults
-@pytest.mark.timeout(600)
-def test_operator_down_across_scheduled_times_runs_one_catch_up_and_records_the_rest(
-    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
-    source_table: list[int], operator_kubeconfig: str,
-) -> None:
-    ns, name = wiring.namespace, "missed"
-    manifest = export_job(name, wiring, s3, schedule={"cron": {"expression": "* * * * *"}},
-                          concurrency={"key": "missed-slots"})
-    manifest["spec"]["source"]["table"] = "tiny"
-    apply(kubectl, ns, manifest)
-    first = wait_until(lambda: last_run(kubectl, ns, name), what="a first scheduled run",
-                       timeout=150)
-    assert first["phase"] == "Succeeded"
-    operator.kill()
-    down_at = dt.datetime.now(dt.UTC)
-    time.sleep(150)
-    up_at = dt.datetime.now(dt.UTC)
-    replacement = start_operator(operator_kubeconfig, operator.log, ns)
-    operator.process = replacement.process
-    try:
-        def catch_up() -> dict[str, Any] | None:
-            history = status_of(kubectl, ns, name).get("history") or []
-            late = [h for h in history if h["scheduledFor"] > down_at.isoformat()[:19]
-                    and h.get("finishedAt")]
-            return late[0] if late else None
+MISSED_POLICIES: dict[str, dict[str, Any]] = {"Skip": {}, "Latest": {}, "All": {"maxCatchUp": 2}}
+"""One ExportJob per missedRunPolicy; the three share one operator outage."""
 
-        entry = wait_until(catch_up, what="the catch-up run", timeout=60)
-        status = status_of(kubectl, ns, name)
-        slots = [dt.datetime.fromisoformat(h["scheduledFor"].replace("Z", "+00:00"))
-                 for h in status["history"]]
-        during = [s for s in slots if down_at < s <= up_at]
-        assert len(during) == 1, f"Latest: exactly one catch-up run, got {during}"
-        latest = up_at.replace(second=0, microsecond=0)
-        assert entry["scheduledFor"] == latest.isoformat().replace("+00:00", "Z")
-        assert (entry["phase"], entry["trigger"]) == ("Succeeded", "schedule")
-        missed = {m["scheduledFor"]: m["reason"] for m in status.get("missedRuns") or []}
-        expected = []
-        slot = down_at.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-        while slot < latest:
-            expected.append(slot.isoformat().replace("+00:00", "Z"))
-            slot += dt.timedelta(minutes=1)
-        assert len(expected) >= 1
-        assert {s: missed.get(s) for s in expected} == dict.fromkeys(expected, "Skipped")
+
+def slot_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def recent_rows(pg_db: str, start: dt.datetime, end: dt.datetime) -> dict[int, dt.datetime]:
+    """`recent`: a row every 10 s over [start, end), so each slot's window has its own rows."""
+    rows = {i: start + dt.timedelta(seconds=10 * i)
+            for i in range(int((end - start).total_seconds()) // 10)}
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE recent (id bigint PRIMARY KEY, created_at timestamptz)")
+        with conn.cursor().copy("COPY recent FROM STDIN") as copy:
+            for row in rows.items():
+                copy.write_row(row)
+    return rows
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(900)
+def test_operator_down_across_scheduled_times_follows_each_missed_run_policy(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server, pg_db: str,
+    operator_kubeconfig: str,
+) -> None:
+    """Three slots pass while the operator is down; it comes back 90 s after the last
+    one (later than the 60 s a slot may be late and still count as on time). Skip runs
+    none, Latest only the newest, All the newest maxCatchUp (2); every other slot is in
+    status.missedRuns with its reason. The jobs are incremental: the catch-up runs'
+    windows must tile the outage, so the rows exported over all runs are exactly the
+    source's rows up to the last slot run, none lost to a skipped slot, none twice."""
+    ns = wiring.namespace
+    now = dt.datetime.now(dt.UTC)
+    first = (now + dt.timedelta(seconds=80)).replace(second=0, microsecond=0)
+    slots = [first + dt.timedelta(minutes=i) for i in range(4)]
+    missed = slots[1:]
+    rows = recent_rows(pg_db, now - dt.timedelta(minutes=2), slots[-1] + dt.timedelta(minutes=5))
+    names = {policy: f"missed-{policy.lower()}" for policy in MISSED_POLICIES}
+    cron = ",".join(str(s.minute) for s in slots) + " * * * *"
+    for policy, extra in MISSED_POLICIES.items():
+        manifest = export_job(
+            names[policy], wiring, s3, timeframe={"incremental": {}},
+            schedule={"cron": {"expression": cron}, "missedRunPolicy": policy, **extra},
+            concurrency={"key": names[policy]})
+        manifest["spec"]["source"]["table"] = "recent"
+        apply(kubectl, ns, manifest)
+    try:
+        def first_runs() -> bool:
+            ends = [last_run(kubectl, ns, n) for n in names.values()]
+            return all(e and slot_time(e["scheduledFor"]) == slots[0] for e in ends)
+
+        wait_until(first_runs, what="the first slot's runs to end", interval=1,
+                   timeout=(slots[1] - dt.timedelta(seconds=3)
+                            - dt.datetime.now(dt.UTC)).total_seconds())
+        operator.kill()
+        assert dt.datetime.now(dt.UTC) < slots[1], "the operator went down after a slot to miss"
+        try:
+            time.sleep(max(0.0, (slots[-1] + dt.timedelta(seconds=90)
+                                 - dt.datetime.now(dt.UTC)).total_seconds()))
+        finally:
+            operator.process = start_operator(operator_kubeconfig, operator.log, ns).process
+
+        runs = {"Skip": [], "Latest": missed[-1:], "All": missed[-2:]}
+        reasons = {"Skip": dict.fromkeys(missed, "Skipped"),
+                   "Latest": dict.fromkeys(missed[:-1], "Skipped"),
+                   "All": {missed[0]: "CatchUpLimit"}}
+
+        def settled() -> dict[str, dict[str, Any]] | None:
+            statuses = {p: status_of(kubectl, ns, n) for p, n in names.items()}
+            for policy, status in statuses.items():
+                ended = [h for h in status.get("history") or []
+                         if slot_time(h["scheduledFor"]) > slots[0]]
+                recorded = {slot_time(m["scheduledFor"]) for m in status.get("missedRuns") or []}
+                if status.get("currentRun") or len(ended) < len(runs[policy]) or \
+                        not recorded >= set(reasons[policy]):
+                    return None
+            return statuses
+
+        statuses = wait_until(settled, what="the missed-run policies to be applied",
+                              interval=2, timeout=300)
+        for policy, status in statuses.items():
+            name, history = names[policy], status["history"][::-1]
+            assert [slot_time(h["scheduledFor"]) for h in history] == [slots[0], *runs[policy]]
+            assert [(h["trigger"], h["phase"]) for h in history] == [
+                ("schedule", "Succeeded"), *[("catchup", "Succeeded")] * len(runs[policy])]
+            assert {slot_time(m["scheduledFor"]): m["reason"]
+                    for m in status["missedRuns"]} == reasons[policy], policy
+            exported: list[int] = []
+            for h in history:
+                start, end = h["window"].get("from"), slot_time(h["window"]["to"])
+                expected = sorted(i for i, at in rows.items()
+                                  if (start is None or at >= slot_time(start)) and at < end)
+                assert_exactly_once(s3, wiring.bucket, name, h["id"], expected)
+                exported += exported_ids(s3, wiring.bucket, name, h["id"])
+            assert sorted(exported) == sorted(
+                i for i, at in rows.items() if at < slot_time(history[-1]["scheduledFor"]))
+        assert statuses["All"]["missedRuns"][0]["message"] == (
+            "more than maxCatchUp (2) slots were missed: only the newest 2 run")
     finally:
-        kubectl("patch", "exportjob", name, "-n", ns, "--type=merge",
-                "-p", '{"spec": {"suspend": true}}', check=False)
+        for name in names.values():
+            kubectl("patch", "exportjob", name, "-n", ns, "--type=merge",
+                    "-p", '{"spec": {"suspend": true}}', check=False)
 
 
 # ---- (3) kube-apiserver restarted mid-run (private control plane) ---------------------
@@ -462,37 +535,137 @@ def test_operator_down_across_scheduled_times_runs_one_catch_up_and_records_the_
 def test_apiserver_restarted_mid_run_operator_reconnects_and_the_run_completes(
     private_cluster: PrivateCluster, s3: S3Server, s3_bucket: str, source_table: list[int],
 ) -> None:
+    """Batch 0 runs (and ends) while the API server is down; its pod's status reaches
+    the Job only after the restart, and batch 1 starts only then: the operator must
+    have reconnected by itself to see the run end."""
     pc = private_cluster
     ns, name = pc.namespace, "apiserver-restart"
     wiring = Wiring(namespace=ns, bucket=s3_bucket)
-    manifest = slow_job(name, wiring, s3, batching={"batches": 2, "parallelism": 1})
-    manifest["spec"]["output"]["s3"]["prefix"] = "private"
-    apply(pc.kubectl, ns, manifest)
+    apply(pc.kubectl, ns, slow_job(name, wiring, s3, batching={"batches": 2, "parallelism": 1}))
     request(pc.kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
     wait_until(lambda: running_pod(pc.kubectl, ns, name), what="the first batch to run",
                timeout=120)
+    before = status_of(pc.kubectl, ns, name)["currentRun"]
 
     pc.stop_apiserver()
+    stopped_at = dt.datetime.now(dt.UTC)
     time.sleep(10)
     pc.start_apiserver()
+    back = time.monotonic()
 
     entry = wait_until(lambda: last_run(pc.kubectl, ns, name), what="the run to end",
                        timeout=240)
+    print(f"apiserver down {dt.datetime.now(dt.UTC) - stopped_at} before the run ended; "
+          f"run ended {time.monotonic() - back:.1f}s after the API server was back")
     assert pc.operator.process.poll() is None, "the operator died instead of reconnecting"
-    assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
+    assert (entry["id"], entry["phase"], entry["records"], entry["trigger"]) == (
+        f"{name}.1", "Succeeded", ROWS, "manual")
+    assert entry["startedAt"] == before["startedAt"], "the run's start was lost"
+    assert dt.datetime.fromisoformat(entry["finishedAt"]) > stopped_at
     status = status_of(pc.kubectl, ns, name)
     assert [h["id"] for h in status["history"]] == [f"{name}.1"]
-    ids: list[int] = []
-    s3c = s3.client()
-    for m in s3c.list_objects_v2(Bucket=s3_bucket, Prefix=run_prefix(
-            name, f"{name}.1", "private") + "_manifests/").get("Contents", []):
-        for f in json.loads(s3c.get_object(Bucket=s3_bucket, Key=m["Key"])["Body"].read())[
-                "files"]:
-            body = s3c.get_object(Bucket=s3_bucket, Key=f["key"])["Body"].read().decode()
-            ids += [int(r["id"]) for r in csv.DictReader(io.StringIO(body))]
-    assert sorted(ids) == source_table
+    assert "currentRun" not in status
+    assert status["observedGeneration"] == get(pc.kubectl, ns, f"exportjob/{name}")[
+        "metadata"]["generation"]
+    batches = manifests(s3, s3_bucket, name, f"{name}.1")
+    assert sorted(m["batch"] for m in batches) == [0, 1]
+    assert entry["files"] == sum(len(m["files"]) for m in batches)
+    assert_exactly_once(s3, s3_bucket, name, f"{name}.1", source_table)
     assert [j["metadata"]["name"] for j in get(pc.kubectl, ns, "jobs")["items"]] == [
         f"{name}-1"]
+
+
+# ---- (7) a missing bucket (missing Secret, wrong password: test_exportjob_controller) --
+
+def condition(kubectl: Kubectl, ns: str, name: str, type_: str) -> dict[str, Any]:
+    return next((c for c in status_of(kubectl, ns, name).get("conditions") or []
+                 if c["type"] == type_), {})
+
+
+def test_a_missing_bucket_fails_once_says_which_and_recovers_once_it_exists(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int],
+) -> None:
+    """The worker exits with its configuration code (3), so the Job does not retry the
+    batch (podFailurePolicy FailIndex): one pod per run, no storm. Ready=False names
+    the bucket and what to do; once the bucket exists the next scheduled slot succeeds
+    and Ready turns True, with nobody touching the ExportJob."""
+    ns, name = wiring.namespace, "no-bucket"
+    bucket = f"ferry-missing-{secrets.token_hex(4)}"
+    manifest = export_job(name, wiring, s3, schedule={"cron": {"expression": "* * * * *"}})
+    manifest["spec"]["source"]["table"] = "tiny"
+    manifest["spec"]["output"]["s3"]["bucket"] = bucket
+    apply(kubectl, ns, manifest)
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    try:
+        failed = wait_until(lambda: last_run(kubectl, ns, name), what="the first run to end",
+                            timeout=90)
+        assert failed["phase"] == "Failed", failed
+        ready = condition(kubectl, ns, name, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "ConfigurationError")
+        assert ready["message"].startswith(
+            f"run {failed['id']} failed on its configuration: S3 "), ready["message"]
+        assert f'NoSuchBucket: bucket "{bucket}" does not exist: create it, or set ' \
+            "spec.output.s3.bucket to an existing bucket" in ready["message"]
+        pods = [p for p in worker_pods(kubectl, ns, name)
+                if p["metadata"]["labels"][LABEL_RUN] == str(failed["number"])]
+        exits = [cs["state"]["terminated"]["exitCode"] for p in pods
+                 for cs in p["status"]["containerStatuses"]]
+        assert exits == [3], "one pod, ended with the configuration exit code: no retries"
+        assert operator.process.poll() is None
+
+        s3.client().create_bucket(Bucket=bucket)
+        fixed_at = dt.datetime.now(dt.UTC)
+        done = wait_until(lambda: (r := last_run(kubectl, ns, name)) and
+                          r["phase"] == "Succeeded" and r, what="a run to succeed", timeout=150)
+        assert done["trigger"] == "schedule"
+        assert slot_time(done["scheduledFor"]) > fixed_at - dt.timedelta(minutes=1)
+        assert_exactly_once(s3, bucket, name, done["id"], [0, 1, 2])
+        ready = condition(kubectl, ns, name, "Ready")
+        assert (ready["status"], ready["reason"]) == ("True", "Valid")
+        history = status_of(kubectl, ns, name)["history"]
+        before = [h for h in history if h["number"] < done["number"]]
+        assert {h["phase"] for h in before} == {"Failed"}
+        minutes = (fixed_at - slot_time(failed["startedAt"])).total_seconds() / 60
+        assert len(before) <= minutes + 2, "one run per slot or request, no retry storm"
+    finally:
+        kubectl("patch", "exportjob", name, "-n", ns, "--type=merge",
+                "-p", '{"spec": {"suspend": true}}', check=False)
+
+
+# ---- (10) an over-long request annotation is refused out loud ------------------------
+
+def test_an_over_long_request_annotation_is_refused_with_a_warning_and_nothing_wedges(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, s3: S3Server,
+    source_table: list[int],
+) -> None:
+    """Recording the value would break every status write (status.lastHandled holds 64
+    characters); ignoring it silently would leave `kubectl annotate` doing nothing."""
+    ns, name = wiring.namespace, "long-request"
+    manifest = export_job(name, wiring, s3)
+    manifest["spec"]["source"]["table"] = "tiny"
+    apply(kubectl, ns, manifest)
+    kubectl("annotate", "-n", ns, f"exportjob/{name}",
+            f"{ANNOTATION_RUN_REQUESTED_AT}={'1' * 65}", "--overwrite")
+
+    def warnings() -> list[dict[str, Any]]:
+        return [e for e in get(kubectl, ns, "events")["items"]
+                if e["involvedObject"]["name"] == name and e["reason"] == "RequestTooLong"]
+
+    event = wait_until(warnings, what="a RequestTooLong event", timeout=60)[0]
+    assert event["type"] == "Warning"
+    assert event["message"] == (
+        "annotation ferry.dev/run-requested-at ignored: its value is 65 characters long, at "
+        "most 64 are accepted (status.lastHandled records it); set a new value: the current "
+        "time in RFC 3339, as kubectl ferry does")
+    status = status_of(kubectl, ns, name)
+    assert status["lastHandled"]["runRequestedAt"].startswith("refused:")
+    assert "currentRun" not in status and "lastRun" not in status
+
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    entry = wait_until(lambda: last_run(kubectl, ns, name), what="the run to end", timeout=90)
+    assert (entry["phase"], entry["records"]) == ("Succeeded", 3)
+    assert len(warnings()) == 1, "announced once, not on every pass"
 
 
 # ---- (10) every Job the controller builds from hostile-but-accepted input is valid ---

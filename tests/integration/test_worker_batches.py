@@ -14,6 +14,8 @@ import psycopg
 import pytest
 
 from ferry.worker import batch as batch_module
+from ferry.worker.plan import load_plan
+from ferry.worker.source import BatchReader
 from tests.fixtures.services import S3Server
 from tests.integration.conftest import (
     PlanFactory,
@@ -214,3 +216,24 @@ def test_entry_point_exit_codes(dsn: str, s3: S3Server, make_plan: PlanFactory,
     assert bad.returncode == 3
     assert json.loads(term.read_text())["reason"].startswith("plan.format: must be one of")
     assert "ferry-test-pg-secret" not in bad.stderr + term.read_text()
+
+
+def test_a_slow_source_is_handed_on_every_second_in_whole_records(
+        dsn: str, make_plan: PlanFactory) -> None:
+    """Rows trickling in (3 s in all) come out in several chunks, not one at the end, so
+    progress moves; every chunk holds whole records at exactly the offsets it reports."""
+    query = ("SELECT i, repeat('x', 3000) || pg_sleep(0.05)::text AS pad "
+             "FROM generate_series(1, 60) AS i")
+    plan = load_plan({"FERRY_PLAN": json.dumps(make_plan(source={"query": query},
+                                                         format="csv"))})
+    records: list[bytes] = []
+    chunks = 0
+    with BatchReader(dsn, plan) as reader:
+        columns = reader.describe()
+        for chunk in reader.rows(columns, chunk_bytes=1 << 30):
+            chunks += 1
+            starts = [0, *chunk.ends[:-1]]
+            records.extend(bytes(chunk.data[a:b]) for a, b in zip(starts, chunk.ends, strict=True))
+            assert chunk.ends[-1] == len(chunk.data)
+    assert chunks >= 2
+    assert records == [f"{i},{'x' * 3000}\n".encode() for i in range(1, 61)]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ferry.controller.leader import Timing
 from ferry.reconcile.jobspec import WorkerDefaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,10 @@ def test_defaults_pass_pod_security_restricted_and_more() -> None:
 
 @pytest.mark.parametrize(("key", "expected"), [
     ("operator.replicas", 1),
+    ("operator.leaderElection.enabled", True),
+    ("operator.leaderElection.leaseDurationSeconds", 15),
+    ("operator.leaderElection.renewDeadlineSeconds", 10),
+    ("operator.leaderElection.retryPeriodSeconds", 2),
     ("webhook.enabled", True),
     ("webhook.recordUsers", True),
     ("webhook.certificate.source", "helm"),
@@ -126,6 +131,14 @@ def test_worker_service_account_default_matches_the_operator() -> None:
     source = (ROOT / "operator" / "ferry" / "controller" / "handlers.py").read_text()
     name = values()["worker"]["serviceAccount"]["name"]
     assert f'"FERRY_WORKER_SERVICE_ACCOUNT", "{name}"' in source
+
+
+def test_leader_election_defaults_are_the_operators() -> None:
+    election = values()["operator"]["leaderElection"]
+    timing = Timing()
+    assert (election["leaseDurationSeconds"], election["renewDeadlineSeconds"],
+            election["retryPeriodSeconds"]) == (
+        timing.lease_duration, timing.renew_deadline, timing.retry_period)
 
 
 def test_worker_uid_matches_the_job_spec() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferry.controller.groupregistry import GroupRegistry
-from ferry.reconcile.runs import GroupRequest
+from ferry.reconcile.requests import GroupRequest
 
 
 def group(members: list[str], version: str, current: str | None = None) -> dict[str, Any]:

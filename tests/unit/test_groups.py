@@ -25,7 +25,7 @@ from ferry.reconcile.groups import (
     member_requests,
     reconcile_group,
 )
-from ferry.reconcile.runs import GroupRequest
+from ferry.reconcile.requests import GroupRequest
 
 from .builders import T0
 

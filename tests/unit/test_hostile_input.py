@@ -174,6 +174,8 @@ def test_hostile_annotations_and_clocks_never_crash_reconcile(annotations: dict[
     ("source.table", "users; DROP TABLE users"),
     ("source.table", 'users" OR "1"="1'),
     ("source.table", "a.b.c"),
+    ("source.table", "t" * 64),  # found by hypothesis: the worker refuses > 63 bytes
+    ("source.table", "public." + "t" * 64),
     ("source.timestampColumn", "created_at) OR (1=1"),
     ("source.keyColumn", "id; --"),
     ("source.columns", ["id", "pg_read_file('/etc/passwd')"]),

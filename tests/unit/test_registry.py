@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from ferry.controller.registry import Registry
+from ferry.controller.registry import JobIndex, Registry
 from ferry.reconcile.runs import QueueView
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -65,3 +65,43 @@ def test_queue_view_does_not_scan_every_job() -> None:
     for i in range(10_000):
         assert registry.queue_view("ns", f"j{i}", f"k{i}", T0) == QueueView()
     assert time.perf_counter() - started < 1.0  # a scan per lookup: about 10^8 steps
+
+
+def child(name: str, version: int, run: int = 1, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(version),
+                         "labels": {"ferry.dev/job": "ej", "ferry.dev/run": str(run)}},
+            "spec": {"completions": 2, "template": {"spec": {"containers": [{"env": []}]}}},
+            "status": status}
+
+
+def test_job_index_asks_for_a_list_first_then_follows_the_watch() -> None:
+    index = JobIndex()
+    assert index.jobs("ns", "ej", now=0.0) is None  # never listed since the start
+
+    index.replace("ns", "ej", [child("ej-1", 10)], list_version="12", at=0.0)
+    index.observe("ns", "ej", child("ej-2", 20, run=2))
+    index.observe("ns", "ej", child("ej-1", 15, succeeded=2))
+    index.observe("ns", "ej", child("ej-1", 11))  # older than what is known: ignored
+    jobs = index.jobs("ns", "ej", now=5.0)
+    assert jobs is not None
+    assert {j["metadata"]["name"]: j["status"] for j in jobs} == {
+        "ej-1": {"succeeded": 2}, "ej-2": {}}
+    assert "template" not in jobs[0]["spec"]  # the pod template is not kept
+
+    index.drop("ns", "ej", "ej-1")
+    assert [j["metadata"]["name"] for j in index.jobs("ns", "ej", now=5.0) or []] == ["ej-2"]
+    assert index.jobs("ns", "ej", now=100.0, max_age=60.0) is None  # a run in progress relists
+    index.unlist("ns", "ej")
+    assert index.jobs("ns", "ej", now=5.0) is None  # a create answered 409
+
+
+def test_a_list_keeps_jobs_the_watch_brought_after_it() -> None:
+    index = JobIndex()
+    index.observe("ns", "ej", child("ej-3", 30, run=3))
+    index.observe("ns", "ej", child("ghost", 5))  # deleted while the watch was down
+    index.replace("ns", "ej", [child("ej-2", 20, run=2)], list_version="25", at=1.0)
+    assert sorted(j["metadata"]["name"] for j in index.jobs("ns", "ej", now=1.0) or []) == [
+        "ej-2", "ej-3"]
+    index.forget("ns", "ej")
+    assert index.jobs("ns", "ej", now=1.0) is None
+    assert len(index) == 0

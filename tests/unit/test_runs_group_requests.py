@@ -8,7 +8,8 @@ import datetime as dt
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus, RunPhase
 from ferry.reconcile.progress import JobObservation
-from ferry.reconcile.runs import Decision, GroupRequest, reconcile
+from ferry.reconcile.requests import GroupRequest
+from ferry.reconcile.runs import Decision, reconcile
 
 from .builders import T0, finished_job, observation, spec
 

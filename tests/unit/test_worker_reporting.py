@@ -107,3 +107,18 @@ def test_publisher_survives_patch_failures() -> None:
 
 def test_no_pod_name_no_patcher() -> None:
     assert pod_patcher({}) is None
+
+
+def test_a_missing_bucket_is_named_with_what_to_do() -> None:
+    """S3's own message does not say which bucket; the reason users read in Ready does."""
+    def missing() -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "NoSuchBucket", "Message": "The specified bucket does not exist",
+                       "BucketName": "exports-2026"},
+             "ResponseMetadata": {"HTTPStatusCode": 404}}, "ListMultipartUploads")
+
+    with pytest.raises(ConfigError) as raised:
+        Retrier(sleep=lambda s: None)("ListMultipartUploads", missing)
+    assert raised.value.reason == (
+        'S3 ListMultipartUploads: NoSuchBucket: bucket "exports-2026" does not exist: '
+        "create it, or set spec.output.s3.bucket to an existing bucket")

@@ -14,7 +14,8 @@ import zstandard
 
 from ferry.worker.codecs import Codec, make_codec
 from ferry.worker.errors import DataError
-from ferry.worker.splitting import ParquetSplitter, StoredObject, TextSplitter
+from ferry.worker.parquet import ParquetSplitter
+from ferry.worker.splitting import Chunk, StoredObject, TextSplitter
 
 
 class MemorySink:
@@ -61,7 +62,7 @@ def test_text_files_respect_limit_and_keep_records(compression: str, limit: int 
     splitter = TextSplitter(opener(store), limit, codec_factory(compression), b"id,v\n")
     data = rows(3000)
     for start in range(0, len(data), 700):
-        splitter.write_rows(data[start:start + 700])
+        splitter.write_chunk(Chunk.of(data[start:start + 700]))
     files = splitter.finish()
     assert [f.stored.key for f in files] == [f"f-{i}" for i in range(len(files))]
     seen: list[bytes] = []
@@ -95,9 +96,9 @@ def test_empty_batch_gives_one_valid_file() -> None:
 
 def test_record_larger_than_limit_is_a_data_error() -> None:
     splitter = TextSplitter(opener({}), 1024, codec_factory("none"), b"h\n")
-    splitter.write_rows([b"small\n"])
+    splitter.write_chunk(Chunk.of([b"small\n"]))
     with pytest.raises(DataError, match="record 2 of this batch is 2001 bytes"):
-        splitter.write_rows([b"y" * 2000 + b"\n"])
+        splitter.write_chunk(Chunk.of([b"y" * 2000 + b"\n"]))
 
 
 def test_parquet_files_respect_limit_and_are_complete() -> None:

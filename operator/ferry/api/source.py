@@ -23,7 +23,8 @@ from ferry.api.base import (
 from ferry.api.common import SecretKeyRef
 
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+"""Each part at most 63 bytes, PostgreSQL's limit, which the worker enforces too."""
 
 Identifier = Annotated[str, Field(min_length=1, max_length=63, pattern=IDENTIFIER_PATTERN)]
 FilterValue = Annotated[str, Field(max_length=1024)]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ferry.api.jobgroup import JobGroupStatus
 from ferry.reconcile.groups import member_requests
-from ferry.reconcile.runs import GroupRequest
+from ferry.reconcile.requests import GroupRequest
 
 Key = tuple[str, str]
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import logging
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import kopf
+from kopf._core.intents.causes import Activity
+from kubernetes_asyncio import config
 
-from ferry.controller import handlers
+from ferry.controller import handlers, health
 from ferry.controller.admission import NoWebhookServer
+from ferry.controller.leader import LeaseElector, Timing
+
+log = logging.getLogger("ferry.main")
 
 
 def webhook_server(options: argparse.Namespace) -> kopf.WebhookServerProtocol:
@@ -19,6 +29,62 @@ def webhook_server(options: argparse.Namespace) -> kopf.WebhookServerProtocol:
         return NoWebhookServer()
     return kopf.WebhookServer(addr=options.webhook_host, port=options.webhook_port,
                               certfile=options.webhook_cert, pkeyfile=options.webhook_key)
+
+
+def standby_registry() -> kopf.OperatorRegistry:
+    """What a standby replica runs of the operator: kopf's login and the admission
+    handlers (stateless checks of one request), nothing that watches or acts. So every
+    replica serves the webhook and is Ready, and the webhook Service never depends on
+    which one leads."""
+    default = kopf.get_default_registry()
+    registry = kopf.OperatorRegistry()
+    for handler in default._webhooks.get_all_handlers():
+        registry._webhooks.append(handler)
+    for activity in default._activities.get_all_handlers():
+        if activity.activity == Activity.AUTHENTICATION:
+            registry._activities.append(activity)
+    return registry
+
+
+async def run_elected(options: argparse.Namespace,
+                      operator: Callable[..., Coroutine[Any, Any, None]]) -> int:
+    """Stand by (admission webhook and liveness only) until this replica holds the
+    Lease, then run the whole operator while renewing it. A leader that cannot renew
+    within the renew deadline exits at once (os._exit, as a crash would): a standby
+    takes the Lease only after the lease duration, so by then this replica has stopped
+    acting. A clean exit (SIGTERM) releases the Lease."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    elector = LeaseElector(
+        api=health.BoundedApiClient(), namespace=options.leader_elect_namespace,
+        name=options.leader_elect_lease_name, identity=options.leader_elect_identity,
+        timing=Timing(options.leader_elect_lease_duration, options.leader_elect_renew_deadline,
+                      options.leader_elect_retry_period))
+    standby = asyncio.create_task(operator(registry=standby_registry()))
+    acquiring = asyncio.create_task(elector.acquire())
+    await asyncio.wait({standby, acquiring}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquiring.done():  # stopped (SIGTERM) while standing by
+        acquiring.cancel()
+        await elector.api.close()
+        standby.result()
+        return 0
+    standby.cancel()
+    await asyncio.gather(standby, return_exceptions=True)
+    running = asyncio.create_task(operator())
+    holding = asyncio.create_task(elector.hold())
+    await asyncio.wait({running, holding}, return_when=asyncio.FIRST_COMPLETED)
+    if holding.done():
+        log.critical("exiting: the Lease was not renewed in time, another replica may "
+                     "take over")
+        logging.shutdown()
+        os._exit(1)
+    holding.cancel()
+    await elector.release()
+    await elector.api.close()
+    running.result()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +114,46 @@ def main(argv: list[str] | None = None) -> int:
     webhook.add_argument("--webhook-cert", metavar="FILE",
                          help="PEM serving certificate (chain); re-read when it changes")
     webhook.add_argument("--webhook-key", metavar="FILE", help="PEM private key of --webhook-cert")
+    parser.add_argument("--watch-inactivity-timeout", type=float, default=70.0,
+                        metavar="SECONDS",
+                        help="reconnect a watch that delivered nothing (not even a bookmark, "
+                        "which the API server sends about every minute) for this long "
+                        "(default 70: kopf's, just above the bookmark interval)")
+    election = parser.add_argument_group(
+        "leader election", "with several replicas, only the holder of a coordination.k8s.io "
+        "Lease acts; the others stand by (docs/operations.md, High availability)")
+    election.add_argument("--leader-elect", action="store_true",
+                          help="act only while holding the Lease")
+    election.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE"),
+                          metavar="NAMESPACE",
+                          help="namespace of the Lease (default: env POD_NAMESPACE)")
+    election.add_argument("--leader-elect-lease-name", default="ferry-operator", metavar="NAME",
+                          help="name of the Lease (default: ferry-operator)")
+    election.add_argument("--leader-elect-identity", metavar="ID",
+                          default=os.environ.get("POD_NAME")
+                          or f"{socket.gethostname()}-{os.getpid()}",
+                          help="this replica's name in the Lease (default: env POD_NAME, "
+                          "else host-pid)")
+    election.add_argument("--leader-elect-lease-duration", type=float, default=15.0,
+                          metavar="SECONDS",
+                          help="a standby takes the Lease when it has not been renewed for "
+                          "this long (default 15)")
+    election.add_argument("--leader-elect-renew-deadline", type=float, default=10.0,
+                          metavar="SECONDS",
+                          help="the leader exits when it could not renew for this long "
+                          "(default 10; less than the lease duration)")
+    election.add_argument("--leader-elect-retry-period", type=float, default=2.0,
+                          metavar="SECONDS",
+                          help="how often the leader renews and a standby looks (default 2)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     options = parser.parse_args(argv)
+    if options.leader_elect and not options.leader_elect_namespace:
+        parser.error("--leader-elect needs --leader-elect-namespace (or env POD_NAMESPACE)")
+    try:
+        Timing(options.leader_elect_lease_duration, options.leader_elect_renew_deadline,
+               options.leader_elect_retry_period)
+    except ValueError as e:
+        parser.error(f"--leader-elect-*: {e}")
     if options.webhook_port is not None and not (options.webhook_cert and options.webhook_key):
         parser.error("--webhook-port needs --webhook-cert and --webhook-key (the API server "
                      "calls webhooks over HTTPS only)")
@@ -60,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     if not options.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     assert handlers.exportjob_changed  # registered with kopf on import
+    assert health.api_server_reachable  # the liveness probe, registered on import
     settings = kopf.OperatorSettings()
     settings.admission.server = webhook_server(options)
     settings.admission.managed = None  # the chart owns the webhook configurations
-    asyncio.run(kopf.operator(
+    settings.watching.inactivity_timeout = options.watch_inactivity_timeout
+    operator = functools.partial(
+        kopf.operator,
         settings=settings,
         standalone=True,
         clusterwide=not options.namespace,
@@ -71,5 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=options.liveness,
         memo=kopf.Memo(metrics_port=options.metrics_port,
                        stall_after=dt.timedelta(minutes=options.stall_after)),
-    ))
+    )
+    if options.leader_elect:
+        return asyncio.run(run_elected(options, operator))
+    asyncio.run(operator())
     return 0

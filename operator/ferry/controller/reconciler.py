@@ -1,10 +1,20 @@
 """The I/O around `ferry.reconcile.runs.reconcile`: observe, decide, act.
 
-Observation is always fresh (GET the ExportJob, LIST its Jobs and the current
-run's pods), never the watch cache, so a decision is never made on state older
-than the previous decision's write. Status is replaced with the resourceVersion
-read, so a concurrent writer makes the write fail (409) and the key is retried,
-rather than silently overwriting it.
+The ExportJob is read fresh (GET) and so are the current run's pods, so a decision
+is never made on state older than the previous decision's write. Status is replaced
+with the resourceVersion read, so a concurrent writer makes the write fail (409) and
+the key is retried, rather than silently overwriting it.
+
+The child Jobs come from the Job watch (`registry.JobIndex`), listed once per ExportJob
+after a start and again where the watch may be behind (a run in progress: at least
+every `JOB_LIST_MAX_AGE` seconds; a create answered 409): at the top of the hour a LIST
+per run was one round trip more and, for the API server, a scan of every Job in the
+namespace. A Job the index does not show yet is created again under its deterministic
+name, which the API server refuses (409): never a second Job for a run.
+
+The operator's own writes come back as watch events; `is_echo` recognises them (by
+the resourceVersion the write returned), so they cost no reconcile: the pass that
+wrote has already acted on what it wrote.
 """
 
 from __future__ import annotations
@@ -22,11 +32,11 @@ from kubernetes_asyncio.client.rest import ApiException
 from pydantic import ValidationError
 
 from ferry.api.exportjob import ExportJobSpec
-from ferry.api.status import ExportJobStatus
+from ferry.api.status import ExportJobStatus, RunPhase
 from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
 from ferry.controller import metrics
 from ferry.controller.groupregistry import GroupRegistry
-from ferry.controller.registry import Registry
+from ferry.controller.registry import JobIndex, Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import mark_invalid_spec
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
@@ -37,6 +47,11 @@ log = logging.getLogger("ferry.controller")
 MERGE_PATCH = "application/merge-patch+json"
 STATUS_WRITE_INTERVAL = 3.0
 """Progress-only status writes are spaced at least this far apart per job."""
+JOB_LIST_MAX_AGE = 60.0
+"""A run in progress lists its Jobs at least this often: a Job deleted while the Job
+watch was broken is noticed within a minute, not never."""
+SLOT_MARGIN = 1.0
+"""A wake-up within this many seconds of nextRunAt is the slot's: queued as urgent."""
 
 
 def utc_now() -> dt.datetime:
@@ -63,6 +78,30 @@ class Controller:
     last_write: dict[tuple[str, str], float] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Events being posted: best effort, off the reconcile path (bench/operator.py)."""
+    jobs: JobIndex = field(default_factory=JobIndex)
+    written: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(namespace, name) -> resourceVersion of the operator's last write of the object."""
+
+    def is_echo(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """The watch event shows the object exactly as the operator's last write left it."""
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version is not None and self.written.get((namespace, name)) == version:
+            del self.written[(namespace, name)]
+            return True
+        return False
+
+    def _wrote(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        self.written[(meta["namespace"], meta["name"])] = meta["resourceVersion"]
+        return obj
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The ExportJob is gone: drop what is known of it."""
+        self.registry.forget(namespace, name)
+        self.queue.forget((namespace, name))
+        self.jobs.forget(namespace, name)
+        self.written.pop((namespace, name), None)
+        self.last_write.pop((namespace, name), None)
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -101,8 +140,7 @@ class Controller:
                 GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name, _preload_content=False))
         except ApiException as e:
             if e.status == 404:
-                self.registry.forget(namespace, name)
-                self.queue.forget((namespace, name))
+                self.forget(namespace, name)
                 return
             raise
         meta = obj["metadata"]
@@ -148,12 +186,20 @@ class Controller:
 
     async def observe_jobs(self, namespace: str, name: str,
                            status: ExportJobStatus) -> list[Any]:
-        batch = client.BatchV1Api(self.api)
-        jobs = await self._json(batch.list_namespaced_job(
-            namespace, label_selector=f"{LABEL_JOB}={name}", _preload_content=False))
         current = status.current_run.number if status.current_run else None
+        in_progress = status.current_run is not None and \
+            status.current_run.phase == RunPhase.IN_PROGRESS
+        now = asyncio.get_running_loop().time()
+        jobs = self.jobs.jobs(namespace, name, now, JOB_LIST_MAX_AGE if in_progress else None)
+        if jobs is None:
+            batch = client.BatchV1Api(self.api)
+            listed = await self._json(batch.list_namespaced_job(
+                namespace, label_selector=f"{LABEL_JOB}={name}", _preload_content=False))
+            self.jobs.replace(namespace, name, listed["items"],
+                              listed["metadata"].get("resourceVersion"), now)
+            jobs = listed["items"]
         observations = []
-        for job in jobs["items"]:
+        for job in jobs:
             pods: list[dict[str, Any]] = []
             run = job["metadata"].get("labels", {}).get(LABEL_RUN)
             if current is not None and run == str(current):
@@ -172,7 +218,7 @@ class Controller:
         new = decision.status
         written = obj
         if new != old and self.should_write(namespace, name, old, new, decision):
-            written = await self.write_status(obj, new)
+            written = self._wrote(await self.write_status(obj, new))
             self.registry.observe(namespace, name, written)
             if new.last_run is not None and (old.last_run is None or
                                              old.last_run.id != new.last_run.id):
@@ -183,7 +229,7 @@ class Controller:
         if decision.create_job is not None:
             await self.create_job(decision.create_job)
         for job in decision.delete_jobs:
-            await self.delete_job(namespace, job)
+            await self.delete_job(namespace, name, job)
         for event in decision.events:
             self.post_event_later(obj, event)
         if decision.release_finalizer:
@@ -194,7 +240,10 @@ class Controller:
                 GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name)
             return
         if decision.requeue_after is not None:
-            self.queue.add_after((namespace, name), decision.requeue_after)
+            wake = self.clock() + dt.timedelta(seconds=decision.requeue_after)
+            slot = new.next_run_at is not None and \
+                new.next_run_at <= wake + dt.timedelta(seconds=SLOT_MARGIN)
+            self.queue.add_after((namespace, name), decision.requeue_after, urgent=slot)
 
     def should_write(self, namespace: str, name: str, old: ExportJobStatus,
                      new: ExportJobStatus, decision: Decision) -> bool:
@@ -230,18 +279,18 @@ class Controller:
         except ValidationError:
             status = ExportJobStatus()
         if mark_invalid_spec(status, message, now, obj["metadata"].get("generation")):
-            await self.write_status(obj, status)
+            self._wrote(await self.write_status(obj, status))
             await self.post_event(obj, Event("Warning", "InvalidSpec", message))
 
     async def add_finalizer(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         finalizers = [*(meta.get("finalizers") or []), FINALIZER]
         patch = self.custom.patch_namespaced_custom_object
-        return await self._json(patch(  # type: ignore[call-arg]
+        return self._wrote(await self._json(patch(  # type: ignore[call-arg]
             GROUP, VERSION, meta["namespace"], EXPORTJOB_PLURAL, meta["name"],
             {"metadata": {"finalizers": finalizers,
                           "resourceVersion": meta["resourceVersion"]}},
-            _content_type=MERGE_PATCH, _preload_content=False))
+            _content_type=MERGE_PATCH, _preload_content=False)))
 
     async def remove_finalizer(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -252,16 +301,22 @@ class Controller:
             _content_type=MERGE_PATCH)
 
     async def create_job(self, manifest: dict[str, Any]) -> None:
+        """Create the run's Job; 409 means it exists (a restart, or the index is behind)."""
         batch = client.BatchV1Api(self.api)
+        meta = manifest["metadata"]
+        owner = meta["labels"][LABEL_JOB]
         try:  # raw: turning the answer into V1Job models was a tenth of the CPU at a slot
-            await self._json(batch.create_namespaced_job(
-                manifest["metadata"]["namespace"], manifest,  # type: ignore[arg-type]
+            created = await self._json(batch.create_namespaced_job(
+                meta["namespace"], manifest,  # type: ignore[arg-type]
                 _preload_content=False))
         except ApiException as e:
             if e.status != 409:
                 raise
+            self.jobs.unlist(meta["namespace"], owner)
+            return
+        self.jobs.observe(meta["namespace"], owner, created)
 
-    async def delete_job(self, namespace: str, name: str) -> None:
+    async def delete_job(self, namespace: str, owner: str, name: str) -> None:
         batch = client.BatchV1Api(self.api)
         try:
             await batch.delete_namespaced_job(
@@ -269,6 +324,7 @@ class Controller:
         except ApiException as e:
             if e.status != 404:
                 raise
+        self.jobs.drop(namespace, owner, name)
 
     def post_event_later(self, obj: dict[str, Any], event: Event) -> None:
         """Post the Event in the background: a worker never waits for one.

@@ -103,3 +103,86 @@ class Registry:
                     (entry.queued_at, other) < (queued_at, name):
                 ahead += 1
         return QueueView(holder=holder, ahead=ahead)
+
+
+def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
+    """What `ferry.reconcile.observe.job_observation` reads of a Job, without its pod
+    template: a thousand Jobs' templates are megabytes the operator never looks at."""
+    meta = job.get("metadata") or {}
+    return {
+        "metadata": {key: meta[key] for key in
+                     ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
+                     if key in meta},
+        "spec": {"completions": (job.get("spec") or {}).get("completions")},
+        "status": job.get("status") or {},
+    }
+
+
+class JobIndex:
+    """The child Jobs of every ExportJob, from the Job watch and the operator's own creates.
+
+    A reconcile used to LIST its ExportJob's Jobs on every pass: one request more per
+    run at the top of the hour, and for the API server a scan of every Job in the
+    namespace for the label selector, thousands of times a minute. The watch says the
+    same. Where it may not (it has just started; it can miss a deletion across a broken
+    watch; a create answered 409 for a Job it has not shown yet), the caller lists once
+    and hands the answer to `replace`: `jobs` returns None for an ExportJob never listed
+    since the operator started, or not within ``max_age`` seconds when asked so.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._listed: dict[tuple[str, str], float] = {}
+        """(namespace, ExportJob) -> when its Jobs were last listed (event loop time)."""
+
+    def observe(self, namespace: str, owner: str, job: dict[str, Any]) -> None:
+        """A Job as the watch or a create answer shows it; an older version is ignored."""
+        summary = _job_summary(job)
+        name = summary["metadata"]["name"]
+        bucket = self._jobs.setdefault((namespace, owner), {})
+        known = bucket.get(name)
+        if known is None or _version(summary["metadata"].get("resourceVersion")) >= \
+                _version(known["metadata"].get("resourceVersion")):
+            bucket[name] = summary
+
+    def drop(self, namespace: str, owner: str, name: str) -> None:
+        """The Job is gone (or going: deleted by the operator)."""
+        bucket = self._jobs.get((namespace, owner))
+        if bucket is not None:
+            bucket.pop(name, None)
+            if not bucket:
+                del self._jobs[(namespace, owner)]
+
+    def replace(self, namespace: str, owner: str, jobs: list[dict[str, Any]],
+                list_version: str | None, at: float) -> None:
+        """The answer of a LIST: the truth as of ``list_version``; entries the watch
+        brought in since (newer than the list) stay."""
+        listed = _version(list_version)
+        newer = {name: job for name, job in self._jobs.get((namespace, owner), {}).items()
+                 if _version(job["metadata"].get("resourceVersion")) > listed}
+        bucket = {s["metadata"]["name"]: s for s in map(_job_summary, jobs)} | newer
+        if bucket:
+            self._jobs[(namespace, owner)] = bucket
+        else:
+            self._jobs.pop((namespace, owner), None)
+        self._listed[(namespace, owner)] = at
+
+    def unlist(self, namespace: str, owner: str) -> None:
+        """Make the next `jobs` ask for a LIST (the index was found wrong)."""
+        self._listed.pop((namespace, owner), None)
+
+    def jobs(self, namespace: str, owner: str, now: float,
+             max_age: float | None = None) -> list[dict[str, Any]] | None:
+        """The ExportJob's Jobs, or None when they must be listed first."""
+        listed = self._listed.get((namespace, owner))
+        if listed is None or (max_age is not None and now - listed > max_age):
+            return None
+        return list(self._jobs.get((namespace, owner), {}).values())
+
+    def forget(self, namespace: str, owner: str) -> None:
+        """The ExportJob is gone (its Jobs go with it, by owner reference)."""
+        self._jobs.pop((namespace, owner), None)
+        self._listed.pop((namespace, owner), None)
+
+    def __len__(self) -> int:
+        return sum(len(bucket) for bucket in self._jobs.values())

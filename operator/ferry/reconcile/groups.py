@@ -40,13 +40,9 @@ from ferry.constants import (
 )
 from ferry.reconcile import scheduling
 from ferry.reconcile.conditions import set_condition
-from ferry.reconcile.runs import (
-    MAX_MISSED_RUNS,
-    Event,
-    GroupRequest,
-    new_request,
-    user_annotation,
-)
+from ferry.reconcile.request_limits import JOBGROUP_REQUESTS, refuse_oversized_requests
+from ferry.reconcile.requests import GroupRequest, new_request, user_annotation
+from ferry.reconcile.runs import MAX_MISSED_RUNS, Event
 
 FOLLOW_POLL_SECONDS = 30.0
 """Safety net while a member runs: member status changes enqueue the group anyway."""
@@ -175,6 +171,10 @@ class _GroupReconciler:
     def run(self) -> GroupDecision:
         problem = scheduling.schedule_problem(self.spec.schedule)
         missing = self.missing_members()
+        self.handled, refused = refuse_oversized_requests(self.obs.annotations, self.handled,
+                                                          JOBGROUP_REQUESTS)
+        for message in refused:
+            self.event("Warning", "RequestTooLong", message)
         stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
                            self.handled.stop_requested_at)
         if stop:

@@ -59,7 +59,8 @@ def _timestamp(moment: dt.datetime | None) -> str | None:
 
 
 def worker_plan(
-    owner: Owner, spec: ExportJobSpec, run_dir: str, slices: list[Slice]
+    owner: Owner, spec: ExportJobSpec, run_dir: str, slices: list[Slice],
+    reuse_committed_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The FERRY_PLAN document (docs/worker.md): everything but the secrets."""
     source = spec.source
@@ -122,6 +123,8 @@ def worker_plan(
     split = spec.output.file_split_bytes
     if split:
         plan["fileSplitSize"] = split
+    if reuse_committed_since is not None:
+        plan["reuseCommittedSince"] = _timestamp(reuse_committed_since)
     return plan
 
 
@@ -136,14 +139,16 @@ def build_job(
     run_dir: str,
     slices: list[Slice],
     defaults: WorkerDefaults,
+    reuse_committed_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The Job manifest for one run (or for the failed batches of a retried run)."""
+    """The Job manifest for one run (or for the failed batches of a retried run).
+
+    ``reuse_committed_since`` (the run's start) lets a Job created again for the same
+    run skip the batches whose manifests that run already committed (docs/worker.md)."""
     worker = spec.worker
+    plan = worker_plan(owner, spec, run_dir, slices, reuse_committed_since)
     env: list[dict[str, Any]] = [
-        {
-            "name": "FERRY_PLAN",
-            "value": json.dumps(worker_plan(owner, spec, run_dir, slices), separators=(",", ":")),
-        },
+        {"name": "FERRY_PLAN", "value": json.dumps(plan, separators=(",", ":"))},
         _secret_env(
             "FERRY_SOURCE_DSN",
             spec.source.connection_secret_ref.name,

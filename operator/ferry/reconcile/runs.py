@@ -24,24 +24,14 @@ from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, Miss
 from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
-    MAX_GROUP_RUNS,
-    Backfill,
     ExportJobStatus,
-    GroupRunRecord,
     HistoryEntry,
     JobPhase,
     RunPhase,
     RunStatus,
 )
-from ferry.constants import (
-    ANNOTATION_BACKFILL,
-    ANNOTATION_CREATED_BY,
-    ANNOTATION_REQUESTED_BY,
-    ANNOTATION_RETRY_REQUESTED_AT,
-    ANNOTATION_RUN_REQUESTED_AT,
-    ANNOTATION_STOP_REQUESTED_AT,
-)
-from ferry.reconcile import scheduling
+from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
+from ferry.reconcile import requests, scheduling
 from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, job_name
@@ -53,7 +43,9 @@ from ferry.reconcile.progress import (
     percent,
     progress_text,
 )
-from ferry.reconcile.windows import BackfillRun, Window, backfill_windows, resolve_window
+from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
+from ferry.reconcile.requests import GroupRequest, user_annotation
+from ferry.reconcile.windows import Window, resolve_window
 
 MAX_MISSED_RUNS = 20
 PROGRESS_POLL_SECONDS = 5.0
@@ -77,23 +69,6 @@ class QueueView:
     """Run id of another job's run in progress on the key."""
     ahead: int = 0
     """Queued runs of other jobs that came first."""
-
-
-@dataclass(frozen=True)
-class GroupRequest:
-    """A JobGroup run that wants this job to run now, or (canceled) to stop that run.
-
-    The controller derives these from the groups' status (`groups.member_requests`):
-    the group asks, the job decides when it can run, so the job's own queue, schedule
-    and stop logic stay the only place that starts and stops its runs.
-    """
-
-    group_run: str
-    """The group run, ``<group>.<n>``; the job's run for it has trigger group:<group>.<n>."""
-    requested_at: dt.datetime | None = None
-    """When the group reached this job: of two groups asking, the earlier is served first."""
-    canceled: bool = False
-    """The group run was stopped: cancel this job's run for it."""
 
 
 @dataclass(frozen=True)
@@ -145,24 +120,6 @@ def concurrency_key(spec: ExportJobSpec) -> str:
     return f"{ref.name}/{ref.key}/{what}"
 
 
-def new_request(annotations: dict[str, str], key: str, handled: str | None) -> str | None:
-    """The annotation's value if it is a request not handled yet (Flux-style).
-
-    A value longer than status.lastHandled can hold (64 characters, 128 for backfill)
-    is ignored: recording it would make the API server refuse every status write of
-    the object, wedging it (found by tests/unit/test_hostile_input.py).
-    """
-    value = annotations.get(key)
-    limit = 128 if key == ANNOTATION_BACKFILL else 64
-    return value if value and value != handled and len(value) <= limit else None
-
-
-def user_annotation(annotations: dict[str, str], key: str) -> str | None:
-    """A user name from an annotation, cut to the status field's 256 characters."""
-    value = annotations.get(key)
-    return value[:256] if value else None
-
-
 def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
                    failed: list[int], location: str) -> HistoryEntry:
     started = run.started_at or run.queued_at
@@ -195,6 +152,9 @@ class _Reconciler:
         self.status = obs.status.model_copy(deep=True)
         self.decision = Decision(status=self.status)
         self.handled = self.status.last_handled or LastHandledRequests()
+        self.annotations = obs.annotations
+        self.created_at = obs.created_at
+        self.group_requests = obs.group_requests
         self.stuck: str | None = None
         self.stalled: str | None = None
         self.config_failure: str | None = None
@@ -228,23 +188,23 @@ class _Reconciler:
 
     def run(self) -> Decision:
         problem = scheduling.schedule_problem(self.spec.schedule)
-        stop = new_request(self.obs.annotations, ANNOTATION_STOP_REQUESTED_AT,
-                           self.handled.stop_requested_at)
-        if stop:
-            self.handled.stop_requested_at = stop
-            self.stop()
-        self.cancel_for_groups()
+        self.handled, refused = refuse_oversized_requests(self.obs.annotations, self.handled,
+                                                          EXPORTJOB_REQUESTS)
+        for message in refused:
+            self.event("Warning", "RequestTooLong", message)
+        requests.handle_stop(self)
+        requests.cancel_for_groups(self)
         self.observe_current_run()
         if self.obs.deleting:
             self.guard_deletion()
         elif self.expired():
             self.start_queued_run()
         else:
-            self.handle_requests()
-            self.answer_group_request()
+            requests.handle_requests(self)
+            requests.answer_group_request(self)
             if problem is None:
                 self.follow_schedule()
-                self.continue_backfill()
+                requests.continue_backfill(self)
             self.start_queued_run()
         self.clean_up_jobs()
         self.finish_status(problem)
@@ -267,51 +227,11 @@ class _Reconciler:
             self.event("Warning", "DeletionBlocked", message)
         run.message = message
 
-    def stop(self) -> None:
-        run = self.status.current_run
-        if run is None:
-            self.event("Warning", "NothingToStop",
-                       "stop requested but no run is queued or in progress")
-            return
-        self.cancel(run, "stopped by request (ferry.dev/stop-requested-at)")
-
     def cancel(self, run: RunStatus, message: str) -> None:
         job = self.job_for(run.number) if run.job_name else None
         if job is not None and not job.finished:
             self.decision.delete_jobs.append(job.name)
         self.finish(run, RunPhase.CANCELED, message)
-
-    def cancel_for_groups(self) -> None:
-        """A stopped group run stops this job's run for it (docs/groups.md)."""
-        run = self.status.current_run
-        if run is None:
-            return
-        for request in self.obs.group_requests:
-            if request.canceled and run.trigger == f"group:{request.group_run}":
-                self.cancel(run, f"group run {request.group_run} was stopped")
-                return
-
-    def answer_group_request(self) -> None:
-        """Start the run a group run asks for, once per group run, when this job is free.
-
-        While this job has a run of its own the request waits (the group shows the member
-        Queued); a suspended job never answers (the group skips it). The answer is recorded
-        in status.groupRuns in the same status write as the new run, so a restart never
-        starts a second run for the same group run.
-        """
-        answered = {r.group_run for r in self.status.group_runs or []}
-        waiting = sorted(
-            (r for r in self.obs.group_requests if not r.canceled and r.group_run not in answered),
-            key=lambda r: (r.requested_at or self.obs.created_at, r.group_run))
-        if not waiting or self.status.current_run is not None or self.spec.suspend:
-            return
-        request = waiting[0]
-        self.new_run(f"group:{request.group_run}", self.now, None)
-        run = self.status.current_run
-        record = GroupRunRecord(
-            group_run=request.group_run, run_id=run.id if run else None,
-            message=None if run else "nothing to export: the incremental window is empty")
-        self.status.group_runs = [record, *(self.status.group_runs or [])][:MAX_GROUP_RUNS]
 
     def observe_current_run(self) -> None:
         run = self.status.current_run
@@ -323,8 +243,7 @@ class _Reconciler:
                         f"Job {run.job_name} was deleted with the ExportJob before the run ended")
             return
         if job is None or job.deleting:
-            self.decision.create_job = self.job_manifest(run)
-            self.requeue(PROGRESS_POLL_SECONDS)
+            self.replace_lost_job(run, job)
             return
         folded = fold_progress(job, [s.index for s in self.slices_for(run)])
         run.batches = folded.counts
@@ -366,6 +285,31 @@ class _Reconciler:
             self.finish(run, RunPhase.FAILED, f"no batch succeeded: {detail or job.finished}"
                         [:4000])
 
+    def replace_lost_job(self, run: RunStatus, job: JobObservation | None) -> None:
+        """A run in progress has no live Job: create it again, under the same name.
+
+        Either the operator stopped between recording the run and creating its Job, or
+        the Job was deleted (by hand, or by anything else) while the run was active,
+        perhaps while the operator was down. The run stays InProgress only because a Job
+        exists again: the new Job's pods first read their batch manifests in S3 (the
+        worker holds the bucket credentials, the operator never does), and a batch this
+        run already committed is reported from its manifest instead of being exported
+        again. So the run ends with the counts S3 holds, never Failed because the
+        operator missed the Job's end. A Job still being deleted is waited for, since
+        its name is taken until it is gone.
+        """
+        self.decision.create_job = self.job_manifest(run)
+        self.requeue(PROGRESS_POLL_SECONDS)
+        seen = self.obs.status.current_run
+        if job is None and seen is not None and seen.batches is not None:
+            done = seen.batches.succeeded
+            run.message = (f"Job {run.job_name} was gone while the run was in progress; "
+                           "created it again: batches already committed to S3 are kept, "
+                           "the others are exported")
+            self.event("Warning", "JobReplaced",
+                       f"run {run.id}: {run.message} ({done} of {seen.batches.total} "
+                       "batches were seen to succeed before)")
+
     def track_progress(self, run: RunStatus) -> None:
         """Stamp progress; a run whose counters have not moved for stall_after is Stalled."""
         before = self.obs.status.current_run
@@ -400,87 +344,6 @@ class _Reconciler:
             self.decision.key_released = True
         kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
         self.event(kind, phase.value, f"run {run.id} {phase.value}: {message}")
-
-    def handle_requests(self) -> None:
-        annotations = self.obs.annotations
-        retry = new_request(annotations, ANNOTATION_RETRY_REQUESTED_AT,
-                            self.handled.retry_requested_at)
-        run_now = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT,
-                              self.handled.run_requested_at)
-        backfill = new_request(annotations, ANNOTATION_BACKFILL, self.handled.backfill)
-        if backfill:
-            self.handled.backfill = backfill
-            self.accept_backfill(backfill)
-        if retry:
-            self.handled.retry_requested_at = retry
-            self.retry()
-        if run_now:
-            self.handled.run_requested_at = run_now
-            if self.status.current_run is not None:
-                self.event("Warning", "RunRequestRejected",
-                           f"run {self.status.current_run.id} is "
-                           f"{self.status.current_run.phase.value}: request a run again after "
-                           "it ends, or stop it first")
-            else:
-                self.new_run("manual", self.now, None)
-
-    def backfill_runs(self, start: dt.datetime, end: dt.datetime) -> list[BackfillRun]:
-        assert self.spec.schedule is not None
-        return backfill_windows(self.spec.timeframe, self.spec.schedule, start, end,
-                                now=self.now)
-
-    def accept_backfill(self, value: str) -> None:
-        """Record a backfill request; `continue_backfill` starts its runs one by one."""
-        try:
-            start_text, _, end_text = value.partition("/")
-            start = dt.datetime.fromisoformat(start_text.replace("Z", "+00:00"))
-            end = dt.datetime.fromisoformat(end_text.replace("Z", "+00:00"))
-            if start.tzinfo is None or end.tzinfo is None:
-                raise ValueError("both ends need a UTC offset or Z")
-            if self.spec.schedule is None:
-                raise ValueError("backfill needs spec.schedule: its past slots are the runs")
-            runs = self.backfill_runs(start, end)
-        except ValueError as e:
-            self.event("Warning", "BackfillRejected",
-                       f'ferry.dev/backfill "{value}": {e} (expected "<from>/<to>" in '
-                       "RFC 3339, e.g. 2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)")
-            return
-        self.status.backfill = Backfill(request=value, from_=start, to=end, total=len(runs))
-        self.event("Normal", "BackfillAccepted",
-                   f"backfill {value}: {len(runs)} run(s), one after another")
-
-    def continue_backfill(self) -> None:
-        backfill = self.status.backfill
-        if backfill is None or backfill.started >= backfill.total or \
-                self.status.current_run is not None or self.spec.schedule is None:
-            return
-        pending = [r for r in self.backfill_runs(backfill.from_, backfill.to)
-                   if backfill.last_slot is None or r.slot > backfill.last_slot]
-        if not pending:
-            backfill.started = backfill.total
-            return
-        run = pending[0]
-        backfill.started += 1
-        backfill.last_slot = run.slot
-        if run.window is None:
-            self.event("Normal", "NothingToExport",
-                       f"backfill slot {run.slot.isoformat()} has an empty window")
-            return
-        self.new_run("backfill", run.slot, run.window.to_api())
-
-    def retry(self) -> None:
-        last = self.status.last_run
-        if self.status.current_run is not None:
-            self.event("Warning", "RetryRejected",
-                       f"run {self.status.current_run.id} is still active: retry after it ends")
-        elif last is None or last.phase not in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED):
-            self.event("Warning", "RetryRejected",
-                       "nothing to retry: the last run did not fail"
-                       if last else "nothing to retry: the job has not run yet")
-        else:
-            target = last.retry_of or last.id
-            self.new_run("retry", last.scheduled_for or self.now, last.window, retry_of=target,
-                         failed=last.failed_batches)
 
     def follow_schedule(self) -> None:
         schedule = self.spec.schedule
@@ -592,7 +455,8 @@ class _Reconciler:
 
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
         return build_job(self.obs.owner, self.spec, run.number, self.run_dir(run),
-                         self.slices_for(run), self.obs.worker)
+                         self.slices_for(run), self.obs.worker,
+                         reuse_committed_since=run.started_at)
 
     def clean_up_jobs(self) -> None:
         """Stop Jobs no run owns any more, and keep only the latest finished Job."""

@@ -16,10 +16,18 @@ time to the top of the hour. Mapping local times to instants here instead gives:
   except for cron expressions whose hour field starts with ``*``: those fire by elapsed
   time ("every hour"), so both occurrences fire and no hour of data is left out;
 - two local times mapping to the same instant fire once.
+
+Answers are cached (see ``_around``): the operator asks every ExportJob's next fire times
+on every reconcile pass, and croniter's parsing and stepping were three quarters of a
+pass's CPU at the top of the hour (bench/operator.py). The caches hold what a rule
+*is* (its parsed croniter, whether it ever fires) and the fire times around the last
+instant asked, which stay true until the next fire time passes.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +57,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _SCAN_MARGIN = timedelta(minutes=1)
 _OFFSET_SAMPLES = [timedelta(hours=12 * k) for k in range(-4, 5)]
+_AROUND_COUNT = 3
+"""Fire times after an instant kept per rule: status.upcomingRuns shows three."""
+_AROUND_LIMIT = 4096
+"""Rules whose fire times are cached; past it the cache starts over (distinct schedules,
+not jobs: ten thousand jobs on the same hourly minute share one entry)."""
 
 _CRON_WEEKDAY = {
     Weekday.SUNDAY: 0,
@@ -147,14 +160,12 @@ def check_schedule(schedule: Schedule) -> None:
     cron expression).
     """
     _zone(schedule.time_zone)
-    if schedule.cron is not None:
-        rule = _rule(schedule)
-        if next(_scan(rule, _EPOCH, forward=True), None) is None:
-            raise InvalidScheduleError(
-                "InvalidSchedule",
-                f"spec.schedule.cron.expression {schedule.cron.expression!r} never fires "
-                "(e.g. day 30 of February): fix the day and month fields",
-            )
+    if schedule.cron is not None and not _ever_fires(_rule(schedule)):
+        raise InvalidScheduleError(
+            "InvalidSchedule",
+            f"spec.schedule.cron.expression {schedule.cron.expression!r} never fires "
+            "(e.g. day 30 of February): fix the day and month fields",
+        )
 
 
 def schedule_problem(schedule: Schedule | None) -> InvalidScheduleError | None:
@@ -166,6 +177,12 @@ def schedule_problem(schedule: Schedule | None) -> InvalidScheduleError | None:
     except InvalidScheduleError as e:
         return e
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _ever_fires(rule: _Rule) -> bool:
+    """The rule has a fire time after 1970 (a constant per rule: checked once)."""
+    return next(_scan(rule, _EPOCH, forward=True), None) is not None
 
 
 def display_zone(schedule: Schedule) -> tzinfo:
@@ -211,6 +228,7 @@ def _at_expression(at: str, day_of_month: str, day_of_week: str) -> str:
     return f"{minute} {hour} {day_of_month} * {day_of_week}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _cron_rule(expression: str, zone: tzinfo) -> _Rule:
     """A user cron expression; repeated hours fire twice only for ``*`` hour fields.
 
@@ -254,7 +272,7 @@ def _scan(rule: _Rule, origin: datetime, *, forward: bool) -> Iterator[datetime]
     offsets = _offsets_near(rule.zone, origin)
     first_local = origin + (min(offsets) if forward else max(offsets))
     start = first_local.replace(tzinfo=None) - sign * _SCAN_MARGIN
-    step = _stepper(croniter(rule.expression, start), forward)
+    step = _stepper(_croniter_at(rule.expression, start), forward)
     pending: list[tuple[int, datetime]] = []
     last = origin
     while (local := step()) is not None:
@@ -274,6 +292,59 @@ def _scan(rule: _Rule, origin: datetime, *, forward: bool) -> Iterator[datetime]
         if _beyond(instant, last, forward):
             yield instant
             last = instant
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(expression: str) -> croniter:
+    """A parsed expression to copy: parsing (croniter's ``_expand``) is most of its cost."""
+    return croniter(expression, _EPOCH.replace(tzinfo=None))
+
+
+def _croniter_at(expression: str, start: datetime) -> croniter:
+    """A croniter over ``expression`` starting at the naive ``start``, as
+    ``croniter(expression, start)`` but without parsing the expression again (the
+    parsed fields are shared and never modified; the position is the copy's own)."""
+    iterator = copy.copy(_parsed(expression))
+    iterator.set_current(start, force=True)
+    return iterator
+
+
+@dataclass(frozen=True)
+class _Around:
+    """A rule's fire times around an instant, true for every ``now`` in [lo, hi).
+
+    ``previous`` is the last fire at or before ``now``, ``following`` the next few
+    strictly after it. Both stay the same until the first of ``following`` (``hi``),
+    and they are the same for any ``now`` back to ``previous``, as no fire lies between.
+    """
+
+    lo: datetime
+    hi: datetime | None
+    previous: datetime | None
+    following: tuple[datetime, ...]
+
+    def covers(self, now: datetime) -> bool:
+        return self.hi is not None and self.lo <= now < self.hi
+
+
+_AROUND: dict[_Rule, _Around] = {}
+
+
+def _around(rule: _Rule, now: datetime) -> _Around:
+    """The fire times around ``now`` (UTC), from the cache while they are still true."""
+    known = _AROUND.get(rule)
+    if known is not None and known.covers(now):
+        return known
+    previous = next(_scan(rule, now + _MICROSECOND, forward=False), None)
+    following = tuple(islice(_scan(rule, now, forward=True), _AROUND_COUNT))
+    around = _Around(lo=previous if previous is not None else now,
+                     hi=following[0] if following else None,
+                     previous=previous, following=following)
+    if around.hi is not None:
+        if len(_AROUND) >= _AROUND_LIMIT:
+            _AROUND.clear()
+        _AROUND[rule] = around
+    return around
 
 
 def _stepper(iterator: croniter, forward: bool) -> Callable[[], datetime | None]:
@@ -347,7 +418,21 @@ def next_fire_after(
     None when the schedule never fires again (a past once, a cron that never matches).
     For ``once`` without ``at``, ``not_before`` (the creation time) is required.
     """
+    following = _following(schedule, as_utc(after), not_before)
+    if following is not None:
+        return following[0] if following else None
     return next(_fires(schedule, as_utc(after), forward=True, not_before=not_before), None)
+
+
+def _following(schedule: Schedule, origin: datetime,
+               not_before: datetime | None) -> tuple[datetime, ...] | None:
+    """The cached next fire times strictly after ``origin`` (UTC) and not before
+    ``not_before``, as ``_fires`` forward gives them; None for a one-time schedule."""
+    if schedule.once is not None:
+        return None
+    if not_before is not None:
+        origin = max(origin, as_utc(not_before) - _MICROSECOND)
+    return _around(_rule(schedule), origin).following
 
 
 def previous_fire_before(
@@ -378,6 +463,10 @@ def upcoming(
 
     Convert with ``display_zone(schedule)`` to show them in the job's zone.
     """
+    following = _following(schedule, as_utc(now), not_before) \
+        if count <= _AROUND_COUNT else None
+    if following is not None:
+        return list(following[:count])
     fires = _fires(schedule, as_utc(now), forward=True, not_before=not_before)
     return list(islice(fires, count))
 
@@ -464,6 +553,11 @@ def due_slots(
     floor = as_utc(last_slot) if last_slot is not None else None
     if schedule.once is not None:
         return _once_decision(schedule.once, floor, now, not_before)
+    latest = _around(_rule(schedule), now).previous
+    if latest is None or (floor is not None and latest <= floor) or \
+            (not_before is not None and latest < as_utc(not_before)):
+        # Nothing due since the last decided slot: every pass but one per slot.
+        return DueDecision((), (), next_fire_after(schedule, now, not_before=not_before))
     newest_first = _fires(schedule, now + _MICROSECOND, forward=False, not_before=not_before)
     unseen = takewhile(lambda t: floor is None or t > floor, newest_first)
     missed = list(islice(unseen, scan_limit + 1))[::-1]

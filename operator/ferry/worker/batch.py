@@ -34,23 +34,16 @@ import logging
 from typing import Any
 
 import botocore.exceptions
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from ferry.worker import layout
 from ferry.worker.codecs import make_codec
-from ferry.worker.errors import DataError, LostRace, TransientError, WorkerError
-from ferry.worker.formats import (
-    ColumnInfo,
-    arrow_schema,
-    content_type,
-    csv_header,
-)
+from ferry.worker.errors import LostRace, TransientError, WorkerError
+from ferry.worker.formats import ColumnInfo, content_type, csv_header
 from ferry.worker.manifest import Manifest, utc_now
 from ferry.worker.plan import Plan, Secrets
 from ferry.worker.progress import Progress
 from ferry.worker.source import BatchReader
-from ferry.worker.splitting import ParquetSplitter, SplitFile, TextSplitter
+from ferry.worker.splitting import SplitFile, TextSplitter
 from ferry.worker.upload import MultipartWriter, Retrier, error_code
 
 log = logging.getLogger(__name__)
@@ -221,19 +214,6 @@ def append_error(at: Attempt, error: WorkerError) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def _arrow_reader_options(columns: list[ColumnInfo]) -> dict[str, Any]:
-    schema = arrow_schema(columns)
-    return {
-        "read_options": pacsv.ReadOptions(column_names=schema.names, use_threads=False),
-        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
-        "convert_options": pacsv.ConvertOptions(
-            column_types=dict(zip(schema.names, schema.types, strict=True)),
-            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
-            true_values=["t"], false_values=["f"],
-        ),
-    }
-
-
 def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) -> list[SplitFile]:
     plan = at.plan
     ctype = content_type(plan.format, plan.compression)
@@ -244,16 +224,14 @@ def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) ->
                                layout.data_key(plan, at.attempt, n), ctype, at.pool, at.retry)
 
     if plan.format == "parquet":
-        parquet = ParquetSplitter(open_file, plan.file_split_size, arrow_schema(columns),
+        from ferry.worker.parquet import CsvToArrow, ParquetSplitter  # noqa: PLC0415 - pyarrow is slow to import and only Parquet needs it
+
+        convert = CsvToArrow(columns)
+        parquet = ParquetSplitter(open_file, plan.file_split_size, convert.schema,
                                   plan.compression, plan.compression_level, at.progress.add)
-        options = _arrow_reader_options(columns)
         try:
-            for rows in reader.rows(columns, PARQUET_CHUNK_BYTES):
-                try:
-                    table = pacsv.read_csv(pa.py_buffer(b"".join(rows)), **options)
-                except pa.ArrowInvalid as exc:
-                    raise DataError(f"Parquet conversion: {exc}") from None
-                parquet.write_table(table)
+            for chunk in reader.rows(columns, PARQUET_CHUNK_BYTES):
+                parquet.write_table(convert.table(chunk))
             return parquet.finish()
         except BaseException:
             parquet.abort()
@@ -264,8 +242,8 @@ def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) ->
                         lambda: make_codec(plan.compression, plan.compression_level),
                         header, at.progress.add)
     try:
-        for rows in reader.rows(columns, TEXT_CHUNK_BYTES):
-            text.write_rows(rows)
+        for chunk in reader.rows(columns, TEXT_CHUNK_BYTES):
+            text.write_chunk(chunk)
         return text.finish()
     except BaseException:
         text.abort()
@@ -280,11 +258,28 @@ def _column_doc(col: ColumnInfo) -> dict[str, Any]:
     return doc
 
 
+def committed_for_this_run(plan: Plan, manifest: dict[str, Any]) -> bool:
+    """Whether a committed manifest is this run's (see Plan.reuse_committed_since): a
+    manifest from before the run started (an earlier ExportJob of the same name wrote
+    the same run folder) is replaced as usual."""
+    since = plan.reuse_committed_since
+    started = manifest.get("startedAt")
+    if since is None or not isinstance(started, str) or manifest.get("run") != plan.run:
+        return False
+    try:
+        return dt.datetime.fromisoformat(started) >= since
+    except ValueError:
+        return False
+
+
 def run_attempt(at: Attempt) -> Outcome:
     """Export the batch once; returns the committed manifest (ours or a racing winner's)."""
     plan = at.plan
     started = utc_now()
     prior, prior_etag, _ = read_manifest(at)
+    if prior is not None and committed_for_this_run(plan, prior):
+        return Outcome(prior, note=f"batch already committed by attempt {prior.get('attempt')} "
+                       "of this run: not exported again")
     with BatchReader(at.secrets.source_dsn, plan) as reader:
         columns = reader.describe()
         at.progress.total = reader.total()

@@ -12,7 +12,7 @@ C code formats values faster and more faithfully than any per-value Python path:
   is ISO 8601 in UTC (``2024-01-01T00:00:01+00:00``; the session runs with
   ``TimeZone=UTC``). Non-finite numerics and floats (NaN, Infinity) become strings.
 * Parquet is built from COPY's CSV parsed by Arrow's C++ CSV reader with an explicit
-  schema derived from the column types (:func:`arrow_type`).
+  schema derived from the column types (:func:`ferry.worker.parquet.arrow_type`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import csv
 import dataclasses
 import io
 
-import pyarrow as pa
-
 from ferry.worker.plan import Compression, Format
 
 # PostgreSQL type OIDs (pg_type.oid; stable across versions).
@@ -30,20 +28,6 @@ BOOL, BYTEA, INT8, INT2, INT4, TEXT, OID = 16, 17, 20, 21, 23, 25, 26
 FLOAT4, FLOAT8 = 700, 701
 DATE, TIME, TIMESTAMP, TIMESTAMPTZ = 1082, 1083, 1114, 1184
 NUMERIC = 1700
-
-_SIMPLE: dict[int, pa.DataType] = {
-    BOOL: pa.bool_(),
-    INT2: pa.int16(),
-    INT4: pa.int32(),
-    INT8: pa.int64(),
-    OID: pa.int64(),
-    FLOAT4: pa.float32(),
-    FLOAT8: pa.float64(),
-    DATE: pa.date32(),
-    TIME: pa.time64("us"),
-    TIMESTAMP: pa.timestamp("us"),
-    TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,29 +38,6 @@ class ColumnInfo:
     type_oid: int
     precision: int | None = None  # numeric(p, s) only
     scale: int | None = None
-
-
-def arrow_type(col: ColumnInfo) -> pa.DataType:
-    """The Parquet/Arrow type for a PostgreSQL column.
-
-    ``numeric(p, s)`` becomes ``decimal128(p, s)`` (``decimal256`` above 38 digits).
-    Unconstrained ``numeric`` has no fixed scale, and any fixed choice would round or
-    overflow real values, so it becomes a UTF-8 string holding the exact decimal text.
-    Types without a lossless Arrow equivalent (text, uuid, json, jsonb, interval,
-    arrays, bytea as ``\\x`` hex, ...) are strings in PostgreSQL's text form.
-    """
-    if col.type_oid == NUMERIC:
-        if col.precision is None or col.scale is None:
-            return pa.string()
-        if col.precision <= 38:
-            return pa.decimal128(col.precision, col.scale)
-        return pa.decimal256(col.precision, col.scale)
-    return _SIMPLE.get(col.type_oid, pa.string())
-
-
-def arrow_schema(columns: list[ColumnInfo]) -> pa.Schema:
-    """Arrow schema of the output, in column order."""
-    return pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
 
 
 def csv_header(columns: list[ColumnInfo]) -> bytes:

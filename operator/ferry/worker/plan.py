@@ -143,6 +143,10 @@ class Plan:
     batch_index: int
     batch_count: int
     totals: Totals
+    reuse_committed_since: dt.datetime | None = None
+    """A manifest of this batch started at or after this time is this run's own: report
+    it instead of exporting again (the operator sets the run's start, so a Job created
+    again for the same run does not redo the batches that already committed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,7 +399,7 @@ def _destination(raw: object) -> Destination:
 _PLAN_FIELDS = {
     "job", "run", "source", "columns", "filters", "window", "keyRange", "format",
     "compression", "compressionLevel", "fileSplitSize", "destination", "batchIndex",
-    "batchCount", "totals", "slices", "keyPartition",
+    "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince",
 }
 _SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition"}
 
@@ -485,6 +489,8 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         batch_index=index,
         batch_count=count,
         totals=cast(Totals, _choice(obj, "totals", "plan", TOTALS, "count")),
+        reuse_committed_since=_timestamp(obj.get("reuseCommittedSince"),
+                                         "plan.reuseCommittedSince"),
     )
 
 
