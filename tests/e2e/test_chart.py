@@ -245,7 +245,9 @@ def test_operator_deployment(render: Render) -> None:
     deployment = only(render(), "Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["strategy"] == {"type": "RollingUpdate"}  # safe: one leader at a time
+    alone = only(render("--set", "operator.leaderElection.enabled=false"), "Deployment")
+    assert alone["spec"]["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "ferry-operator"
     (container,) = pod["containers"]

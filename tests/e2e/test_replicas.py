@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,11 @@ from .operator_fixtures import (
 )
 from .relay import Relay
 from .support import Kubectl, wait_until
+from .test_admission import pki, serving
 from .test_faults import assert_exactly_once
+from .test_watch_health import free_port
+
+__all__ = ["pki"]
 
 ROWS = 300
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -135,9 +141,20 @@ def holder(kubectl: Kubectl, lease: str) -> str | None:
 
 
 def acted(log: Path) -> list[str]:
-    """Lines an operator logs only when it runs: kopf's and the controller's."""
-    return [line for line in log.read_text(errors="replace").splitlines()
-            if len(line.split()) > 3 and line.split()[3].startswith(("kopf", "ferry.controller"))]
+    """Lines an operator logs only when it acts: the controller's, kopf's per-object
+    handler lines (not its webhook lines), and the watches of ExportJobs, JobGroups and
+    Jobs. (A standby runs kopf too, for the admission webhook and liveness, but watches
+    nothing of those.)"""
+    lines = []
+    for line in log.read_text(errors="replace").splitlines():
+        fields = line.split(maxsplit=4)
+        logger = fields[3] if len(fields) > 3 else ""
+        if (logger.startswith("ferry.controller")
+                or (logger == "kopf.objects" and "Webhook '" not in line)
+                or ("watch-stream for" in line and any(
+                    kind in line for kind in ("exportjobs", "jobgroups", "jobs.v1.batch")))):
+            lines.append(line)
+    return lines
 
 
 def status_of(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
@@ -236,3 +253,49 @@ def test_a_stopped_leader_hands_over_at_once_and_a_cut_off_one_exits_before_take
                        what="the run to end")
     assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
     assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", source_table)
+
+
+def admission_review(port: int, ca: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """POST a CREATE AdmissionReview to /validate-exportjob, as the API server would."""
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "standby-check", "operation": "CREATE", "userInfo": {"username": "alice"},
+        "kind": {"group": "ferry.dev", "version": "v1alpha1", "kind": "ExportJob"},
+        "resource": {"group": "ferry.dev", "version": "v1alpha1", "resource": "exportjobs"},
+        "namespace": manifest["metadata"].get("namespace", "default"),
+        "name": manifest["metadata"]["name"], "object": manifest}}
+    call = urllib.request.Request(f"https://127.0.0.1:{port}/validate-exportjob",
+                                  data=json.dumps(review).encode(), method="POST",
+                                  headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=str(ca))
+    with urllib.request.urlopen(call, timeout=10, context=context) as answer:
+        return json.loads(answer.read())["response"]  # type: ignore[no-any-return]
+
+
+def test_a_standby_serves_the_admission_webhook_and_liveness_but_acts_on_nothing(
+    kubectl: Kubectl, replicas: dict[str, OperatorProcess], wiring: Wiring, s3: S3Server,
+    lease_name: str, pki: Path, tmp_path: Path, namespace: str, operator_kubeconfig: str,
+) -> None:
+    leader = holder(kubectl, lease_name)
+    webhook, liveness = free_port(), free_port()
+    standby = start_operator(operator_kubeconfig, tmp_path / "replica-c.log", namespace, [
+        *election_args(lease_name, "replica-c"), f"--liveness=http://127.0.0.1:{liveness}/healthz",
+        f"--webhook-port={webhook}", "--webhook-host=127.0.0.1",
+        f"--webhook-cert={pki / 'tls.crt'}", f"--webhook-key={pki / 'tls.key'}"])
+    try:
+        wait_until(lambda: serving(webhook, pki / "ca.crt"), timeout=60,
+                   what="the standby's webhook server")
+        bad = export_job("bad-cron", wiring, s3, schedule={"cron": {"expression": "61 * * * *"}})
+        answer = admission_review(webhook, pki / "ca.crt", bad)
+        assert answer["allowed"] is False
+        assert "'61 * * * *' is not a valid five-field cron expression" in (
+            answer["status"]["message"])
+        assert admission_review(webhook, pki / "ca.crt", export_job("fine", wiring, s3))[
+            "allowed"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=5) as live:
+            assert live.status == 200
+        assert holder(kubectl, lease_name) == leader
+        assert "standing by: waiting for Lease" in standby.logs()
+        assert acted(standby.log) == []
+    finally:
+        standby.process.terminate()
+        assert standby.process.wait(30) == 0

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from ferry.controller.registry import JobIndex, Registry
+from ferry.controller.registry import BodyCache, JobIndex, Registry
 from ferry.reconcile.runs import QueueView
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -35,7 +35,7 @@ def test_queue_view_counts_only_the_same_key_in_the_same_namespace() -> None:
     assert registry.queue_view("ns", "me", "db", T0) == QueueView(holder="holder.3", ahead=1)
     assert registry.queue_view("ns", "holder", "db", T0) == QueueView(holder=None, ahead=1)
     assert registry.queue_view("ns", "me", "free", T0) == QueueView()
-    assert sorted(registry.waiting_on("ns", "db")) == [("ns", "early"), ("ns", "late")]
+    assert registry.waiting_on("ns", "db") == [("ns", "early"), ("ns", "late")]
     assert registry.waiting_on("elsewhere", "db") == []
     assert registry.queued() == 2
 
@@ -105,3 +105,36 @@ def test_a_list_keeps_jobs_the_watch_brought_after_it() -> None:
     index.forget("ns", "ej")
     assert index.jobs("ns", "ej", now=1.0) is None
     assert len(index) == 0
+
+
+def test_a_job_the_operator_created_counts_as_a_fresh_list() -> None:
+    index = JobIndex()
+    index.created("ns", "ej", child("ej-1", 10), at=0.0)
+    assert index.jobs("ns", "ej", now=1.0) is None  # never listed: still incomplete
+    index.replace("ns", "ej", [child("ej-1", 10)], list_version="10", at=0.0)
+    index.created("ns", "ej", child("ej-2", 20, run=2), at=100.0)
+    assert len(index.jobs("ns", "ej", now=120.0, max_age=60.0) or []) == 2
+
+
+def test_the_first_waiter_is_the_earliest_queued_whatever_the_watch_order() -> None:
+    """The controller wakes only this one when the key is released (item 9 of issue 8)."""
+    registry = Registry()
+    registry.observe("ns", "late", job(1, "db", "Queued", "late.1", "2026-11-22T11:00:00Z"))
+    registry.observe("ns", "early", job(2, "db", "Queued", "early.1", "2026-11-22T09:00:00Z"))
+    registry.observe("ns", "late", job(3, "db", "Queued", "late.1", "2026-11-22T11:00:00Z"))
+    assert registry.waiting_on("ns", "db") == [("ns", "early"), ("ns", "late")]
+
+
+def test_body_cache_keeps_the_newest_version_and_hands_out_copies() -> None:
+    cache = BodyCache()
+    assert cache.get("ns", "ej") is None  # unknown: the reconcile GETs it
+    cache.keep("ns", "ej", {"metadata": {"resourceVersion": "7"}, "status": {"phase": "Scheduled"}})
+    cache.keep("ns", "ej", {"metadata": {"resourceVersion": "5"}, "status": {"phase": "Drafted"}})
+    body = cache.get("ns", "ej")
+    assert body == {"metadata": {"resourceVersion": "7"}, "status": {"phase": "Scheduled"}}
+    body["status"]["phase"] = "changed by a reconcile"
+    assert cache.get("ns", "ej") == {"metadata": {"resourceVersion": "7"},
+                                     "status": {"phase": "Scheduled"}}
+    cache.drop("ns", "ej")  # a write was refused (409): the next pass reads fresh
+    assert cache.get("ns", "ej") is None
+    assert len(cache) == 0

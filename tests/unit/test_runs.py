@@ -189,6 +189,21 @@ def test_a_run_waits_in_the_queue_while_another_job_holds_the_source() -> None:
     assert freed.create_job is not None
 
 
+def test_a_queued_run_is_announced_once_however_often_the_queue_moves() -> None:
+    """Each run ahead that ends changes the position and the holder: an event each time
+    made a 200-job queue on one source post ~20,000 Queued events (issue 8, item 9)."""
+    job = spec().hourly().build()
+    decision = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="a.1", ahead=5)))
+    assert [e.reason for e in decision.events] == ["Queued"]
+    moved = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=1),
+                                  status=decision.status,
+                                  queue=QueueView(holder="b.1", ahead=4)))
+    run = moved.status.current_run
+    assert run is not None
+    assert (run.blocked_by, run.queue_position) == ("b.1", 5)
+    assert moved.events == []
+
+
 def test_forbid_policy_drops_the_run_instead_of_queueing() -> None:
     job = spec().hourly().set("concurrency", {"policy": "Forbid"}).build()
     decision = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="orders.7")))

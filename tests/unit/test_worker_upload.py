@@ -10,7 +10,7 @@ from ferry.worker.plan import Destination, Secrets
 from ferry.worker.upload import make_client
 
 
-class Sent(Exception):
+class CapturedRequestError(Exception):
     """Stops the request once it is signed, carrying its headers."""
 
     def __init__(self, headers: dict[str, str]) -> None:
@@ -25,11 +25,11 @@ def signed_headers(endpoint: str | None) -> dict[str, str]:
     client = make_client(dest, Secrets("postgresql://", "AKIDEXAMPLE", "secret", None))
 
     def capture(request: Any, **_: Any) -> None:
-        raise Sent({k.lower(): v.decode() if isinstance(v, bytes) else v
+        raise CapturedRequestError({k.lower(): v.decode() if isinstance(v, bytes) else v
                     for k, v in request.headers.items()})
 
     client.meta.events.register("before-send.s3.PutObject", capture)
-    with pytest.raises(Sent) as sent:
+    with pytest.raises(CapturedRequestError) as sent:
         client.put_object(Bucket="b", Key="k", Body=b"some data")
     return sent.value.headers
 

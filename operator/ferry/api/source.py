@@ -3,6 +3,13 @@
 Column and table names are identifiers (checked by pattern, quoted by the worker
 exactly as written, so case matters); filter values are data, always sent as bound
 query parameters. Nothing in a filter is ever spliced into SQL text.
+
+PostgreSQL identifiers are at most 63 *bytes* (NAMEDATALEN - 1; longer ones are
+silently truncated by the server, so a 64-byte name would address another column),
+and the worker refuses longer ones. The identifier patterns admit ASCII letters,
+digits and underscores only, so a character is a byte and the schema's character
+limits (``maxLength``, and a CEL rule per part of a schema-qualified table) are
+exactly the byte limit: no byte-counting rule is needed.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from ferry.api.base import (
     FerryModel,
@@ -22,11 +29,47 @@ from ferry.api.base import (
 )
 from ferry.api.common import SecretKeyRef
 
+IDENTIFIER_MAX_BYTES = 63
+"""PostgreSQL's identifier limit (NAMEDATALEN - 1), which the worker enforces too."""
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
-"""Each part at most 63 bytes, PostgreSQL's limit, which the worker enforces too."""
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+TABLE_MAX_LENGTH = 2 * IDENTIFIER_MAX_BYTES + 1
+TABLE_PARTS_RULE = (
+    f"self.matches('^[^.]{{1,{IDENTIFIER_MAX_BYTES}}}([.][^.]{{1,{IDENTIFIER_MAX_BYTES}}})?$')"
+)
+MSG_TABLE_PART_TOO_LONG = (
+    f"schema and table name may each have at most {IDENTIFIER_MAX_BYTES} characters "
+    "(PostgreSQL's identifier limit)"
+)
 
-Identifier = Annotated[str, Field(min_length=1, max_length=63, pattern=IDENTIFIER_PATTERN)]
+
+def _check_table_parts(value: str) -> str:
+    """The per-part limit as its own rule, so a too-long name is reported as too long
+    (with the limit) rather than as a pattern mismatch the user has to decode."""
+    require(
+        all(len(part) <= IDENTIFIER_MAX_BYTES for part in value.split(".")),
+        MSG_TABLE_PART_TOO_LONG,
+    )
+    return value
+
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=IDENTIFIER_MAX_BYTES, pattern=IDENTIFIER_PATTERN)
+]
+TableName = Annotated[
+    str,
+    Field(min_length=1, max_length=TABLE_MAX_LENGTH, pattern=TABLE_PATTERN),
+    AfterValidator(_check_table_parts),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": TABLE_MAX_LENGTH,
+            "pattern": TABLE_PATTERN,
+            **validations(cel(TABLE_PARTS_RULE, MSG_TABLE_PART_TOO_LONG)),
+        }
+    ),
+]
 FilterValue = Annotated[str, Field(max_length=1024)]
 
 FILTER_OPS = ["in_", "not_in", "equals", "is_null"]
@@ -94,8 +137,10 @@ class Source(FerryModel):
         description="Secret key holding a libpq connection URI "
         "(postgresql://user:password@host:5432/db?sslmode=require). Use a read-only role."
     )
-    table: Annotated[str, Field(min_length=1, max_length=127, pattern=TABLE_PATTERN)] | None = (
-        Field(default=None, description="Table or view to export, optionally schema-qualified.")
+    table: TableName | None = Field(
+        default=None,
+        description="Table or view to export, optionally schema-qualified (schema.table); "
+        "each part at most 63 characters.",
     )
     query: Annotated[str, Field(min_length=1, max_length=16384)] | None = Field(
         default=None,

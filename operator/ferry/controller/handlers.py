@@ -39,9 +39,28 @@ flight, which also caps the operator's concurrent requests to the API server."""
 GROUP_WORKERS = 2
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's "last handled state" for change handlers, which this operator has none of.
+
+    kopf builds the diff base (a deep copy of the object) on every watch event anyway;
+    with event handlers only, nothing ever reads it. Building nothing saved an eighth of
+    the operator's CPU at the top of the hour (bench/operator.py).
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
@@ -89,6 +108,7 @@ async def exportjob_changed(
         controller.forget(namespace, name)
         return
     obj = dict(body)
+    controller.bodies.keep(namespace, name, obj)
     controller.registry.observe(namespace, name, obj)
     if not controller.is_echo(namespace, name, obj):
         controller.queue.add((namespace, name))

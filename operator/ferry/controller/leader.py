@@ -6,10 +6,10 @@ watches and handlers, but Ferry's scheduler is not a kopf handler (the work queu
 timers and workers, `ferry.controller.workqueue`), so a paused replica would still
 start due runs; kopf also pauses every replica of equal priority, and gives no
 deadline after which a replica that cannot reach the API server stops. Here a replica
-that is not the leader runs nothing of the operator, and a leader that has not renewed
-its Lease for ``renew_deadline`` exits before any other replica may take the Lease
-(``lease_duration`` after it last saw it renewed, by its own clock), the client-go
-rules. docs/operations.md "High availability" has the numbers.
+that is not the leader runs only the stateless admission webhook (main.py), and a
+leader that has not renewed its Lease for ``renew_deadline`` exits before any other
+replica may take the Lease (``lease_duration`` after it last saw it renewed, by its
+own clock): the client-go rules. docs/operations.md "High availability" has the numbers.
 
 The decisions (`observe`, `may_take`) are pure over an injected monotonic clock; the
 `LeaseElector` only does the API calls.

@@ -22,6 +22,15 @@ from ferry.controller.leader import LeaseElector, Timing
 
 log = logging.getLogger("ferry.main")
 
+API_ERROR_BACKOFFS = (1, 1, 2, 3, 5, 8, 13, 21, *[30] * 8)
+"""Seconds between kopf's retries of a failed watch or list: about 5 min in all.
+A restarting API server refuses connections, then answers 429/503 and, until its RBAC
+cache is warm, 403 for a while. kopf restarts a watch after refused connections, but
+escalates any other error once its retries run out, and a watcher that fails is never
+started again: that resource would go unwatched while the operator looks healthy.
+kopf's default (54 s in all) came within one retry of that in the apiserver-restart
+fault test (docs/reliability.md, scenario 3)."""
+
 
 def webhook_server(options: argparse.Namespace) -> kopf.WebhookServerProtocol:
     """kopf's HTTPS server for the admission handlers, or none without --webhook-port."""
@@ -169,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.admission.server = webhook_server(options)
     settings.admission.managed = None  # the chart owns the webhook configurations
     settings.watching.inactivity_timeout = options.watch_inactivity_timeout
+    settings.networking.error_backoffs = API_ERROR_BACKOFFS
     operator = functools.partial(
         kopf.operator,
         settings=settings,

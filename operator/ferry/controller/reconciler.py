@@ -1,9 +1,10 @@
 """The I/O around `ferry.reconcile.runs.reconcile`: observe, decide, act.
 
-The ExportJob is read fresh (GET) and so are the current run's pods, so a decision
-is never made on state older than the previous decision's write. Status is replaced
-with the resourceVersion read, so a concurrent writer makes the write fail (409) and
-the key is retried, rather than silently overwriting it.
+The ExportJob is read from `registry.BodyCache` (the watch plus the operator's own
+writes; a GET only when it holds nothing) and the current run's pods are listed
+fresh. Status is replaced with the resourceVersion read, so a version the API server
+has moved past makes the write fail (409): the cache entry is dropped and the key is
+retried on a fresh GET, rather than silently overwriting anything.
 
 The child Jobs come from the Job watch (`registry.JobIndex`), listed once per ExportJob
 after a start and again where the watch may be behind (a run in progress: at least
@@ -36,7 +37,7 @@ from ferry.api.status import ExportJobStatus, RunPhase
 from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
 from ferry.controller import metrics
 from ferry.controller.groupregistry import GroupRegistry
-from ferry.controller.registry import JobIndex, Registry
+from ferry.controller.registry import BodyCache, JobIndex, Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import mark_invalid_spec
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
@@ -50,6 +51,9 @@ STATUS_WRITE_INTERVAL = 3.0
 JOB_LIST_MAX_AGE = 60.0
 """A run in progress lists its Jobs at least this often: a Job deleted while the Job
 watch was broken is noticed within a minute, not never."""
+EVENT_POSTERS = 16
+"""Events posted at once: a thousand runs starting together must not put a thousand
+Event POSTs between the API server and the runs' own writes; Events may lag."""
 SLOT_MARGIN = 1.0
 """A wake-up within this many seconds of nextRunAt is the slot's: queued as urgent."""
 
@@ -79,6 +83,8 @@ class Controller:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Events being posted: best effort, off the reconcile path (bench/operator.py)."""
     jobs: JobIndex = field(default_factory=JobIndex)
+    bodies: BodyCache = field(default_factory=BodyCache)
+    events: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(EVENT_POSTERS))
     written: dict[tuple[str, str], str] = field(default_factory=dict)
     """(namespace, name) -> resourceVersion of the operator's last write of the object."""
 
@@ -93,6 +99,7 @@ class Controller:
     def _wrote(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         self.written[(meta["namespace"], meta["name"])] = meta["resourceVersion"]
+        self.bodies.keep(meta["namespace"], meta["name"], obj)
         return obj
 
     def forget(self, namespace: str, name: str) -> None:
@@ -100,6 +107,7 @@ class Controller:
         self.registry.forget(namespace, name)
         self.queue.forget((namespace, name))
         self.jobs.forget(namespace, name)
+        self.bodies.drop(namespace, name)
         self.written.pop((namespace, name), None)
         self.last_write.pop((namespace, name), None)
 
@@ -122,6 +130,8 @@ class Controller:
             try:
                 await self.reconcile(namespace, name)
             except ApiException as e:
+                if e.status == 409:  # read a version the API server has moved past
+                    self.bodies.drop(namespace, name)
                 metrics.RECONCILE_ERRORS.labels(f"api-{e.status}").inc()
                 level = logging.INFO if e.status == 409 else logging.WARNING
                 log.log(level, "reconcile %s/%s: API %s %s; retrying", namespace, name,
@@ -135,14 +145,17 @@ class Controller:
                 self.queue.done(key)
 
     async def reconcile(self, namespace: str, name: str) -> None:
-        try:
-            obj = await self._json(self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name, _preload_content=False))
-        except ApiException as e:
-            if e.status == 404:
-                self.forget(namespace, name)
-                return
-            raise
+        obj = self.bodies.get(namespace, name)
+        if obj is None:
+            try:
+                obj = await self._json(self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name, _preload_content=False))
+            except ApiException as e:
+                if e.status == 404:
+                    self.forget(namespace, name)
+                    return
+                raise
+            self.bodies.keep(namespace, name, obj)
         meta = obj["metadata"]
         deleting = bool(meta.get("deletionTimestamp"))
         has_finalizer = FINALIZER in (meta.get("finalizers") or [])
@@ -181,8 +194,12 @@ class Controller:
             decision = reconcile(observation)
             await self.act(obj, status, decision)
         if decision.key_released:
-            for waiting in self.registry.waiting_on(namespace, key):
-                self.queue.add(waiting)
+            # Only the next run in line, ahead of routine work: waking every waiter made
+            # each release cost a reconcile (and a status write) per queued job, O(n^2)
+            # for a queue of n; the others see their new position at their next poll.
+            waiting = self.registry.waiting_on(namespace, key)
+            if waiting:
+                self.queue.add(waiting[0], urgent=True)
 
     async def observe_jobs(self, namespace: str, name: str,
                            status: ExportJobStatus) -> list[Any]:
@@ -236,8 +253,11 @@ class Controller:
             await self.remove_finalizer(written if new != old else obj)
             return
         if decision.delete_self:
+            version = written["metadata"]["resourceVersion"]
             await self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name)
+                GROUP, VERSION, namespace, EXPORTJOB_PLURAL, name,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(resource_version=version)))
             return
         if decision.requeue_after is not None:
             wake = self.clock() + dt.timedelta(seconds=decision.requeue_after)
@@ -314,7 +334,7 @@ class Controller:
                 raise
             self.jobs.unlist(meta["namespace"], owner)
             return
-        self.jobs.observe(meta["namespace"], owner, created)
+        self.jobs.created(meta["namespace"], owner, created, asyncio.get_running_loop().time())
 
     async def delete_job(self, namespace: str, owner: str, name: str) -> None:
         batch = client.BatchV1Api(self.api)
@@ -360,8 +380,9 @@ class Controller:
             "reportingComponent": "ferry.dev/operator", "reportingInstance": "ferry-operator",
         }
         try:
-            await self._json(core.create_namespaced_event(
-                meta["namespace"], body, _preload_content=False))  # type: ignore[arg-type]
+            async with self.events:
+                await self._json(core.create_namespaced_event(
+                    meta["namespace"], body, _preload_content=False))  # type: ignore[arg-type]
         except ApiException as e:
             log.warning("event %s on %s/%s not posted: %s", event.reason, meta["namespace"],
                         meta["name"], e.reason)

@@ -10,7 +10,12 @@ call rebuilds the same decision from the same observations.
 The order of writes the controller follows makes every step idempotent: the new
 run is first recorded in status (with its number and Job name), then its Job is
 created under a name derived from that number; a crash in between is repaired by
-creating the same Job again.
+creating the same Job again. The same repair covers a Job deleted while its run was
+in progress (`replace_lost_job`): the worker skips the batches the run already
+committed to S3, so the run ends with what S3 holds.
+
+Requests (run now, stop, retry, backfill, JobGroup runs) are decided in
+`ferry.reconcile.requests`; this module owns the runs they create or cancel.
 """
 
 from __future__ import annotations
@@ -435,8 +440,10 @@ class _Reconciler:
             run.message = (
                 f"waiting for run {queue.holder} on the same data source" if queue.holder
                 else f"{queue.ahead} run(s) ahead on the same data source")
-            if run.message != (self.obs.status.current_run.message
-                               if self.obs.status.current_run else None):
+            before = self.obs.status.current_run
+            if before is None or before.id != run.id or before.message is None:
+                # Once per run: its position changes with every run ahead of it ending,
+                # and an event each time made a 200-job queue post ~20,000 events.
                 self.event("Normal", "Queued", f"run {run.id} queued: {run.message}")
             self.requeue(QUEUE_POLL_SECONDS)
             return

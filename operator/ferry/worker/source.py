@@ -239,7 +239,8 @@ def _wait(pgconn: pq.abc.PGconn, *, read: bool, seconds: float | None = None) ->
 
 
 def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
-    """The next result, waiting on the socket (never inside libpq, which holds the GIL)."""
+    """The next result, waiting on the socket in Python (where signals such as SIGTERM
+    are handled and the upload threads run) rather than blocking inside libpq."""
     while pgconn.is_busy():
         _wait(pgconn, read=True)
         pgconn.consume_input()
