@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,21 +465,27 @@ class NodeAgent:
         """Retried while the API server is unreachable or answers 429/5xx, as a kubelet's
         status manager keeps syncing: a pod that ends while the API server restarts must
         still be reported, or its Job would never complete."""
+        self.retrying(f"status of {namespace}/{name}",
+                      lambda: self.core.patch_namespaced_pod_status(name, namespace,
+                                                                    {"status": status}))
+
+    def retrying(self, what: str, call: Callable[[], object]) -> None:
+        """Call until it succeeds or fails for good (4xx other than 429; 404/409 are
+        the object already gone or replaced, not worth a warning), backing off to 10 s."""
         delay = 0.5
         while True:
             try:
-                self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+                call()
                 return
             except ApiException as e:
                 if e.status != 429 and e.status < 500:
-                    if e.status != 404:
-                        log.warning("status of %s/%s not written: %s", namespace, name, e.reason)
+                    if e.status not in (404, 409):
+                        log.warning("%s not written: %s", what, e.reason)
                     return
                 reason = f"{e.status} {e.reason}"
             except urllib3.exceptions.HTTPError as e:
                 reason = type(e).__name__
-            log.warning("status of %s/%s not written (%s); retrying in %.1fs", namespace, name,
-                        reason, delay)
+            log.warning("%s not written (%s); retrying in %.1fs", what, reason, delay)
             if self.stopping.wait(delay):
                 return
             delay = min(delay * 2, 10.0)
@@ -505,16 +512,15 @@ class NodeAgent:
             self.pods.pop(run.uid, None)
 
     def finish_deletion(self, pod: client.V1Pod) -> None:
-        try:
-            self.core.delete_namespaced_pod(
+        """Remove the terminated pod from the API (retried across API server restarts,
+        or it would stay Terminating forever)."""
+        self.retrying(
+            f"deletion of pod {pod.metadata.namespace}/{pod.metadata.name}",
+            lambda: self.core.delete_namespaced_pod(
                 pod.metadata.name, pod.metadata.namespace,
                 body=client.V1DeleteOptions(
                     grace_period_seconds=0,
-                    preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
-            )
-        except ApiException as e:
-            if e.status not in (404, 409):
-                log.warning("pod %s not deleted: %s", pod.metadata.name, e.reason)
+                    preconditions=client.V1Preconditions(uid=pod.metadata.uid))))
 
     def shutdown(self) -> None:
         self.stopping.set()
