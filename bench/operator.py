@@ -21,6 +21,18 @@ For each size (default 1,000 then 10,000) in a namespace of its own:
 6. stop the operator, drop the finalizers, delete the namespace.
 
 Results: a table on stdout and bench/results/operator.json.
+
+`--floor`: the same N Jobs (the manifests the operator renders for these runs) created
+directly by this script with as many concurrent clients as the operator has workers, no
+operator: how fast this cluster can take N Jobs at all. No operator design can create
+its Jobs faster than that, so it is the yardstick for the latency above.
+
+`--soak-minutes M` (issue 8 item 15): N ExportJobs firing every minute for M minutes.
+Worker pods stay Pending as above, so this script stops every run once its Job exists
+(ferry.dev/stop-requested-at): each minute every job starts a run, the run is
+canceled, folded into history and its Job deleted. Every minute it samples the
+operator's RSS, the largest status, the longest history, the ExportJobs' Events and the
+Jobs and pods left, and reports whether they stayed bounded (results under "soak").
 """
 
 from __future__ import annotations
@@ -50,6 +62,11 @@ import psutil
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from ferry.api.exportjob import ExportJobSpec
+from ferry.reconcile.batches import batch_count, plan_slices
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job
+from ferry.reconcile.windows import resolve_window
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "operator.json"
 KUBECONFIG = ROOT / ".cache" / "cluster" / "admin.kubeconfig"
@@ -57,6 +74,7 @@ KUBECTL = next((ROOT / ".cache" / "k8s").glob("*/bin/kubectl"), Path("kubectl"))
 LOGS = ROOT / ".cache" / "bench-operator"
 GROUP, VERSION, PLURAL = "ferry.dev", "v1alpha1", "exportjobs"
 FINALIZER = "ferry.dev/run-guard"
+STOP = "ferry.dev/stop-requested-at"
 NO_SUCH_NODE = {"ferry.dev/bench-operator": "no-such-node"}
 TARGETS = {1000: (250, 5.0), 10000: (400, 30.0)}  # jobs: (RSS MB, p99 s)
 
@@ -69,7 +87,8 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def exportjob(namespace: str, index: int, minute: int) -> dict[str, Any]:
+def exportjob(namespace: str, index: int, minute: int,
+              schedule: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ExportJob",
@@ -83,7 +102,7 @@ def exportjob(namespace: str, index: int, minute: int) -> dict[str, Any]:
                 "timestampColumn": "ts",
             },
             "timeframe": {"relative": {"last": "1h"}},
-            "schedule": {"hourly": {"every": 1, "minute": minute}},
+            "schedule": schedule or {"hourly": {"every": 1, "minute": minute}},
             "output": {"s3": {"bucket": "bench", "prefix": f"j{index}"}, "format": "jsonl"},
             "concurrency": {"key": f"bench-{index}"},
             "worker": {"nodeSelector": NO_SUCH_NODE},
@@ -191,11 +210,12 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def create_all(namespace: str, jobs: int, minute: int, threads: int) -> None:
+def create_all(namespace: str, jobs: int, minute: int, threads: int,
+               schedule: dict[str, Any] | None = None) -> None:
     api = client.CustomObjectsApi()
 
     def create(index: int) -> None:
-        body = exportjob(namespace, index, minute)
+        body = exportjob(namespace, index, minute, schedule)
         for attempt in range(10):
             try:
                 api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
@@ -403,6 +423,169 @@ def run_size(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
     return result
 
 
+def job_manifests(namespace: str, jobs: int, slot: dt.datetime,
+                  owner_uid: str) -> list[dict[str, Any]]:
+    """The Jobs the operator renders for these runs (its own code, run number 1)."""
+    manifests = []
+    for index in range(jobs):
+        body = exportjob(namespace, index, slot.minute)
+        spec = ExportJobSpec.model_validate(body["spec"])
+        window = resolve_window(spec.timeframe, slot, None)
+        start, end = (window.start, window.end) if window else (None, None)
+        slices = plan_slices(spec, batch_count(spec, start, end), start, end)
+        owner = Owner(name=body["metadata"]["name"], namespace=namespace, uid=owner_uid)
+        manifests.append(build_job(owner, spec, 1, f"{owner.name}.1", slices,
+                                   WorkerDefaults(image="ferry-worker:bench",
+                                                  service_account="default")))
+    return manifests
+
+
+def run_floor(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
+    """N Jobs created straight away by `--workers` (default 64) concurrent clients."""
+    namespace = f"bench-operator-floor-{jobs}-{os.getpid()}"
+    core = client.CoreV1Api()
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=namespace, labels={"ferry.dev/bench": "operator"})))
+    api = client.CustomObjectsApi()
+    owner = api.create_namespaced_custom_object(  # the ownerReference must resolve
+        GROUP, VERSION, namespace, PLURAL, exportjob(namespace, 99999, 0))
+    slot = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    manifests = job_manifests(namespace, jobs, slot, owner["metadata"]["uid"])
+    batch = client.BatchV1Api()
+    jobwatch = JobWatch(namespace)
+    jobwatch.start()
+    jobwatch.ready.wait(30)
+    clients = args.workers or 64
+    log(f"{namespace}: creating {jobs} Jobs with {clients} concurrent clients")
+    started = time.time()
+    result: dict[str, Any] = {"jobs": jobs, "clients": clients}
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda m: batch.create_namespaced_job(  # raw: no V1Job models
+                namespace, m, _preload_content=False), manifests))
+        deadline = time.time() + args.timeout
+        while len(jobwatch.first_seen) < jobs and time.time() < deadline:
+            time.sleep(0.5)
+        jobwatch.stopped.set()
+        latencies = [t - started for t in jobwatch.first_seen.values()]
+        result.update(
+            jobs_created=len(latencies),
+            start_to_job_p50_s=round(percentile(latencies, 50), 2),
+            start_to_job_p99_s=round(percentile(latencies, 99), 2),
+            jobs_per_second=round(len(latencies) / max(latencies), 1),
+        )
+        log(f"floor: {len(latencies)} Jobs, p50 {result['start_to_job_p50_s']}s, "
+            f"p99 {result['start_to_job_p99_s']}s ({result['jobs_per_second']} Jobs/s)")
+    finally:
+        if not args.keep:
+            cleanup(namespace, args.threads)
+    return result
+
+
+def status_sizes(namespace: str) -> tuple[int, int, int]:
+    """(largest status in bytes of JSON, longest history, runs started over all jobs)."""
+    api = client.CustomObjectsApi()
+    items = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    statuses = [o.get("status") or {} for o in items]
+    return (max((len(json.dumps(s)) for s in statuses), default=0),
+            max((len(s.get("history") or []) for s in statuses), default=0),
+            sum(s.get("runCounter") or 0 for s in statuses))
+
+
+def stop_active_runs(namespace: str) -> int:
+    """Stop every run in progress whose Job exists (once per run: the run id is the
+    request's value, so a second patch for the same run is the same request)."""
+    api = client.CustomObjectsApi()
+    stopped = 0
+    for obj in api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        run = (obj.get("status") or {}).get("currentRun") or {}
+        annotations = obj["metadata"].get("annotations") or {}
+        if run.get("phase") == "InProgress" and run.get("jobName") and \
+                annotations.get(STOP) != run["id"]:
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, obj["metadata"]["name"],
+                {"metadata": {"annotations": {STOP: run["id"]}}})
+            stopped += 1
+    return stopped
+
+
+def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
+    namespace = f"bench-operator-soak-{jobs}-{os.getpid()}"
+    core = client.CoreV1Api()
+    batch = client.BatchV1Api()
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=namespace, labels={"ferry.dev/bench": "operator"})))
+    create_all(namespace, jobs, 0, args.threads, {"cron": {"expression": "* * * * *"}})
+    LOGS.mkdir(parents=True, exist_ok=True)
+    logfile = LOGS / f"operator-soak-{jobs}.log"
+    env = {**os.environ, "KUBECONFIG": kubeconfig(),
+           "FERRY_WORKER_IMAGE": "ferry-worker:bench",
+           "FERRY_WORKER_SERVICE_ACCOUNT": "default"}
+    operator = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "ferry-operator"), "-n", namespace,
+         "--metrics-port", str(port)],
+        stdout=logfile.open("w"), stderr=subprocess.STDOUT, env=env)
+    sampler = Sampler(operator.pid)
+    sampler.start()
+    minutes: list[dict[str, Any]] = []
+    log(f"{namespace}: {jobs} ExportJobs every minute for {args.soak_minutes} minutes")
+    try:
+        started = time.time()
+        next_sample = started + 60
+        stops = 0
+        while time.time() < started + args.soak_minutes * 60:
+            time.sleep(3)
+            if operator.poll() is not None:
+                raise SystemExit(f"operator exited ({operator.returncode}): see {logfile}")
+            stops += stop_active_runs(namespace)
+            if time.time() >= next_sample:
+                next_sample += 60
+                largest, history, runs = status_sizes(namespace)
+                events = core.list_namespaced_event(
+                    namespace, field_selector="involvedObject.kind=ExportJob").items
+                sample = {
+                    "minute": len(minutes) + 1,
+                    "rss_mb": round(sampler.samples[-1][1], 1),
+                    "largest_status_bytes": largest, "longest_history": history,
+                    "runs_started": runs, "stop_requests": stops,
+                    "events": len(events),
+                    "events_count_total": sum(e.count or 1 for e in events),
+                    "jobs": len(batch.list_namespaced_job(namespace).items),
+                    "pods": len(core.list_namespaced_pod(namespace).items),
+                }
+                minutes.append(sample)
+                log(f"soak minute {sample['minute']}: {sample}")
+    finally:
+        operator.terminate()
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait()
+        sampler.stopped.set()
+        if not args.keep:
+            cleanup(namespace, args.threads)
+    half = minutes[len(minutes) // 2:]
+    return {
+        "jobs": jobs, "minutes": args.soak_minutes, "schedule": "cron * * * * *",
+        "samples": minutes,
+        "rss_mb_first": minutes[0]["rss_mb"] if minutes else None,
+        "rss_mb_last": minutes[-1]["rss_mb"] if minutes else None,
+        "rss_mb_max_second_half": max((m["rss_mb"] for m in half), default=None),
+        "rss_mb_min_second_half": min((m["rss_mb"] for m in half), default=None),
+    }
+
+
+def write_results(key: str, value: Any) -> None:
+    """Replace one key of bench/results/operator.json, keeping the others."""
+    try:
+        document = json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        document = {}
+    document[key] = value
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", default="1000,10000",
@@ -420,6 +603,10 @@ def main() -> int:
     parser.add_argument("--cleanup", metavar="NAMESPACE",
                         help="only clean up a namespace a stopped run left behind")
     parser.add_argument("--no-write", action="store_true", help="do not write operator.json")
+    parser.add_argument("--floor", action="store_true",
+                        help="create the Jobs directly, no operator (the cluster's own limit)")
+    parser.add_argument("--soak-minutes", type=float, default=0, metavar="M",
+                        help="soak: --jobs N (one size) firing every minute for M minutes")
     args = parser.parse_args()
     if "KUBECONFIG" not in os.environ:  # the local cluster from hack/: start it if down
         subprocess.run([sys.executable, str(ROOT / "hack" / "cluster.py"), "up"], check=True)
@@ -432,18 +619,30 @@ def main() -> int:
         subprocess.run([str(KUBECTL), f"--kubeconfig={kubeconfig()}", "apply", "--server-side",
                         "-f", str(ROOT / "crds")], check=True)
     cfg = client.Configuration.get_default_copy()
-    cfg.connection_pool_maxsize = max(args.threads * 2, 8)
+    cfg.connection_pool_maxsize = max(args.threads * 2, args.workers or 64, 8)
     client.Configuration.set_default(cfg)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if args.cleanup:
         cleanup(args.cleanup, args.threads)
         return 0
 
+    sizes = [int(j) for j in args.jobs.split(",")]
+    if args.soak_minutes:
+        soak = run_soak(sizes[0], args, args.metrics_port)
+        print(json.dumps({k: v for k, v in soak.items() if k != "samples"}, indent=2))
+        if not args.no_write:
+            write_results("soak", soak)
+        return 0
+    if args.floor:
+        floors = [run_floor(jobs, args) for jobs in sizes]
+        if not args.no_write:
+            write_results("floor", floors)
+        return 0
     results = []
-    for jobs in (int(j) for j in args.jobs.split(",")):
+    for jobs in sizes:
         results.append(run_size(jobs, args, args.metrics_port))
         if not args.no_write:
-            RESULTS.write_text(json.dumps({"results": results}, indent=2) + "\n")
+            write_results("results", results)
 
     columns = ["jobs", "idle_rss_mb", "peak_rss_mb", "idle_cpu_percent", "peak_cpu_percent",
                "due_to_job_p50_s", "due_to_job_p99_s", "http_429", "http_429_crd_reinit",

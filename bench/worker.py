@@ -15,7 +15,9 @@ single run mostly measures the neighbours (the slow baselines, pandas and Sling,
 once). ``rows_per_s`` is the
 figure that matters; ``mb_per_s`` is the table's CSV size (what psql produced) divided
 by the time, so all rows are comparable; ``ratio_to_psql`` compares rows/s with the
-``psql \\copy ... TO '/dev/null' CSV`` extraction limit. With ``--rss-rows`` every ferry
+``psql \\copy ... TO '/dev/null' CSV`` extraction limit. ``upload only`` uploads psql's CSV
+of the table from a local file with the worker's own S3 writer (bench/upload_only.py): the
+ceiling the S3 server on this machine puts on any exporter. With ``--rss-rows`` every ferry
 format also runs on a smaller table to show that memory does not grow with table size.
 Results go to stdout and bench/results/worker.json.
 """
@@ -206,22 +208,29 @@ def main() -> int:
     results: list[Result] = []
     failures: list[str] = []
     print(f"table {table}: {args.rows} rows", flush=True)
+    psql = ["psql", "-q", "-h", ep.pg_host, "-p", str(ep.pg_port), "-U", ep.pg_user, DATABASE,
+            "-c", f"\\copy (SELECT * FROM {table}) TO '/dev/null' CSV"]
+    load_start = os.getloadavg()
+    rounds: dict[str, list[Result]] = {}
     with tempfile.NamedTemporaryFile(suffix=".csv") as sizing:
         subprocess.run(["psql", "-q", "-h", ep.pg_host, "-p", str(ep.pg_port), "-U", ep.pg_user,
                         DATABASE, "-c", f"\\copy (SELECT * FROM {table}) TO '{sizing.name}' CSV"],
                        env=env, check=True)
         csv_bytes = Path(sizing.name).stat().st_size
-    psql = ["psql", "-q", "-h", ep.pg_host, "-p", str(ep.pg_port), "-U", ep.pg_user, DATABASE,
-            "-c", f"\\copy (SELECT * FROM {table}) TO '/dev/null' CSV"]
-    load_start = os.getloadavg()
-    rounds: dict[str, list[Result]] = {}
-    for n in range(args.repeat):
-        print(f"round {n + 1} of {args.repeat}", flush=True)
-        rounds.setdefault("psql csv", []).append(timed("psql csv", args.rows, psql, env))
-        for name, fmt, compression in FERRY_RUNS:
-            cmd, ferry_env = ferry_cmd(table, fmt, compression, f"r{args.rows}", ep)
-            rounds.setdefault(name, []).append(timed(name, args.rows, cmd,
-                                                     {**env, **ferry_env}))
+        upload = [sys.executable, "-P", str(REPO / "bench" / "upload_only.py"), sizing.name,
+                  f"upload-only/{table}.csv"]
+        upload_env = {**env, "BENCH_S3_ENDPOINT": ep.s3_endpoint, "BENCH_S3_REGION": ep.s3_region,
+                      "BENCH_BUCKET": BUCKET, "AWS_ACCESS_KEY_ID": ep.s3_access_key,
+                      "AWS_SECRET_ACCESS_KEY": ep.s3_secret_key}
+        for n in range(args.repeat):
+            print(f"round {n + 1} of {args.repeat}", flush=True)
+            rounds.setdefault("psql csv", []).append(timed("psql csv", args.rows, psql, env))
+            rounds.setdefault("upload only (csv file)", []).append(
+                timed("upload only (csv file)", args.rows, upload, upload_env))
+            for name, fmt, compression in FERRY_RUNS:
+                cmd, ferry_env = ferry_cmd(table, fmt, compression, f"r{args.rows}", ep)
+                rounds.setdefault(name, []).append(timed(name, args.rows, cmd,
+                                                         {**env, **ferry_env}))
     for runs in rounds.values():
         best = fastest(runs)
         best.peak_rss_mb = max(r.peak_rss_mb for r in runs)  # memory: the worst round

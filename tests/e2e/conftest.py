@@ -20,7 +20,7 @@ from hack import cluster
 from kubernetes import client, config
 
 from .operator_fixtures import crds, operator, operator_kubeconfig, wiring
-from .support import Kubectl
+from .support import Kubectl, wait_until
 
 pytestmark = pytest.mark.e2e
 __all__ = ["crds", "operator", "operator_kubeconfig", "wiring"]
@@ -75,8 +75,11 @@ def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]
     module = Path(str(request.node.path)).stem.removeprefix("test_").replace("_", "-")
     name = f"t-{module[:40]}-{secrets.token_hex(3)}"
     kubectl("create", "namespace", name)
-    kubectl("wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default",
-            "-n", name, "--timeout=60s")
+    # `kubectl wait` fails at once on an object that does not exist yet, and the
+    # ServiceAccount controller creates `default` a moment after the namespace.
+    wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", name,
+                               check=False).returncode == 0,
+               timeout=60, what=f"serviceaccount default in {name}", interval=0.2)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -253,8 +253,8 @@ def test_operator_deployment(render: Render) -> None:
     (container,) = pod["containers"]
     assert container["image"] == "ferry-operator:0.1.0"
     assert container["args"] == [
-        "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", *LEADER_ELECTION_ARGS,
-        "--webhook-port=9443",
+        "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090",
+        *LEADER_ELECTION_ARGS, "--webhook-port=9443",
         "--webhook-cert=/etc/ferry/webhook/tls.crt", "--webhook-key=/etc/ferry/webhook/tls.key"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FERRY_WORKER_IMAGE"] == "ferry-worker:0.1.0"
@@ -278,7 +278,8 @@ def test_namespaced_mode_passes_each_namespace(render: Render) -> None:
     container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b",
                                  "--liveness=http://0.0.0.0:8080/healthz",
-                                 *LEADER_ELECTION_ARGS, "--webhook-port=9443",
+                                 "--metrics-port=9090", *LEADER_ELECTION_ARGS,
+                                 "--webhook-port=9443",
                                  "--webhook-cert=/etc/ferry/webhook/tls.crt",
                                  "--webhook-key=/etc/ferry/webhook/tls.key", "--verbose"]
 
@@ -286,11 +287,16 @@ def test_namespaced_mode_passes_each_namespace(render: Render) -> None:
 def test_metrics_service(render: Render) -> None:
     docs = render("--set", "metrics.port=9464")
     service = only(docs, "Service", "ferry-metrics")
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-port=9464" in args
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
-    assert not [d for d in render("--set", "metrics.enabled=false")
+    off = render("--set", "metrics.enabled=false")
+    assert not [d for d in off
                 if d["kind"] == "Service" and d["metadata"]["name"] == "ferry-metrics"]
+    off_args = only(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in off_args if a.startswith("--metrics-port")]
 
 
 def test_webhook_is_on_by_default_and_can_be_turned_off(render: Render) -> None:

@@ -44,6 +44,8 @@ from .test_watch_health import free_port
 
 __all__ = ["pki"]
 
+pytestmark = pytest.mark.timeout(600)  # a slow worker pod start on a loaded machine
+
 ROWS = 300
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 LEASE_DURATION = 15

@@ -33,13 +33,15 @@ from .relay import Relay
 from .support import Kubectl, wait_until
 from .test_faults import assert_exactly_once
 
+pytestmark = pytest.mark.timeout(600)  # a slow worker pod start on a loaded machine
+
 INACTIVITY = 10.0
 """--watch-inactivity-timeout for this test (the default, 70 s, would make it slow)."""
 UNHEALTHY_WITHIN = 20.0
 """The probe's 3 s API round trip + kopf's 10 s cache of a good result + slack."""
-RECOVERY_LIMIT = INACTIVITY + 50.0
-"""From thaw to a run-now request's run ending: the frozen watch's inactivity timeout,
-a reconnect, and a short run (~10-20 s on the shared machine) with its Job and pod."""
+ACT_WITHIN = INACTIVITY + 20.0
+"""From thaw to the operator creating the Job of a run-now request: the frozen watch's
+inactivity timeout, a reconnect, and a reconcile (slack for the loaded machine)."""
 
 
 def free_port() -> int:
@@ -108,14 +110,21 @@ def history(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
     return status.get("history") or []  # type: ignore[no-any-return]
 
 
-def run_now(kubectl: Kubectl, ns: str, name: str, runs: int, timeout: float) -> float:
-    """Request a run (through the admin's own connection, not the relay) and return how
-    long until it ended; it must be the job's run number ``runs``."""
+def run_now(kubectl: Kubectl, ns: str, name: str, runs: int, act_within: float) -> float:
+    """Request a run (through the admin's own connection, not the relay); return how
+    long the operator took to act on it (its Job ``<name>-<runs>`` exists), which must
+    be within ``act_within`` seconds, then wait for the run to end (the worker pod's
+    start is slow on a loaded machine, and is not what this test measures)."""
     asked = time.monotonic()
     request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
-    wait_until(lambda: len(history(kubectl, ns, name)) >= runs, timeout=timeout,
+    wait_until(lambda: kubectl("get", "job", f"{name}-{runs}", "-n", ns,
+                               check=False).returncode == 0
+               or len(history(kubectl, ns, name)) >= runs,
+               timeout=act_within, what=f"the operator to start run {runs}")
+    acted = time.monotonic() - asked
+    wait_until(lambda: len(history(kubectl, ns, name)) >= runs, timeout=240,
                what=f"run {runs} to end")
-    return time.monotonic() - asked
+    return acted
 
 
 def test_frozen_then_cut_connection_recovers_by_itself_and_liveness_tells(
@@ -125,7 +134,7 @@ def test_frozen_then_cut_connection_recovers_by_itself_and_liveness_tells(
     ns, name = wiring.namespace, "relayed"
     wait_until(lambda: health(health_url) == 200, timeout=60, what="the operator to be live")
     kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(export_job(name, wiring, s3)))
-    run_now(kubectl, ns, name, 1, timeout=90)
+    run_now(kubectl, ns, name, 1, act_within=60)
 
     relay.freeze()
     frozen_at = time.monotonic()
@@ -138,13 +147,13 @@ def test_frozen_then_cut_connection_recovers_by_itself_and_liveness_tells(
         time.sleep(1)
 
     relay.thaw()
-    recovered = run_now(kubectl, ns, name, 2, timeout=RECOVERY_LIMIT)
+    recovered = run_now(kubectl, ns, name, 2, act_within=ACT_WITHIN)
     assert health(health_url) == 200
 
     relay.cut()
-    after_cut = run_now(kubectl, ns, name, 3, timeout=60)
-    print(f"liveness failed {unhealthy_after:.1f}s into the freeze; run after thaw ended in "
-          f"{recovered:.1f}s; run after cut ended in {after_cut:.1f}s")
+    after_cut = run_now(kubectl, ns, name, 3, act_within=20)
+    print(f"liveness failed {unhealthy_after:.1f}s into the freeze; a run requested after "
+          f"the thaw started {recovered:.1f}s later, one after the cut {after_cut:.1f}s later")
 
     assert [h["id"] for h in history(kubectl, ns, name)] == [
         f"{name}.3", f"{name}.2", f"{name}.1"]

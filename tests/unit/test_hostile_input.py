@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -43,16 +43,22 @@ HOSTILE_TEXT = [
     "information_schema.tables", "public.t; x",
 ]
 text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=80))
+# PostgreSQL's 63-byte identifier limit from both sides (63 accepted, 64 refused), in
+# each part of a schema-qualified name, and in multibyte characters (2 bytes each).
+BOUNDARY_NAMES = ["i" * 63, "i" * 64, "s" * 63 + "." + "t" * 63, "s" * 64 + ".t",
+                  "s." + "t" * 64, "ü" * 31, "ü" * 32]
+identifier = st.one_of(st.sampled_from(BOUNDARY_NAMES), text,
+                       st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{60,65}", fullmatch=True))
 
 # A spec document with any of its user-controlled leaves replaced by hostile values.
 mutations: dict[str, Any] = {
     "title": st.one_of(text, st.text(min_size=199, max_size=210)),
     "description": st.one_of(text, st.none()),
-    "source.table": text,
-    "source.timestampColumn": text,
-    "source.keyColumn": text,
-    "source.columns": st.lists(text, max_size=5),
-    "source.filters": st.lists(st.fixed_dictionaries({"column": text}, optional={
+    "source.table": st.one_of(identifier, st.builds("{}.{}".format, identifier, identifier)),
+    "source.timestampColumn": identifier,
+    "source.keyColumn": identifier,
+    "source.columns": st.lists(identifier, max_size=5),
+    "source.filters": st.lists(st.fixed_dictionaries({"column": identifier}, optional={
         "in": st.lists(text, max_size=4), "notIn": st.lists(text, max_size=3),
         "equals": text, "isNull": st.booleans()}), max_size=3),
     "source.connectionSecretRef.name": text,
@@ -107,6 +113,15 @@ def accepted(doc: dict[str, Any]) -> ExportJobSpec | None:
         return None
 
 
+def identifiers_of(doc: dict[str, Any]) -> list[str]:
+    """Every PostgreSQL identifier a spec document names (each part of the table)."""
+    source = doc["source"]
+    names = [*str(source.get("table") or "").split("."), *(source.get("columns") or []),
+             *(f["column"] for f in source.get("filters") or [])]
+    names += [source[key] for key in ("keyColumn", "timestampColumn") if source.get(key)]
+    return [str(name) for name in names]
+
+
 def worker_plan_of(job: dict[str, Any]) -> dict[str, Any]:
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     return json.loads(next(e["value"] for e in env if e["name"] == "FERRY_PLAN"))  # type: ignore[no-any-return]
@@ -123,13 +138,24 @@ def test_no_spec_document_crashes_validation(doc: dict[str, Any]) -> None:
     accepted(doc)
 
 
+def with_source(**fields: Any) -> dict[str, Any]:
+    return {**BASE, "source": {**BASE["source"], **fields}}
+
+
 @HYPOTHESIS
 @given(spec_documents(), st.integers(1, 10**6))
+@example(with_source(table="s" * 63 + "." + "t" * 63, keyColumn="k" * 63,
+                     columns=["k" * 63, "c" * 63],
+                     filters=[{"column": "f" * 63, "equals": "x"}]), 1)
+@example(with_source(table="t" * 64), 1)
+@example(with_source(keyColumn="k" * 64), 1)
 def test_every_accepted_spec_yields_a_job_the_worker_accepts(doc: dict[str, Any],
                                                              run: int) -> None:
     job_spec = accepted(doc)
     if job_spec is None:
         return
+    longest = max(len(name.encode()) for name in identifiers_of(doc))
+    assert longest <= 63, f"the API accepted a {longest}-byte identifier"
     now = T0 + dt.timedelta(days=1)
     decision = reconcile(observation(job_spec, now, annotations={
         ANNOTATION_RUN_REQUESTED_AT: str(run)}))
@@ -210,6 +236,9 @@ def test_injection_and_traversal_are_rejected_on_their_field(path: str, value: A
     ("source.filters", [{"column": "c", "in": [str(i) for i in range(101)]}]),
     ("source.filters", [{"column": "c", "equals": "v" * 1025}]),
     ("source.timestampColumn", "c" * 64),
+    ("source.keyColumn", "k" * 64),
+    ("source.columns", ["id", "c" * 64]),
+    ("source.filters", [{"column": "c" * 64, "equals": "v"}]),
     ("output.s3.prefix", "p" * 513),
     ("schedule", {"cron": {"expression": "*" * 129}}),
 ])

@@ -53,9 +53,19 @@ def _check_table_parts(value: str) -> str:
     return value
 
 
+def _check_unique(columns: list[str]) -> list[str]:
+    """The API server refuses duplicates in a list-type set; the same rule in Python keeps
+    a spec the webhook or the controller accepts one the worker accepts too."""
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate column {duplicates[0]!r}")
+    return columns
+
+
 Identifier = Annotated[
     str, Field(min_length=1, max_length=IDENTIFIER_MAX_BYTES, pattern=IDENTIFIER_PATTERN)
 ]
+ColumnList = Annotated[list[Identifier], Field(max_length=256), AfterValidator(_check_unique)]
 TableName = Annotated[
     str,
     Field(min_length=1, max_length=TABLE_MAX_LENGTH, pattern=TABLE_PATTERN),
@@ -158,7 +168,7 @@ class Source(FerryModel):
         description="Unique, indexed column used to split work into batches (rowsPerBatch) "
         "and to read in a stable order.",
     )
-    columns: Annotated[list[Identifier], Field(max_length=256)] | None = Field(
+    columns: ColumnList | None = Field(
         default=None,
         description="Columns to export, in this order. Absent: all columns.",
         json_schema_extra={"x-kubernetes-list-type": "set"},

@@ -3,7 +3,10 @@
 Only files listed in a batch manifest (``<run>/_manifests/batch-<i>.json``) belong
 to a run: the manifest is the commit record, and a data file without one is a
 leftover of an attempt that lost or crashed. So download reads manifests first and
-never lists data files.
+never lists data files. A manifest or error record whose ``jobUid`` is not the
+ExportJob's was left by an earlier ExportJob of the same name in the same folder (run
+numbers start at 1 again): it is not this run's, and is skipped until the run's
+workers remove it (docs/worker.md, file layout).
 """
 
 from __future__ import annotations
@@ -39,13 +42,21 @@ class RunFolder:
     bucket: Bucket
     prefix: str
     url: str
+    job_uid: str | None = None
+
+    def owns(self, document: dict[str, Any]) -> bool:
+        """Whether a manifest or error record is this ExportJob's (one written before
+        uids were recorded cannot be told apart, and counts as this job's)."""
+        uid = document.get("jobUid")
+        return uid is None or self.job_uid is None or uid == self.job_uid
 
 
 def open_folder(ctx: Context, job: ExportJob, ref: RunRef) -> RunFolder:
     """The folder the run's files are in (a retry's files are in the run it repairs)."""
     url = run_location(job.spec, name_of(job), ref.folder)
     _, prefix = split_url(url)
-    return RunFolder(Bucket.open(ctx.kube, job.spec.output.s3), prefix + "/", url)
+    return RunFolder(Bucket.open(ctx.kube, job.spec.output.s3), prefix + "/", url,
+                     job.metadata.uid)
 
 
 def batch_of(key: str) -> int:
@@ -69,15 +80,15 @@ def committed_files(folder: RunFolder, ref: RunRef, batch: int | None) -> list[R
     keys = [k for k in folder.bucket.keys(folder.prefix + MANIFESTS) if k.endswith(".json")]
     if batch is not None:
         keys = [k for k in keys if batch_of(k) == batch]
-        if not keys:
-            raise CliError(f"batch {batch} of run {ref.id} has no manifest: it did not commit "
-                           f"any files (see kubectl ferry errors ... --run)")
-    if not keys:
+    manifests = [m for m in (folder.bucket.read_json(k) for k in keys) if folder.owns(m)]
+    if batch is not None and not manifests:
+        raise CliError(f"batch {batch} of run {ref.id} has no manifest: it did not commit "
+                       f"any files (see kubectl ferry errors ... --run)")
+    if not manifests:
         raise CliError(f"run {ref.id} has no committed files (no manifests under "
                        f"{folder.url}/{MANIFESTS})")
     files = []
-    for key in keys:
-        manifest = folder.bucket.read_json(key)
+    for manifest in manifests:
         for entry in manifest.get("files", []):
             files.append(RemoteFile(str(entry["key"]), int(entry["size"]),
                                     str(entry["sha256"]), int(manifest.get("batch", -1))))
@@ -170,7 +181,8 @@ def error_records(folder: RunFolder) -> list[dict[str, Any]]:
             except ValueError:
                 record = {"reason": f"unreadable line {number} of {key}: {line[:200]}"}
             record.setdefault("batch", batch_of(key))
-            records.append(record)
+            if folder.owns(record):
+                records.append(record)
     return sorted(records, key=lambda r: (str(r.get("time", "")), r.get("batch", 0)))
 
 

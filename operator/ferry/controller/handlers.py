@@ -31,12 +31,15 @@ from ferry.controller.registry import Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.jobspec import WorkerDefaults
 
-WORKERS = int(os.environ.get("FERRY_RECONCILE_WORKERS", "16"))
+WORKERS = int(os.environ.get("FERRY_RECONCILE_WORKERS", "64"))
 """Reconciles in flight at once. A reconcile is a few sequential API round trips, so
-workers mostly wait: at the top of the hour 4 of them left the operator idle while 1,000
-runs waited for their Job (bench/operator.py); each worker has at most one request in
-flight, which also caps the operator's concurrent requests to the API server."""
+workers mostly wait: at the top of the hour on a busy API server (hundreds of ms a
+request) 16 of them left runs waiting while the operator used a third of a core
+(bench/operator.py); each worker has at most one request in flight, which also caps
+the operator's concurrent requests to the API server (plus the Event posters)."""
 GROUP_WORKERS = 2
+EVENT_DRAIN_SECONDS = 5.0
+"""On shutdown, Events still queued behind a slot get this long to be posted."""
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -92,6 +95,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.get("tasks", []):
         task.cancel()
     await asyncio.gather(*memo.get("tasks", []), return_exceptions=True)
+    await memo.controller.drain_events(EVENT_DRAIN_SECONDS)
     await memo.controller.api.close()
 
 

@@ -28,6 +28,8 @@ class WorkQueue:
         """One token per waiting key: what workers wait on."""
         self._waiting: dict[Hashable, bool] = {}
         """Waiting key -> urgent."""
+        self._urgent = 0
+        """Urgent keys in _waiting."""
         self._active: set[Hashable] = set()
         self._dirty: dict[Hashable, bool] = {}
         """Keys changed while being reconciled -> urgent."""
@@ -38,10 +40,12 @@ class WorkQueue:
             self._dirty[key] = self._dirty.get(key, False) or urgent
         elif key not in self._waiting:
             self._waiting[key] = urgent
+            self._urgent += urgent
             self._lanes[0 if urgent else 1].append(key)
             self._ready.put_nowait(None)
         elif urgent and not self._waiting[key]:
             self._waiting[key] = True
+            self._urgent += 1
             self._lanes[0].append(key)
 
     def add_after(self, key: Hashable, delay: float, urgent: bool = False) -> None:
@@ -72,6 +76,7 @@ class WorkQueue:
                 key = lane.popleft()
                 if self._waiting.get(key) is urgent:
                     del self._waiting[key]
+                    self._urgent -= urgent
                     self._active.add(key)
                     return key
         raise AssertionError("a token without a waiting key")
@@ -87,7 +92,7 @@ class WorkQueue:
     @property
     def urgent(self) -> int:
         """Waiting keys in the urgent lane."""
-        return sum(self._waiting.values())
+        return self._urgent
 
     @property
     def timers(self) -> int:

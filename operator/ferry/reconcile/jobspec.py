@@ -87,6 +87,7 @@ def worker_plan(
             destination[key] = value
     plan: dict[str, Any] = {
         "job": owner.name,
+        **({"jobUid": owner.uid} if owner.uid else {}),
         "run": run_dir,
         "source": plan_source,
         "filters": filters,

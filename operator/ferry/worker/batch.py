@@ -39,6 +39,7 @@ from ferry.worker import layout
 from ferry.worker.codecs import make_codec
 from ferry.worker.errors import LostRace, TransientError, WorkerError
 from ferry.worker.formats import ColumnInfo, content_type, csv_header
+from ferry.worker.leftovers import clear_earlier_jobs
 from ferry.worker.manifest import Manifest, utc_now
 from ferry.worker.plan import Plan, Secrets
 from ferry.worker.progress import Progress
@@ -189,7 +190,8 @@ def append_error(at: Attempt, error: WorkerError) -> None:
     plan = at.plan
     key = layout.error_key(plan)
     record = json.dumps({
-        "time": utc_now(), "job": plan.job, "run": plan.run, "batch": plan.batch_index,
+        "time": utc_now(), "job": plan.job, "jobUid": plan.job_uid, "run": plan.run,
+        "batch": plan.batch_index,
         "attempt": at.attempt, "pod": at.pod, "kind": error.kind,
         "exitCode": int(error.exit_code), "reason": error.reason,
     }, ensure_ascii=False).encode() + b"\n"
@@ -276,6 +278,7 @@ def run_attempt(at: Attempt) -> Outcome:
     """Export the batch once; returns the committed manifest (ours or a racing winner's)."""
     plan = at.plan
     started = utc_now()
+    clear_earlier_jobs(at.client, at.retry, plan)
     prior, prior_etag, _ = read_manifest(at)
     if prior is not None and committed_for_this_run(plan, prior):
         return Outcome(prior, note=f"batch already committed by attempt {prior.get('attempt')} "
@@ -291,6 +294,7 @@ def run_attempt(at: Attempt) -> Outcome:
         attempt=at.attempt, pod=at.pod, format=plan.format, compression=plan.compression,
         started_at=started, finished_at=utc_now(), records=sum(f.records for f in files),
         total=at.progress.total, columns=[_column_doc(c) for c in columns], files=files,
+        job_uid=plan.job_uid,
     )
     ours = [f.stored.key for f in files]
     try:

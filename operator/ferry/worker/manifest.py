@@ -46,6 +46,9 @@ class Manifest:
     total: int | None
     columns: list[dict[str, Any]]
     files: list[SplitFile]
+    job_uid: str | None = None
+    """The ExportJob's uid (Plan.job_uid): tells this job's batches from those an earlier
+    ExportJob of the same name left in the same run folder."""
 
     @property
     def size(self) -> int:
@@ -57,6 +60,7 @@ class Manifest:
         return {
             "version": MANIFEST_VERSION,
             "job": self.job,
+            **({"jobUid": self.job_uid} if self.job_uid else {}),
             "run": self.run,
             "batch": self.batch,
             "batchCount": self.batch_count,

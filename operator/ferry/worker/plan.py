@@ -55,6 +55,7 @@ _JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_JOB_UID = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _IDENT_MAX = 63  # NAMEDATALEN - 1
 
 
@@ -147,6 +148,11 @@ class Plan:
     """A manifest of this batch started at or after this time is this run's own: report
     it instead of exporting again (the operator sets the run's start, so a Job created
     again for the same run does not redo the batches that already committed)."""
+    job_uid: str | None = None
+    """metadata.uid of the ExportJob whose run this is, recorded in every manifest and
+    error record. What another ExportJob of the same name (deleted and created again)
+    left in this run's folder carries another uid and is removed, so a run's folder
+    never presents an earlier job's batches as its own (docs/worker.md, file layout)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,7 +405,7 @@ def _destination(raw: object) -> Destination:
 _PLAN_FIELDS = {
     "job", "run", "source", "columns", "filters", "window", "keyRange", "format",
     "compression", "compressionLevel", "fileSplitSize", "destination", "batchIndex",
-    "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince",
+    "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince", "jobUid",
 }
 _SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition"}
 
@@ -444,6 +450,9 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
     assert job is not None
     if not _JOB_NAME.fullmatch(job):
         raise _fail("plan.job", f"must be a DNS label (a-z, 0-9, '-', max 63), got {job!r}")
+    job_uid = _str(obj, "jobUid", "plan", required=False)
+    if job_uid is not None and not _JOB_UID.fullmatch(job_uid):
+        raise _fail("plan.jobUid", f"must be an object uid (letters, digits, '-'), got {job_uid!r}")
     run = obj.get("run")
     if isinstance(run, int) and not isinstance(run, bool):
         run = str(run)
@@ -491,6 +500,7 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         totals=cast(Totals, _choice(obj, "totals", "plan", TOTALS, "count")),
         reuse_committed_since=_timestamp(obj.get("reuseCommittedSince"),
                                          "plan.reuseCommittedSince"),
+        job_uid=job_uid,
     )
 
 
