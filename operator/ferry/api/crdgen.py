@@ -10,8 +10,8 @@ int-or-string).
 
 from __future__ import annotations
 
+import argparse
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -211,9 +211,12 @@ def render() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the CRDs to the directory given as the only argument (default: crds/)."""
-    args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else CRD_DIR
+    """Write the CRDs into a directory (default: the repository's crds/)."""
+    parser = argparse.ArgumentParser(prog="python -m ferry.api.crdgen",
+                                     description="Generate the CRDs from the API models.")
+    parser.add_argument("directory", nargs="?", type=Path, default=CRD_DIR,
+                        help="where to write the CRD YAML files (default: %(default)s)")
+    out: Path = parser.parse_args(argv).directory
     out.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():
         (out / name).write_text(text)
