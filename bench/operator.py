@@ -75,6 +75,8 @@ LOGS = ROOT / ".cache" / "bench-operator"
 GROUP, VERSION, PLURAL = "ferry.dev", "v1alpha1", "exportjobs"
 FINALIZER = "ferry.dev/run-guard"
 STOP = "ferry.dev/stop-requested-at"
+SOAK_HISTORY_LIMIT = 3
+"""Small, so that a soak of a few minutes already runs into the bound."""
 NO_SUCH_NODE = {"ferry.dev/bench-operator": "no-such-node"}
 TARGETS = {1000: (250, 5.0), 10000: (400, 30.0)}  # jobs: (RSS MB, p99 s)
 
@@ -88,7 +90,8 @@ def log(message: str) -> None:
 
 
 def exportjob(namespace: str, index: int, minute: int,
-              schedule: dict[str, Any] | None = None) -> dict[str, Any]:
+              schedule: dict[str, Any] | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ExportJob",
@@ -106,6 +109,7 @@ def exportjob(namespace: str, index: int, minute: int,
             "output": {"s3": {"bucket": "bench", "prefix": f"j{index}"}, "format": "jsonl"},
             "concurrency": {"key": f"bench-{index}"},
             "worker": {"nodeSelector": NO_SUCH_NODE},
+            **(extra or {}),
         },
     }
 
@@ -211,11 +215,12 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def create_all(namespace: str, jobs: int, minute: int, threads: int,
-               schedule: dict[str, Any] | None = None) -> None:
+               schedule: dict[str, Any] | None = None,
+               extra: dict[str, Any] | None = None) -> None:
     api = client.CustomObjectsApi()
 
     def create(index: int) -> None:
-        body = exportjob(namespace, index, minute, schedule)
+        body = exportjob(namespace, index, minute, schedule, extra)
         for attempt in range(10):
             try:
                 api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
@@ -410,7 +415,9 @@ def run_size(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
         if not args.keep:
             cleanup(namespace, args.threads)
     text = logfile.read_text(errors="replace")
-    lines = [line for line in text.splitlines() if re.search(r"\b429\b|TooManyRequests", line)]
+    # The message only: "...,429" in a log line's timestamp is a millisecond, not a status.
+    messages = [line.split(" ", 3)[-1] for line in text.splitlines()]
+    lines = [m for m in messages if re.search(r"\b429\b|TooManyRequests", m)]
     reinit = [line for line in lines if "storage is (re)initializing" in line]
     result["http_429"] = max(len(lines) - len(reinit),
                              result.get("reconcile_errors", {}).get("api-429", 0))
@@ -515,7 +522,8 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
     batch = client.BatchV1Api()
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=namespace, labels={"ferry.dev/bench": "operator"})))
-    create_all(namespace, jobs, 0, args.threads, {"cron": {"expression": "* * * * *"}})
+    create_all(namespace, jobs, 0, args.threads, {"cron": {"expression": "* * * * *"}},
+               {"historyLimit": SOAK_HISTORY_LIMIT})
     LOGS.mkdir(parents=True, exist_ok=True)
     logfile = LOGS / f"operator-soak-{jobs}.log"
     env = {**os.environ, "KUBECONFIG": kubeconfig(),
@@ -568,6 +576,7 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
     half = minutes[len(minutes) // 2:]
     return {
         "jobs": jobs, "minutes": args.soak_minutes, "schedule": "cron * * * * *",
+        "history_limit": SOAK_HISTORY_LIMIT,
         "samples": minutes,
         "rss_mb_first": minutes[0]["rss_mb"] if minutes else None,
         "rss_mb_last": minutes[-1]["rss_mb"] if minutes else None,

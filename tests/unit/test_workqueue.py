@@ -74,3 +74,26 @@ def test_forget_cancels_the_timer() -> None:
         return len(queue)
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_calm_waits_until_no_urgent_key_waits() -> None:
+    async def scenario() -> list[str]:
+        queue = WorkQueue()
+        seen: list[str] = []
+        await queue.calm()  # nothing urgent: at once
+        queue.add("due", urgent=True)
+        queue.add("event-driven")
+
+        async def event_poster() -> None:
+            await queue.calm()
+            seen.append("posted")
+
+        poster = asyncio.create_task(event_poster())
+        await asyncio.sleep(0.01)
+        assert seen == []
+        key = await queue.get()
+        seen.append(str(key))
+        await poster
+        return seen
+
+    assert asyncio.run(scenario()) == ["due", "posted"]

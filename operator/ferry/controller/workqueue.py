@@ -30,6 +30,9 @@ class WorkQueue:
         """Waiting key -> urgent."""
         self._urgent = 0
         """Urgent keys in _waiting."""
+        self._calm = asyncio.Event()
+        """Set while no urgent key waits (see `calm`)."""
+        self._calm.set()
         self._active: set[Hashable] = set()
         self._dirty: dict[Hashable, bool] = {}
         """Keys changed while being reconciled -> urgent."""
@@ -40,12 +43,12 @@ class WorkQueue:
             self._dirty[key] = self._dirty.get(key, False) or urgent
         elif key not in self._waiting:
             self._waiting[key] = urgent
-            self._urgent += urgent
+            self._count_urgent(urgent)
             self._lanes[0 if urgent else 1].append(key)
             self._ready.put_nowait(None)
         elif urgent and not self._waiting[key]:
             self._waiting[key] = True
-            self._urgent += 1
+            self._count_urgent(1)
             self._lanes[0].append(key)
 
     def add_after(self, key: Hashable, delay: float, urgent: bool = False) -> None:
@@ -76,10 +79,22 @@ class WorkQueue:
                 key = lane.popleft()
                 if self._waiting.get(key) is urgent:
                     del self._waiting[key]
-                    self._urgent -= urgent
+                    self._count_urgent(-urgent)
                     self._active.add(key)
                     return key
         raise AssertionError("a token without a waiting key")
+
+    def _count_urgent(self, change: int) -> None:
+        self._urgent += change
+        if self._urgent:
+            self._calm.clear()
+        else:
+            self._calm.set()
+
+    async def calm(self) -> None:
+        """Return once no urgent key waits: one wake-up for every waiter, no polling
+        (ten thousand Events held back by a slot must not each poll a timer)."""
+        await self._calm.wait()
 
     def done(self, key: Hashable) -> None:
         self._active.discard(key)
