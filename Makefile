@@ -118,7 +118,7 @@ bench-worker: deps minio $(VENV)/.bench-installed
 	$(PY) bench/worker.py --rows 5000000 --rss-rows 1000000
 
 bench-operator: deps k8s
-	$(PY) bench/operator.py
+	$(PY) bench/operator_scale.py
 
 clean: demo-down cluster-down services-down
 	rm -rf $(CACHE)/cluster $(CACHE)/services

@@ -22,14 +22,7 @@ format also runs on a smaller table to show that memory does not grow with table
 Results go to stdout and bench/results/worker.json.
 """
 
-# ruff: noqa: E402  (the stdlib imports follow a sys.path fix, see below)
 from __future__ import annotations
-
-import sys
-
-# bench/operator.py is named like the standard library's `operator`, which argparse and
-# enum import: run as a script, this directory must not shadow the stdlib.
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rpartition("/")[0] or ".")]
 
 import argparse
 import dataclasses
@@ -39,6 +32,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any

@@ -19,7 +19,7 @@ time to the top of the hour. Mapping local times to instants here instead gives:
 
 Answers are cached (see ``_around``): the operator asks every ExportJob's next fire times
 on every reconcile pass, and croniter's parsing and stepping were three quarters of a
-pass's CPU at the top of the hour (bench/operator.py). The caches hold what a rule
+pass's CPU at the top of the hour (bench/operator_scale.py). The caches hold what a rule
 *is* (its parsed croniter, whether it ever fires) and the fire times around the last
 instant asked, which stay true until the next fire time passes.
 """
