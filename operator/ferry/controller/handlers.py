@@ -8,7 +8,7 @@ Pods are not watched: a run in progress is polled every few seconds anyway (its
 progress lives in pod annotations, which no Job event reports), and its Job's status
 moves when its pods start, succeed or fail. Watching them cost two or three events per
 run that kopf parses and the operator reconciled on, which at the top of the hour was
-a sixth of the operator's CPU (bench/operator.py).
+a sixth of the operator's CPU (bench/operator_scale.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ WORKERS = int(os.environ.get("FERRY_RECONCILE_WORKERS", "64"))
 """Reconciles in flight at once. A reconcile is a few sequential API round trips, so
 workers mostly wait: at the top of the hour on a busy API server (hundreds of ms a
 request) 16 of them left runs waiting while the operator used a third of a core
-(bench/operator.py); each worker has at most one request in flight, which also caps
+(bench/operator_scale.py); each worker has at most one request in flight, which also caps
 the operator's concurrent requests to the API server (plus the Event posters)."""
 GROUP_WORKERS = 2
 EVENT_DRAIN_SECONDS = 5.0
@@ -47,7 +47,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     kopf builds the diff base (a deep copy of the object) on every watch event anyway;
     with event handlers only, nothing ever reads it. Building nothing saved an eighth of
-    the operator's CPU at the top of the hour (bench/operator.py).
+    the operator's CPU at the top of the hour (bench/operator_scale.py).
     """
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:

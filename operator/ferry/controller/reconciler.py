@@ -81,7 +81,7 @@ class Controller:
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     last_write: dict[tuple[str, str], float] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
-    """Events being posted: best effort, off the reconcile path (bench/operator.py)."""
+    """Events being posted: best effort, off the reconcile path (bench/operator_scale.py)."""
     jobs: JobIndex = field(default_factory=JobIndex)
     bodies: BodyCache = field(default_factory=BodyCache)
     events: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(EVENT_POSTERS))
@@ -351,7 +351,7 @@ class Controller:
 
         Events are best effort (a failure is only logged), and at the top of the hour
         one more round trip per run, awaited, was a fifth of the time to create every
-        run's Job (bench/operator.py). The Event's body is made now, so a held Event
+        run's Job (bench/operator_scale.py). The Event's body is made now, so a held Event
         keeps a few hundred bytes, not the whole ExportJob: with 10,000 Events held at
         a slot, the operator's RSS grew by ~300 MB while they held ExportJobs.
         """

@@ -9,7 +9,7 @@ task per object: ten thousand scheduled jobs cost ten thousand small timer entri
 Keys added as urgent (a scheduled slot is due) are handed out before every other key:
 at the top of the hour the runs that are due must not wait behind the reconciles that
 the runs started a moment earlier cause (their Job events, their progress polls), or
-the last run of a thousand starts minutes late (bench/operator.py). A waiting key made
+the last run of a thousand starts minutes late (bench/operator_scale.py). A waiting key made
 urgent moves to the urgent lane; within a lane keys are served first come first served.
 """
 
