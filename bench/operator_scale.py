@@ -281,6 +281,21 @@ def cleanup(namespace: str, threads: int) -> None:
     log(f"{namespace}: finalizers dropped from {len(names)} ExportJobs, namespace deleting")
 
 
+def stop_run(operator: subprocess.Popen[bytes], sampler: Sampler, namespace: str,
+             args: argparse.Namespace) -> None:
+    """Stop the operator (SIGTERM, then SIGKILL after 30 s) and the sampler, and clean
+    up the namespace unless --keep."""
+    operator.terminate()
+    try:
+        operator.wait(30)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+        operator.wait()
+    sampler.stopped.set()
+    if not args.keep:
+        cleanup(namespace, args.threads)
+
+
 def all_scheduled(namespace: str, slot: dt.datetime) -> tuple[int, int]:
     """(ExportJobs with nextRunAt == slot, all ExportJobs)."""
     api = client.CustomObjectsApi()
@@ -405,15 +420,7 @@ def run_size(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
             k.split('"')[1]: int(v) for k, v in metrics.items()
             if k.startswith("ferry_reconcile_errors_total{")}
     finally:
-        operator.terminate()
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
-        sampler.stopped.set()
-        if not args.keep:
-            cleanup(namespace, args.threads)
+        stop_run(operator, sampler, namespace, args)
     text = logfile.read_text(errors="replace")
     # The message only: "...,429" in a log line's timestamp is a millisecond, not a status.
     messages = [line.split(" ", 3)[-1] for line in text.splitlines()]
@@ -564,15 +571,7 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
                 minutes.append(sample)
                 log(f"soak minute {sample['minute']}: {sample}")
     finally:
-        operator.terminate()
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
-        sampler.stopped.set()
-        if not args.keep:
-            cleanup(namespace, args.threads)
+        stop_run(operator, sampler, namespace, args)
     half = minutes[len(minutes) // 2:]
     return {
         "jobs": jobs, "minutes": args.soak_minutes, "schedule": "cron * * * * *",

@@ -40,6 +40,7 @@ from .operator_fixtures import (
     _secret,
     helm_template,
     start_operator,
+    write_operator_kubeconfig,
 )
 from .support import Kubectl, wait_until
 
@@ -268,20 +269,8 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
         kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         kubectl("wait", "--for=condition=Established", "crd/exportjobs.ferry.dev",
                 "--timeout=60s")
-        kubectl("create", "namespace", OPERATOR_NAMESPACE)
-        kubectl("apply", "-f", "-", input=helm_template(
-            "--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/serviceaccount.yaml",
-            "--show-only", "templates/rbac-operator.yaml"))
-        token = kubectl("create", "token", "ferry-operator", "-n", OPERATOR_NAMESPACE,
-                        "--duration=24h").stdout.strip()
-        admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
-        entry = admin["clusters"][0]
-        operator_kubeconfig = directory.parent / "operator.kubeconfig"
-        operator_kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "clusters": [entry],
-            "users": [{"name": "op", "user": {"token": token}}],
-            "contexts": [{"name": "op", "context": {"cluster": entry["name"], "user": "op"}}],
-            "current-context": "op"}))
+        operator_kubeconfig = write_operator_kubeconfig(
+            kubectl, directory.parent / "operator.kubeconfig")
         namespace = "faults"
         kubectl("create", "namespace", namespace)
         wait_until(lambda: kubectl("get", "sa/default", "-n", namespace,

@@ -47,10 +47,9 @@ def helm_template(*flags: str) -> str:
                           capture_output=True, text=True, check=True, timeout=120).stdout
 
 
-@pytest.fixture(scope="session")
-def operator_kubeconfig(crds: None, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
-                        ) -> str:
-    """A kubeconfig holding a token of the chart's operator ServiceAccount, not admin."""
+def write_operator_kubeconfig(kubectl: Kubectl, path: Path) -> str:
+    """The chart's operator ServiceAccount and RBAC applied with ``kubectl``, and a
+    kubeconfig at ``path`` holding a token of that ServiceAccount (not admin)."""
     kubectl("apply", "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}))
     kubectl("apply", "-f", "-", input=helm_template(
@@ -60,7 +59,6 @@ def operator_kubeconfig(crds: None, kubectl: Kubectl, tmp_path_factory: pytest.T
                     "--duration=24h").stdout.strip()
     admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
     cluster_entry = admin["clusters"][0]
-    path = tmp_path_factory.mktemp("operator-identity") / "kubeconfig"
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "clusters": [cluster_entry],
         "users": [{"name": "ferry-operator", "user": {"token": token}}],
@@ -69,6 +67,14 @@ def operator_kubeconfig(crds: None, kubectl: Kubectl, tmp_path_factory: pytest.T
         "current-context": "operator",
     }))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(crds: None, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+                        ) -> str:
+    """A kubeconfig holding a token of the chart's operator ServiceAccount, not admin."""
+    return write_operator_kubeconfig(
+        kubectl, tmp_path_factory.mktemp("operator-identity") / "kubeconfig")
 
 
 @dataclass
