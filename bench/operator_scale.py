@@ -27,9 +27,10 @@ directly by this script with as many concurrent clients as the operator has work
 operator: how fast this cluster can take N Jobs at all. No operator design can create
 its Jobs faster than that, so it is the yardstick for the latency above.
 
-`--soak-minutes M` (issue 8 item 15): N ExportJobs firing every minute for M minutes.
+`--soak-minutes M [--soak-every K]` (issue 8 item 15): N ExportJobs cycling for M minutes,
+each every K minutes (default 1), staggered so that N/K runs start in every minute.
 Worker pods stay Pending as above, so this script stops every run once its Job exists
-(ferry.dev/stop-requested-at): each minute every job starts a run, the run is
+(ferry.dev/stop-requested-at): each due job starts a run, the run is
 canceled, folded into history and its Job deleted. Every minute it samples the
 operator's RSS, the largest status, the longest history, the ExportJobs' Events and the
 Jobs and pods left, and reports whether they stayed bounded (results under "soak").
@@ -54,6 +55,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -215,12 +217,13 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def create_all(namespace: str, jobs: int, minute: int, threads: int,
-               schedule: dict[str, Any] | None = None,
+               schedule: Callable[[int], dict[str, Any]] | None = None,
                extra: dict[str, Any] | None = None) -> None:
+    """Create ExportJobs 0..jobs-1; `schedule(index)` gives each its own schedule."""
     api = client.CustomObjectsApi()
 
     def create(index: int) -> None:
-        body = exportjob(namespace, index, minute, schedule, extra)
+        body = exportjob(namespace, index, minute, schedule(index) if schedule else None, extra)
         for attempt in range(10):
             try:
                 api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
@@ -523,13 +526,22 @@ def stop_active_runs(namespace: str) -> int:
     return stopped
 
 
+def soak_schedule(index: int, every: int) -> dict[str, Any]:
+    """Every `every` minutes, job i at the minutes congruent to i: the runs are spread evenly
+    over the minutes instead of all N at once."""
+    if every == 1:
+        return {"cron": {"expression": "* * * * *"}}
+    return {"cron": {"expression": f"{index % every}-59/{every} * * * *"}}
+
+
 def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
+    every = args.soak_every
     namespace = f"bench-operator-soak-{jobs}-{os.getpid()}"
     core = client.CoreV1Api()
     batch = client.BatchV1Api()
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=namespace, labels={"ferry.dev/bench": "operator"})))
-    create_all(namespace, jobs, 0, args.threads, {"cron": {"expression": "* * * * *"}},
+    create_all(namespace, jobs, 0, args.threads, lambda index: soak_schedule(index, every),
                {"historyLimit": SOAK_HISTORY_LIMIT})
     LOGS.mkdir(parents=True, exist_ok=True)
     logfile = LOGS / f"operator-soak-{jobs}.log"
@@ -543,7 +555,8 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
     sampler = Sampler(operator.pid)
     sampler.start()
     minutes: list[dict[str, Any]] = []
-    log(f"{namespace}: {jobs} ExportJobs every minute for {args.soak_minutes} minutes")
+    log(f"{namespace}: {jobs} ExportJobs, each every {every} minute(s), staggered, "
+        f"for {args.soak_minutes} minutes")
     try:
         started = time.time()
         next_sample = started + 60
@@ -574,7 +587,8 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
         stop_run(operator, sampler, namespace, args)
     half = minutes[len(minutes) // 2:]
     return {
-        "jobs": jobs, "minutes": args.soak_minutes, "schedule": "cron * * * * *",
+        "jobs": jobs, "minutes": args.soak_minutes,
+        "schedule": f"cron, each job every {every} min, job i at minute i mod {every}",
         "history_limit": SOAK_HISTORY_LIMIT,
         "samples": minutes,
         "rss_mb_first": minutes[0]["rss_mb"] if minutes else None,
@@ -614,7 +628,10 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true",
                         help="create the Jobs directly, no operator (the cluster's own limit)")
     parser.add_argument("--soak-minutes", type=float, default=0, metavar="M",
-                        help="soak: --jobs N (one size) firing every minute for M minutes")
+                        help="soak: --jobs N (one size) cycling for M minutes")
+    parser.add_argument("--soak-every", type=int, default=1, metavar="K",
+                        help="soak: each job runs every K minutes, job i at minutes = i mod K "
+                             "(default 1: every job every minute)")
     args = parser.parse_args()
     if "KUBECONFIG" not in os.environ:  # the local cluster from hack/: start it if down
         subprocess.run([sys.executable, str(ROOT / "hack" / "cluster.py"), "up"], check=True)

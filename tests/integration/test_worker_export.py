@@ -11,7 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import ClientCursor, sql
 
+from ferry.worker.plan import load_plan
+from ferry.worker.source import BatchReader
+from ferry.worker.sql import jsonl_query
 from tests.fixtures.services import S3Server
 from tests.integration.conftest import (
     PlanFactory,
@@ -266,3 +270,39 @@ def test_unreachable_s3_is_transient(items_dsn: str, s3: S3Server,
     result = run_worker(plan, items_dsn, s3, tmp_path, {"FERRY_S3_RETRY_SECONDS": "1"})
     assert result.code == 75
     assert result.message["kind"] == "transient"
+
+
+def test_jsonl_is_built_by_parallel_workers_and_holds_every_row_once(
+        pg_db: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path) -> None:
+    """A table big enough for a parallel plan: the worker's session computes row_to_json
+    below a Gather (source.JSONL_SETTINGS), and the files hold each document exactly once,
+    byte for byte what a serial row_to_json writes."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id integer, ts timestamptz, label text, "
+                     "amount numeric(12, 2)) WITH (parallel_workers = 2)")
+        conn.execute("INSERT INTO events SELECT g, timestamptz '2024-01-01 00:00:00+00' "
+                     "+ g * interval '1 second', 'event ' || g, g / 100.0 "
+                     "FROM generate_series(1, 200000) g")
+        conn.execute("ANALYZE events")
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        serial = sorted(row[0] for row in conn.execute(
+            "SELECT row_to_json(e.*)::text FROM events AS e"))
+    plan = make_plan(source={"table": "events"}, format="jsonl")
+    loaded = load_plan({"FERRY_PLAN": json.dumps(plan)})
+    with BatchReader(pg_db, loaded) as reader:
+        query, params = jsonl_query(loaded, [c.name for c in reader.describe()])
+        with ClientCursor(reader.conn) as cur:
+            cur.execute(sql.SQL("EXPLAIN VERBOSE {}").format(query), params)
+            explain = "\n".join(row[0] for row in cur.fetchall())
+    assert "Gather" in explain
+    assert "Parallel Seq Scan" in explain
+    assert explain.index("Parallel Seq Scan") < explain.rindex("Output: row_to_json")
+
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 0
+    assert result.message["records"] == 200000
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
+    assert sorted(lines) == serial

@@ -171,10 +171,16 @@ def copy_statement(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, li
     contains raw control characters or newlines, so no value is ever quoted and every
     row arrives as exactly one JSON document followed by LF.
     """
-    query, params = select_query(plan, columns)
     if plan.format == "jsonl":
-        inner = sql.SQL("SELECT row_to_json({}.*) FROM ({}) AS {}").format(ROW, query, ROW)
+        query, params = jsonl_query(plan, columns)
         return sql.SQL(
             "COPY ({}) TO STDOUT (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-        ).format(inner), params
+        ).format(query), params
+    query, params = select_query(plan, columns)
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params
+
+
+def jsonl_query(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, list[Any]]:
+    """``SELECT row_to_json(...)`` over the batch: one JSON document per row."""
+    query, params = select_query(plan, columns)
+    return sql.SQL("SELECT row_to_json({}.*) FROM ({}) AS {}").format(ROW, query, ROW), params
