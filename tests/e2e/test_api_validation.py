@@ -305,6 +305,12 @@ INVALID = [
         _pattern("spec.output.s3.bucket", "My_Bucket", "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
     ),
     Invalid(
+        "bucket-adjacent-periods",
+        {"spec.output.s3.bucket": "team..exports"},
+        "spec.output.s3.bucket: Invalid value: bucket must not contain two adjacent "
+        "periods (S3 bucket naming rules): rename it, e.g. my.bucket instead of my..bucket",
+    ),
+    Invalid(
         "endpoint-needs-scheme",
         {"spec.output.s3.endpoint": "minio:9000"},
         _pattern("spec.output.s3.endpoint", "minio:9000", r"^https?://[^\s/@]+(/\S*)?$"),

@@ -39,7 +39,8 @@ from .operator_fixtures import (
 from .relay import Relay
 from .support import Kubectl, wait_until
 from .test_admission import pki, serving
-from .test_faults import assert_exactly_once
+from .test_faults import assert_exactly_once, recent_rows, slot_time
+from .test_schedules import rfc3339
 from .test_watch_health import free_port
 
 __all__ = ["pki"]
@@ -53,6 +54,9 @@ LEASE_DURATION = 15
 HANDOVER_LIMIT = LEASE_DURATION + 2 * 2 + 6
 """Documented bound (docs/operations.md): lease duration + the standby's next look (2 s
 retry period, twice for the noisy shared machine) + a few seconds to start kopf."""
+KILL_AHEAD = dt.timedelta(seconds=4)
+"""How long before a due slot the leader is SIGKILLed: too late for it to act on the
+slot, and the standby takes over (~15 s later) only after the slot has passed."""
 
 
 def election_args(lease: str, identity: str) -> list[str]:
@@ -301,3 +305,77 @@ def test_a_standby_serves_the_admission_webhook_and_liveness_but_acts_on_nothing
     finally:
         standby.process.terminate()
         assert standby.process.wait(30) == 0
+
+
+@pytest.mark.faults
+def test_a_leader_killed_just_before_a_due_slot_hands_over_and_the_slot_runs_once(
+    kubectl: Kubectl, replicas: dict[str, OperatorProcess], wiring: Wiring, s3: S3Server,
+    pg_db: str, lease_name: str, launch: Launch, relay: Relay,
+) -> None:
+    """The leader dies 4 s before an hourly slot; the standby, taking over ~15 s later,
+    finds the slot due but not yet decided and runs it once, as the slot's run: same
+    scheduledFor, same window (the hour before the slot, not before the takeover) as if
+    nothing had happened. Slow (up to a minute to the slot, then the handover and the
+    run), hence `faults`."""
+    ns, name = wiring.namespace, "due-slot"
+    # The tests before this one leave a cut-off replica exited and the relay frozen:
+    # bring both replicas back, as their pods would be.
+    relay.thaw()
+    for identity, process in replicas.items():
+        if process.process.poll() is not None:
+            replicas[identity] = launch(identity, f"{identity}-due-slot")
+    leader = wait_until(lambda: holder(kubectl, lease_name), what="a replica to take the Lease")
+    standby = next(identity for identity in replicas if identity != leader)
+    wait_until(lambda: "standing by: waiting for Lease" in replicas[standby].logs(),
+               timeout=60, what="the standby to stand by")
+
+    slot = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=80)).replace(second=0,
+                                                                         microsecond=0)
+    rows = recent_rows(pg_db, slot - dt.timedelta(hours=1, minutes=1),
+                       slot + dt.timedelta(minutes=2))
+    expected = sorted(i for i, at in rows.items() if slot - dt.timedelta(hours=1) <= at < slot)
+    manifest = export_job(name, wiring, s3, schedule={"hourly": {"every": 1,
+                                                                 "minute": slot.minute}},
+                          timeframe={"relative": {"last": "1h"}})
+    manifest["spec"]["source"]["table"] = "recent"
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
+    assert wait_until(lambda: status_of(kubectl, ns, name).get("nextRunAt"),
+                      what="the leader to schedule the slot") == rfc3339(slot)
+
+    time.sleep(max(0.0, (slot - KILL_AHEAD - dt.datetime.now(dt.UTC)).total_seconds()))
+    replicas[leader].kill()
+    killed_at = dt.datetime.now(dt.UTC)
+    assert killed_at < slot, "the leader was killed after the slot"
+    assert "lastScheduledSlot" not in status_of(kubectl, ns, name), "decided before the kill"
+    wait_until(lambda: holder(kubectl, lease_name) == standby, timeout=HANDOVER_LIMIT + 10,
+               what="the standby to take the Lease", interval=0.2)
+    taken_at = dt.datetime.now(dt.UTC)
+
+    def jobs() -> list[dict[str, Any]]:
+        return [j for j in get(kubectl, ns, "jobs")["items"]
+                if j["metadata"]["labels"][LABEL_JOB] == name]
+
+    job = wait_until(jobs, timeout=120, what="the slot's Job", interval=0.2)[0]
+    seen_at = dt.datetime.now(dt.UTC)
+    created_at = slot_time(job["metadata"]["creationTimestamp"])
+    print(f"slot {rfc3339(slot)}: leader SIGKILLed {(slot - killed_at).total_seconds():.1f}s "
+          f"before it; Lease taken {(taken_at - killed_at).total_seconds():.1f}s after the "
+          f"kill; Job created {(created_at - slot).total_seconds():.0f}s after the slot "
+          f"(creationTimestamp, 1 s resolution; first seen "
+          f"{(seen_at - slot).total_seconds():.1f}s after it)")
+    assert created_at >= slot, "a Job for the slot before the slot"
+
+    entry = wait_until(lambda: status_of(kubectl, ns, name).get("lastRun"), timeout=180,
+                       what="the run to end")
+    assert (entry["id"], entry["trigger"], entry["phase"], entry["records"]) == (
+        f"{name}.1", "schedule", "Succeeded", len(expected))
+    assert entry["scheduledFor"] == rfc3339(slot)
+    assert entry["window"] == {"from": rfc3339(slot - dt.timedelta(hours=1)),
+                               "to": rfc3339(slot)}
+    status = status_of(kubectl, ns, name)
+    assert slot_time(status["lastScheduledSlot"]) == slot
+    assert status["nextRunAt"] == rfc3339(slot + dt.timedelta(hours=1))
+    assert (status["runCounter"], [h["id"] for h in status["history"]]) == (1, [f"{name}.1"])
+    assert "missedRuns" not in status, "the slot that ran is recorded as missed"
+    assert [j["metadata"]["name"] for j in jobs()] == [f"{name}-1"]
+    assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", expected)

@@ -173,6 +173,7 @@ def test_timeframe_kinds() -> None:
         ({"batching": {"rowsPerBatch": 10}}, "spec.source.keyColumn is required"),
         ({"batching": {"batches": 3}}, "spec.batching.batches > 1 needs"),
         ({"batching": {"batches": 3, "rowsPerBatch": 1}}, "set at most one of batches"),
+        ({"output": {"s3": {"bucket": "team..exports"}}}, "two adjacent periods"),
         ({"output": {"s3": {"bucket": "exports"}, "fileSplitSize": "100Ki"}}, "at least 1Mi"),
         (
             {"output": {"s3": {"bucket": "exports"}, "fileSplitSize": "big"}},

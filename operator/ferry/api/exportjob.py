@@ -72,8 +72,10 @@ class Batching(FerryModel):
         default=None,
         ge=1,
         le=1_000_000_000,
-        description="Not supported yet (it needs a row count before the run): the run is "
-        "one batch and the Started event says so; use batches instead.",
+        description="Aim for batches of about this many rows: hash partitions of "
+        "source.keyColumn, as many as the previous successful run's records divided by this "
+        "(rounded up, at most 1000). The operator never queries the source, so the first run "
+        "is one batch; the Started event says how the count was chosen.",
     )
     parallelism: int = Field(
         default=1, ge=1, le=100, description="Batches running at the same time (1-100)."

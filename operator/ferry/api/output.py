@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, validations
 from ferry.api.units import QUANTITY_PATTERN, parse_quantity
@@ -23,6 +23,10 @@ PREFIX_PATTERN = rf"^{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*/?$"
 REGION_PATTERN = r"^[a-z0-9-]+$"
 
 MIN_FILE_SPLIT_BYTES = 2**20
+MSG_BUCKET_DOTS = (
+    "bucket must not contain two adjacent periods (S3 bucket naming rules): rename it, "
+    "e.g. my.bucket instead of my..bucket"
+)
 MSG_FILE_SPLIT_MIN = "fileSplitSize must be at least 1Mi (a Kubernetes quantity such as 1024Mi)"
 
 
@@ -75,6 +79,12 @@ class S3CredentialsSecretRef(FerryModel):
 class S3Destination(FerryModel):
     """An S3-compatible bucket. Files land under <prefix>/<job>/<run>/."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("!self.bucket.contains('..')", MSG_BUCKET_DOTS, field_path=".bucket")
+        )
+    )
+
     bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)] = Field(
         description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
     )
@@ -101,6 +111,11 @@ class S3Destination(FerryModel):
         description="Address the bucket as <endpoint>/<bucket> (needed by most "
         "S3-compatible servers such as MinIO) instead of <bucket>.<endpoint>.",
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> S3Destination:
+        require(".." not in self.bucket, MSG_BUCKET_DOTS)
+        return self
 
 
 class Format(StrEnum):

@@ -166,6 +166,10 @@ class RunStatus(FerryModel):
     job_name: Annotated[str, Field(max_length=63)] | None = Field(
         default=None, description="The batch/v1 Job running the batches."
     )
+    batches_planned: int | None = Field(
+        default=None, ge=1, le=MAX_BATCHES,
+        description="Batches the run's data was split into when it started. A retry re-runs "
+        "failed indexes of this same split, even if spec.batching changed since.")
     batches: BatchCounts | None = Field(default=None, description="Batches by state.")
     batch_statuses: Annotated[list[BatchStatus], Field(max_length=MAX_BATCHES)] | None = Field(
         default=None, description="Each batch's progress, by index."
@@ -202,6 +206,9 @@ class HistoryEntry(FerryModel):
     records: int | None = Field(default=None, ge=0, description="Rows exported.")
     files: int | None = Field(default=None, ge=0, description="Files written.")
     bytes: int | None = Field(default=None, ge=0, description="Bytes written.")
+    batches_planned: int | None = Field(
+        default=None, ge=1, le=MAX_BATCHES,
+        description="Batches the run's data was split into (a retry re-runs some of them).")
     failed_batches: Annotated[list[int], Field(max_length=MAX_BATCHES)] | None = Field(
         default=None, description="Indexes of failed batches (what a retry re-runs)."
     )

@@ -4,11 +4,14 @@ The handlers only enqueue; the work queue's workers do the reconciling. kopf kee
 no state of its own for event handlers (no progress or last-handled annotations),
 so the objects users keep in Git are never written to by kopf.
 
-Pods are not watched: a run in progress is polled every few seconds anyway (its
-progress lives in pod annotations, which no Job event reports), and its Job's status
-moves when its pods start, succeed or fail. Watching them cost two or three events per
-run that kopf parses and the operator reconciled on, which at the top of the hour was
-a sixth of the operator's CPU (bench/operator_scale.py).
+Pods are not watched: a run in progress is polled for its progress anyway (it lives in
+pod annotations, which no Job event reports; every 5 s, less often with more than 100
+runs in progress, see `ferry.reconcile.progress.progress_poll_interval`), and its Job's
+status moves when its pods start, succeed or fail. Watching them cost two or three
+events per run that kopf parses and the operator reconciled on, which at the top of the
+hour was a sixth of the operator's CPU (bench/operator_scale.py). What must not wait for
+a poll comes as an event and wakes the ExportJob at once: the Job's changes (a batch or the
+whole run ended) and the request annotations (stop, run now, retry).
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ name, which the API server refuses (409): never a second Job for a run.
 The operator's own writes come back as watch events; `is_echo` recognises them (by
 the resourceVersion the write returned), so they cost no reconcile: the pass that
 wrote has already acted on what it wrote.
+
+A run in progress is polled for its pods' progress, less often the more runs are
+(`ferry.reconcile.progress.progress_poll_interval`). The count is kept from the
+decisions themselves (`polling`): status is the operator's alone to write, so its
+decisions see every run start and end; a set costs nothing per pass, where counting
+runs in the Job index or the body cache would be a scan over every ExportJob.
 """
 
 from __future__ import annotations
@@ -87,6 +93,9 @@ class Controller:
     events: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(EVENT_POSTERS))
     written: dict[tuple[str, str], str] = field(default_factory=dict)
     """(namespace, name) -> resourceVersion of the operator's last write of the object."""
+    polling: set[tuple[str, str]] = field(default_factory=set)
+    """ExportJobs whose last decision left a run in progress: the runs polled for
+    progress. After a restart it fills as the cold start reconciles every ExportJob."""
 
     def is_echo(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
         """The watch event shows the object exactly as the operator's last write left it."""
@@ -110,6 +119,7 @@ class Controller:
         self.bodies.drop(namespace, name)
         self.written.pop((namespace, name), None)
         self.last_write.pop((namespace, name), None)
+        self.polling.discard((namespace, name))
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -168,6 +178,7 @@ class Controller:
         try:
             spec = ExportJobSpec.model_validate(obj.get("spec") or {})
         except ValidationError as e:
+            self.polling.discard((namespace, name))  # no longer polled (no requeue)
             await self.report_invalid_spec(obj, invalid_spec_message(e), now)
             return
         status = ExportJobStatus.model_validate(obj.get("status") or {})
@@ -190,9 +201,15 @@ class Controller:
                 stall_after=self.stall_after,
                 deleting=deleting,
                 group_requests=self.groups.requests_for(namespace, name),
+                runs_in_progress=len(self.polling),
             )
             decision = reconcile(observation)
             await self.act(obj, status, decision)
+        run = decision.status.current_run
+        if run is not None and run.phase == RunPhase.IN_PROGRESS:
+            self.polling.add((namespace, name))
+        else:
+            self.polling.discard((namespace, name))
         if decision.key_released:
             # Only the next run in line, ahead of routine work: waking every waiter made
             # each release cost a reconcile (and a status write) per queued job, O(n^2)

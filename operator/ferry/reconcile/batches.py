@@ -10,6 +10,11 @@ against the source (the operator never holds database credentials):
   of N equal, contiguous, half-open time slices;
 - otherwise (timeframe all without a key column) the run is a single batch.
 
+The number of batches is `batching.batches`, or for `batching.rowsPerBatch` the
+previous successful run's records divided by it (rounded up; one batch until a run has
+succeeded). A run records the count it started with (`batchesPlanned`), and its retry
+re-runs indexes of that same split.
+
 Hash partitions cost each batch a scan of the window; key ranges planned from the
 column's min/max would let each batch read only its range, and are left for later
 (it needs a planning query the worker would run).
@@ -38,15 +43,29 @@ class Slice:
     by_key: bool = False
 
 
-def batch_count(spec: ExportJobSpec, start: dt.datetime | None, end: dt.datetime | None) -> int:
-    """How many batches a new run over [start, end) gets (time slices: one second each)."""
-    wanted = min(spec.batching.batches if spec.batching and spec.batching.batches else 1,
-                 MAX_BATCHES)
+def batch_count(spec: ExportJobSpec, start: dt.datetime | None, end: dt.datetime | None,
+                previous_records: int | None = None) -> int:
+    """How many batches a new run over [start, end) gets (time slices: one second each).
+
+    ``rowsPerBatch`` needs a row count before the run, and the operator never queries the
+    source; the previous successful run's record count is the estimate (a recurring
+    export's volume moves slowly), so a job without one runs as a single batch.
+    """
+    wanted = min(_wanted(spec, previous_records), MAX_BATCHES)
     if wanted == 1 or spec.source.key_column is not None:
         return wanted
     if start is None or end is None or spec.source.timestamp_column is None:
         return 1
     return max(1, min(wanted, int((end - start).total_seconds())))
+
+
+def _wanted(spec: ExportJobSpec, previous_records: int | None) -> int:
+    batching = spec.batching
+    if batching is None:
+        return 1
+    if batching.rows_per_batch:
+        return max(1, -(-(previous_records or 0) // batching.rows_per_batch))
+    return batching.batches or 1
 
 
 def plan_slices(spec: ExportJobSpec, count: int, start: dt.datetime | None,

@@ -15,6 +15,32 @@ from typing import Any
 
 from ferry.api.status import BatchCounts, BatchPhase, BatchStatus
 
+PROGRESS_POLL_SECONDS = 5.0
+"""How often a run in progress is polled while few are: its pods' progress annotations,
+which no watch event reports, move every ~2 s, so a poll this often finds news."""
+
+PROGRESS_POLLS_PER_SECOND = 20.0
+"""The operator's budget of progress polls, over all its runs in progress.
+
+A poll is a pod LIST, a Job LIST when the run's Jobs were listed over a minute before
+(every poll once polls are over a minute apart, beyond 1,200 runs), and a status write
+if progress moved: at most 40 reads and 20 writes a second, and, at 0.2-0.6 s of a
+worker each on a busy API server, 4-12 of the 64 reconcile workers. At a fixed 5 s,
+10,000 runs ask for 2,000 polls a second, about ten times what 64 workers serve: the
+queue's normal lane stays full, so Job events and requests wait behind up to 10,000
+polls, and in the 10,000-ExportJob benchmark the Job creation rate fell from ~25 to ~10
+a second as started runs polled (BENCHMARKS.md). At 20 a second, 1,000 runs are polled
+every 50 s and 10,000 every 500 s, within the default 15 min after which a run without
+progress is reported Stalled, so that condition still comes at most one poll late."""
+
+
+def progress_poll_interval(runs_in_progress: int) -> float:
+    """Seconds until a run in progress is polled again, with ``runs_in_progress`` runs
+    polled in all: every PROGRESS_POLL_SECONDS up to 100 runs, beyond that as often as
+    the budget allows, so the polls of all runs together stay at PROGRESS_POLLS_PER_SECOND.
+    What ends a run is not polled for: its Job's watch events wake it at once."""
+    return max(PROGRESS_POLL_SECONDS, runs_in_progress / PROGRESS_POLLS_PER_SECOND)
+
 
 @dataclass(frozen=True)
 class PodObservation:

@@ -41,11 +41,13 @@ from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slice
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, job_name
 from ferry.reconcile.progress import (
+    PROGRESS_POLL_SECONDS,
     JobObservation,
     eta_seconds,
     fold_progress,
     human_duration,
     percent,
+    progress_poll_interval,
     progress_text,
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
@@ -53,7 +55,6 @@ from ferry.reconcile.requests import GroupRequest, user_annotation
 from ferry.reconcile.windows import Window, resolve_window
 
 MAX_MISSED_RUNS = 20
-PROGRESS_POLL_SECONDS = 5.0
 QUEUE_POLL_SECONDS = 15.0
 
 
@@ -93,6 +94,9 @@ class Observation:
     deleting: bool = False
     stall_after: dt.timedelta = dt.timedelta(minutes=15)
     group_requests: tuple[GroupRequest, ...] = ()
+    runs_in_progress: int = 0
+    """Runs in progress the operator polls, over all ExportJobs: spaces the progress
+    polls so that together they stay within a budget (`progress_poll_interval`)."""
 
 
 @dataclass
@@ -133,7 +137,7 @@ def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: s
         window=run.window, retry_of=run.retry_of, started_at=started, finished_at=now,
         duration_seconds=int((now - started).total_seconds()) if started else None,
         phase=phase, records=run.records_processed, files=run.files, bytes=run.bytes,
-        failed_batches=failed or None,
+        batches_planned=run.batches_planned, failed_batches=failed or None,
         manifest=f"{location}/_manifests/" if phase != RunPhase.CANCELED else None,
         error_report=f"{location}/_errors/" if failed else None,
         message=message, started_by=run.started_by,
@@ -180,13 +184,32 @@ class _Reconciler:
         """Retries write into the folder of the run they repair, so it ends up complete."""
         return run.retry_of or run.id
 
+    def history_entry(self, run_id: str) -> HistoryEntry | None:
+        return next((h for h in self.status.history or [] if h.id == run_id), None)
+
+    def previous_records(self) -> int | None:
+        """Records of the latest successful run that was not a retry (a retry's count is
+        only its failed batches'): the estimate behind ``rowsPerBatch``."""
+        return next((h.records for h in self.status.history or []
+                     if h.phase == RunPhase.SUCCEEDED and not h.retry_of), None)
+
+    def planned_batches(self, run: RunStatus) -> int:
+        """The split a run starts with; a retry keeps the split of the run it repairs."""
+        original = self.history_entry(run.retry_of) if run.retry_of else None
+        if original is not None and original.batches_planned:
+            return original.batches_planned
+        window = run.window
+        start, end = (window.from_, window.to) if window else (None, None)
+        return batch_count(self.spec, start, end, self.previous_records())
+
     def slices_for(self, run: RunStatus) -> list[Slice]:
         window = run.window
         start, end = (window.from_, window.to) if window else (None, None)
-        slices = plan_slices(self.spec, batch_count(self.spec, start, end), start, end)
+        count = run.batches_planned or self.planned_batches(run)
+        slices = plan_slices(self.spec, count, start, end)
         if run.retry_of:
-            previous = next((h for h in self.status.history or [] if h.id == run.retry_of), None)
-            slices = retry_slices(slices, previous.failed_batches or [] if previous else [])
+            original = self.history_entry(run.retry_of)
+            slices = retry_slices(slices, original.failed_batches or [] if original else [])
         return slices
 
     # --- the pass ----------------------------------------------------------------------
@@ -271,7 +294,7 @@ class _Reconciler:
             elif self.obs.status.current_run and "cannot start" in (
                     self.obs.status.current_run.message or ""):
                 run.message = None
-            self.requeue(PROGRESS_POLL_SECONDS)
+            self.requeue(progress_poll_interval(self.obs.runs_in_progress))
             return
         counts = folded.counts
         if folded.failed_kinds and set(folded.failed_kinds.values()) <= {"config"}:
@@ -304,6 +327,8 @@ class _Reconciler:
         its name is taken until it is gone.
         """
         self.decision.create_job = self.job_manifest(run)
+        # A repair, rare: at the base rate, which also repeats the create while the old
+        # Job's name is still taken.
         self.requeue(PROGRESS_POLL_SECONDS)
         seen = self.obs.status.current_run
         if job is None and seen is not None and seen.batches is not None:
@@ -361,7 +386,12 @@ class _Reconciler:
         due = scheduling.due_slots(schedule, last_slot, self.now,
                                    not_before=self.obs.created_at)
         if self.status.current_run is not None and due.run_slots:
-            self.requeue(QUEUE_POLL_SECONDS)
+            # The slot waits for the current run. One in progress ends by a Job event,
+            # which wakes this job, and is polled anyway (within the progress budget:
+            # 15 s here would bring 10,000 runs overrunning their next slot back to
+            # 667 polls a second); a queued one at the queue's pace.
+            if self.status.current_run.phase != RunPhase.IN_PROGRESS:
+                self.requeue(QUEUE_POLL_SECONDS)
             return
         missed = [s.to_missed_run() for s in due.skipped_slots]
         if self.spec.suspend and schedule.once is None:
@@ -453,12 +483,26 @@ class _Reconciler:
         run.queue_position = None
         run.message = None
         run.job_name = job_name(self.obs.owner.name, run.number)
+        run.batches_planned = self.planned_batches(run)
         self.decision.create_job = self.job_manifest(run)
-        note = ""
-        if self.spec.batching and self.spec.batching.rows_per_batch:
-            note = "; spec.batching.rowsPerBatch is not supported yet: one batch (use batches)"
-        self.event("Normal", "Started", f"run {run.id} started ({run.trigger}){note}")
+        self.event("Normal", "Started",
+                   f"run {run.id} started ({run.trigger}){self.rows_per_batch_note(run)}")
+        # The first poll at the base rate whatever the budget: one per run started, so
+        # bounded by how fast runs start, and in a burst merged with the reconciles the
+        # new Job's own events cause; the percent shows from then on.
         self.requeue(PROGRESS_POLL_SECONDS)
+
+    def rows_per_batch_note(self, run: RunStatus) -> str:
+        """Where a ``rowsPerBatch`` split came from, since it is an estimate."""
+        batching = self.spec.batching
+        if not batching or not batching.rows_per_batch or run.retry_of:
+            return ""
+        records = self.previous_records()
+        if records is None:
+            return ("; 1 batch: rowsPerBatch splits by the previous successful run's "
+                    "records, and there is none yet")
+        return (f"; {run.batches_planned} batch(es) of rowsPerBatch {batching.rows_per_batch}"
+                f" for the previous successful run's {records} records")
 
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
         return build_job(self.obs.owner, self.spec, run.number, self.run_dir(run),
