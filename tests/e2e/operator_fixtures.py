@@ -151,12 +151,13 @@ def wiring(kubectl: Kubectl, operator: OperatorProcess, namespace: str, pg_db: s
     # While the operator still runs, so that it releases its finalizers. On a cluster too
     # slow for that, strip what is left (with a warning), or the namespace would stay
     # Terminating for good once the operator is gone.
-    deleted = kubectl("delete", "exportjobs", "--all", "-n", namespace, "--timeout=120s",
+    # Under the kubectl fixture's own 120 s limit, so the fallback below is reached.
+    deleted = kubectl("delete", "exportjobs", "--all", "-n", namespace, "--timeout=100s",
                       check=False)
     if deleted.returncode != 0:
         left = kubectl("get", "exportjobs", "-n", namespace, "-o", "name", check=False)
         names = left.stdout.split()
-        warnings.warn(f"operator did not release {names} in {namespace} within 120 s; "
+        warnings.warn(f"operator did not release {names} in {namespace} within 100 s; "
                       "finalizers stripped", stacklevel=1)
         for name in names:
             kubectl("patch", name, "-n", namespace, "--type=merge",

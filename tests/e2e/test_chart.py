@@ -424,7 +424,7 @@ def test_operator_rbac_is_exactly_what_the_code_calls(render: Render) -> None:
         *OPERATOR_NAMESPACED_RULES, CRD_DISCOVERY, NAMESPACE_WATCH]
     namespaced = render("--set", "watchNamespaces={team-a,team-b}")
     assert only(namespaced, "ClusterRole", "ferry-operator-discovery")["rules"] == [
-        CRD_DISCOVERY]
+        CRD_DISCOVERY, NAMESPACE_WATCH]
     roles = [d for d in namespaced if d["kind"] == "Role"
              and d["metadata"]["name"] == "ferry-operator"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -583,7 +583,8 @@ def test_operator_namespaced_rbac_live(
         assert not can_i(kubectl, operator, verb, resource, sub, "-n", namespace)
     assert can_i(kubectl, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io",
                  "")
-    assert not can_i(kubectl, operator, "list", "namespaces", "")
+    assert can_i(kubectl, operator, "list", "namespaces", "")  # kopf lists them regardless
+    assert not can_i(kubectl, operator, "create", "namespaces", "")
     assert not can_i(kubectl, operator, "list", "exportjobs.ferry.dev", "", "-A")
 
 

@@ -111,8 +111,9 @@ def bucket_leftovers(s3: S3Server, bucket: str, job: str, run_id: str) -> dict[s
     listed = {f["key"] for m in manifests(s3, bucket, job, run_id) for f in m["files"]}
     objects = [o["Key"] for o in s3c.list_objects_v2(Bucket=bucket, Prefix=prefix)
                .get("Contents", []) if not o["Key"][len(prefix):].startswith("_")]
-    uploads = [u["Key"] for u in s3c.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-               .get("Uploads", [])]
+    # MinIO answers a prefix that is not a whole key with nothing: list all, filter here.
+    uploads = [u["Key"] for u in s3c.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+               if u["Key"].startswith(prefix)]
     return {"unlisted": sorted(set(objects) - listed), "uploads": uploads}
 
 

@@ -26,10 +26,12 @@ API_ERROR_BACKOFFS = (1, 1, 2, 3, 5, 8, 13, 21, *[30] * 8)
 """Seconds between kopf's retries of a failed watch or list: about 5 min in all.
 A restarting API server refuses connections, then answers 429/503 and, until its RBAC
 cache is warm, 403 for a while. kopf restarts a watch after refused connections, but
-escalates any other error once its retries run out, and a watcher that fails is never
-started again: that resource would go unwatched while the operator looks healthy.
-kopf's default (54 s in all) came within one retry of that in the apiserver-restart
-fault test (docs/reliability.md, scenario 3)."""
+escalates any other error once its retries run out, and a failed watcher stops kopf's
+whole operator: with kopf's default (54 s in all), 75 s of 403s made the process exit
+(status 1) once and, once, hang with no watch and no liveness endpoint
+(tests/e2e/test_api_forbidden.py); the default also came within one retry of that in
+the apiserver-restart fault test (docs/reliability.md, scenario 3). Past these ~5 min
+the same happens, and the container's restart takes over."""
 
 
 def webhook_server(options: argparse.Namespace) -> kopf.WebhookServerProtocol:

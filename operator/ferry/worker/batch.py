@@ -66,6 +66,9 @@ class Attempt:
     progress: Progress
     attempt: str
     pod: str | None
+    stranded: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """(key, upload id) of earlier attempts' uploads in this process that could not be
+    aborted; the attempt that commits aborts them by id."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +172,14 @@ def _sweep(at: Attempt, keep: set[str], prior: dict[str, Any] | None,
         if upload["Initiated"] < cutoff:
             at.retry("AbortMultipartUpload", lambda u=upload: at.client.abort_multipart_upload(  # type: ignore[misc]
                 Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]))
+    for key, upload_id in list(at.stranded):
+        try:
+            at.retry("AbortMultipartUpload", lambda k=key, u=upload_id: at.client  # type: ignore[misc]
+                     .abort_multipart_upload(Bucket=bucket, Key=k, UploadId=u))
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "NoSuchUpload":
+                raise
+        at.stranded.remove((key, upload_id))
     if doomed or uploads:
         log.info("swept %d stale file(s) and checked %d upload(s)", len(doomed), len(uploads))
 
@@ -223,7 +234,8 @@ def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) ->
     def open_file(n: int) -> MultipartWriter:
         at.progress.files = n + 1
         return MultipartWriter(at.client, plan.destination.bucket,
-                               layout.data_key(plan, at.attempt, n), ctype, at.pool, at.retry)
+                               layout.data_key(plan, at.attempt, n), ctype, at.pool, at.retry,
+                               stranded=at.stranded)
 
     if plan.format == "parquet":
         from ferry.worker.parquet import CsvToArrow, ParquetSplitter  # noqa: PLC0415 - pyarrow is slow to import and only Parquet needs it

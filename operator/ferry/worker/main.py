@@ -106,10 +106,11 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
     client = make_client(plan.destination, secrets)
     pod = env.get("POD_NAME")
     error: WorkerError = TransientError("no attempt made")
+    stranded: list[tuple[str, str]] = []
     with concurrent.futures.ThreadPoolExecutor(MAX_IN_FLIGHT, "ferry-upload") as pool:
         for number in range(1, max_attempts + 1):
             at = Attempt(plan, secrets, client, retrier, pool, progress,
-                         random_ids.token_hex(4), pod)
+                         random_ids.token_hex(4), pod, stranded)
             progress.records = progress.bytes = progress.files = 0
             log.info("batch %d of %s.%s: attempt %s (%d/%d)", plan.batch_index, plan.job,
                      plan.run, at.attempt, number, max_attempts)

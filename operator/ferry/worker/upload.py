@@ -16,7 +16,6 @@ an S3 outage of tens of seconds is survived; past the budget the failure is a
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import logging
 import random
@@ -161,7 +160,8 @@ class MultipartWriter:
 
     def __init__(self, client: Any, bucket: str, key: str, content_type: str,
                  pool: concurrent.futures.ThreadPoolExecutor, retrier: Retrier,
-                 part_size: int = PART_SIZE, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 part_size: int = PART_SIZE, max_in_flight: int = MAX_IN_FLIGHT,
+                 stranded: list[tuple[str, str]] | None = None) -> None:
         self._client = client
         self._bucket = bucket
         self.key = key
@@ -175,6 +175,7 @@ class MultipartWriter:
         self._size = 0
         self._upload_id: str | None = None
         self._parts: list[concurrent.futures.Future[dict[str, Any]]] = []
+        self._stranded = stranded
 
     def write(self, data: Bytes) -> None:
         """Buffer bytes; a full part is handed to the upload pool (blocks when busy).
@@ -245,15 +246,22 @@ class MultipartWriter:
         return StoredObject(self.key, self._size, self._sha.hexdigest(), etag.strip('"'))
 
     def abort(self) -> None:
-        """Abort the multipart upload, if one was started (best effort)."""
+        """Abort the multipart upload, if one was started (best effort).
+
+        One that cannot be aborted now (S3 still down past the budget) is added to
+        ``stranded`` for the attempt that commits to abort by id: a later attempt's sweep
+        cannot find it by listing, as MinIO lists no upload opened before a restart."""
         for future in self._parts:
             future.cancel()
         concurrent.futures.wait(self._parts)
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            with contextlib.suppress(Exception):  # a later committed attempt sweeps it
+            try:
                 self._retry("AbortMultipartUpload", lambda: self._client.abort_multipart_upload(
                     Bucket=self._bucket, Key=self.key, UploadId=upload_id))
+            except Exception:
+                if self._stranded is not None:
+                    self._stranded.append((self.key, upload_id))
 
 
 def join_key(*parts: str) -> str:
