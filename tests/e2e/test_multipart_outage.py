@@ -18,7 +18,9 @@ Two moments of the kill:
 And past the budget (10 s, MinIO kept down until the worker gives up): the batch fails
 cleanly with the reason, and the Job's next pod exports it once. That test ends as an
 expected failure while the failed pod's upload stays open: the next pod's sweep lists
-uploads bucket-wide, and MinIO lists none opened before its restart.
+uploads bucket-wide, and MinIO lists none opened before its restart. With two
+in-process attempts (FERRY_MAX_ATTEMPTS=2) and MinIO kept down until the second one
+starts, that same upload is aborted by id (Attempt.stranded) when the second commits.
 
 No cluster is involved: the worker reads the shared PostgreSQL (its own database) and
 writes to a private MinIO, the only server this module stops. Marked ``faults`` (it
@@ -214,10 +216,11 @@ class Outcome:
 
 def export_through_outage(private_minio: PrivateMinio, client: Any, plan: dict[str, Any],
                           env: dict[str, str], tmp_path: Path, *,
-                          until_exit: bool = False) -> Outcome:
+                          until_exit: bool = False, until_logged: str | None = None) -> Outcome:
     """Run ``ferry-worker export``; SIGKILL MinIO once the first part is stored and start
-    it again OUTAGE_S later (or, ``until_exit``, once the worker has exited), on the same
-    data directory and port."""
+    it again OUTAGE_S later (or, ``until_exit``, once the worker has exited; or,
+    ``until_logged``, once the worker's log matches that pattern), on the same data
+    directory and port."""
     term, log_path = tmp_path / "termination-log", tmp_path / "worker.log"
     env = {"PATH": "/usr/bin:/bin", "FERRY_PLAN": json.dumps(plan),
            "FERRY_TERMINATION_MESSAGE_PATH": str(term), **env}
@@ -239,6 +242,12 @@ def export_through_outage(private_minio: PrivateMinio, client: Any, plan: dict[s
         down = time.monotonic()
         if until_exit:
             worker.wait(timeout=RETRY_BUDGET_S + 240)
+        elif until_logged:
+            pattern = until_logged
+            wait_until(lambda: worker.poll() is not None
+                       or re.search(pattern, log_path.read_text()),
+                       timeout=RETRY_BUDGET_S + 240, interval=0.1, what=f"/{pattern}/ logged")
+            assert worker.poll() is None, f"the worker ended first:\n{log_path.read_text()}"
         else:
             time.sleep(OUTAGE_S)
         private_minio.start()
@@ -401,3 +410,58 @@ def test_s3_down_past_the_retry_budget_fails_cleanly_and_the_next_pod_exports_on
         pytest.xfail("the failed pod's multipart upload is still open after the next pod "
                      "committed: MinIO lists no upload opened before its restart "
                      "bucket-wide, which is how batch._sweep looks for them")
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(600)
+def test_s3_down_past_the_first_attempt_the_second_exports_once_and_aborts_its_upload(
+    pg_db: str, source: list[tuple[str, str]], private_minio: PrivateMinio, tmp_path: Path,
+) -> None:
+    """Two in-process attempts with a 10 s budget, and MinIO kept down until the second
+    one starts: the first attempt's parts, its abort and its error report all fail. The
+    second attempt, once MinIO is back, commits every row once and aborts the first
+    attempt's upload by id (Attempt.stranded), which no bucket-wide listing would find
+    after the restart (the xfail of the cross-pod test above)."""
+    private = private_minio.server
+    client = private.client(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1})
+    bucket = "second-attempt"
+    client.create_bucket(Bucket=bucket)
+    plan = make_plan(bucket, "slow_big", private.endpoint_url)
+    env = {**worker_env(private_minio, pg_db, retry_seconds=10), "FERRY_MAX_ATTEMPTS": "2"}
+    outcome = export_through_outage(private_minio, client, plan, env, tmp_path,
+                                    until_logged=r": attempt \w+ \(2/2\)")
+
+    assert outcome.code == 0, f"exit {outcome.code}: {outcome.message}\n{outcome.log[-4000:]}"
+    assert json.loads(outcome.message)["records"] == ROWS
+    first, second = re.findall(r": attempt (\w+) \([12]/2\)", outcome.log)
+    assert re.search(rf" ERROR ferry\.worker: attempt {first} failed \(transient\): "
+                     r"S3 UploadPart \d still failing after 10s", outcome.log), outcome.log[-4000:]
+    # The first attempt could not abort its upload: S3 was still down.
+    assert ("AbortMultipartUpload", "EndpointConnectionError") in retry_warnings(outcome.log)
+
+    # What a reader sees: the second attempt's manifest and file, every row exactly once.
+    manifest = json.loads(client.get_object(
+        Bucket=bucket, Key=f"{RUN_PREFIX}_manifests/batch-0.json")["Body"].read())
+    assert manifest["attempt"] == second, manifest
+    [entry] = manifest["files"]
+    raw = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+    assert (len(raw), hashlib.sha256(raw).hexdigest()) == (entry["size"], entry["sha256"])
+    header, *rows = csv.reader(io.StringIO(raw.decode()))
+    assert header == ["id", "pad"]
+    assert sorted((tuple(r) for r in rows), key=lambda r: int(r[0])) == source
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=RUN_PREFIX).get("Contents", [])
+    assert sorted(o["Key"] for o in listed) == sorted(
+        [entry["key"], f"{RUN_PREFIX}_manifests/batch-0.json"])
+
+    # The first attempt's upload, seen before the kill, was aborted by the second.
+    [((key, upload_id), _)] = outcome.uploads_seen.items()
+    assert first in key and key != entry["key"], (key, entry["key"])
+    assert not is_open(client, bucket, key, upload_id)
+    assert re.search(r" INFO ferry\.worker\.batch: swept .* aborted 1 stranded ", outcome.log), \
+        outcome.log[-4000:]
+    assert_no_secret(outcome, private_minio, pg_db)
+
+    print(f"\nsecond-attempt: first part stored after {outcome.first_part_s:.1f}s, MinIO "
+          f"down {outcome.outage_s:.1f}s (until attempt 2/2 started), "
+          f"{len(retry_warnings(outcome.log))} retry warnings, "
+          f"worker exit {outcome.code} after {outcome.duration_s:.1f}s")

@@ -172,7 +172,8 @@ def _sweep(at: Attempt, keep: set[str], prior: dict[str, Any] | None,
         if upload["Initiated"] < cutoff:
             at.retry("AbortMultipartUpload", lambda u=upload: at.client.abort_multipart_upload(  # type: ignore[misc]
                 Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]))
-    for key, upload_id in list(at.stranded):
+    stranded = list(at.stranded)
+    for key, upload_id in stranded:
         try:
             at.retry("AbortMultipartUpload", lambda k=key, u=upload_id: at.client  # type: ignore[misc]
                      .abort_multipart_upload(Bucket=bucket, Key=k, UploadId=u))
@@ -180,8 +181,9 @@ def _sweep(at: Attempt, keep: set[str], prior: dict[str, Any] | None,
             if error_code(exc) != "NoSuchUpload":
                 raise
         at.stranded.remove((key, upload_id))
-    if doomed or uploads:
-        log.info("swept %d stale file(s) and checked %d upload(s)", len(doomed), len(uploads))
+    if doomed or uploads or stranded:
+        log.info("swept %d stale file(s), checked %d upload(s) and aborted %d stranded by "
+                 "earlier attempts", len(doomed), len(uploads), len(stranded))
 
 
 def _multipart_uploads(at: Attempt) -> list[dict[str, Any]]:
