@@ -526,6 +526,18 @@ def stop_active_runs(namespace: str) -> int:
     return stopped
 
 
+def operator_rss_metric(port: int) -> float | None:
+    """The operator's own process_resident_memory_bytes (prometheus_client), in MB: a
+    second witness for the RSS the benchmark reads from outside."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    match = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", text, re.MULTILINE)
+    return round(float(match.group(1)) / 2**20, 1) if match else None
+
+
 def soak_schedule(index: int, every: int) -> dict[str, Any]:
     """Every `every` minutes, job i at the minutes congruent to i: the runs are spread evenly
     over the minutes instead of all N at once."""
@@ -573,7 +585,10 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
                     namespace, field_selector="involvedObject.kind=ExportJob").items
                 sample = {
                     "minute": len(minutes) + 1,
-                    "rss_mb": round(sampler.samples[-1][1], 1),
+                    # Read now, not the sampler's last value: a sampler thread that
+                    # stopped would repeat one figure for the rest of the soak.
+                    "rss_mb": round(psutil.Process(operator.pid).memory_info().rss / 2**20, 1),
+                    "rss_mb_metrics": operator_rss_metric(port),
                     "largest_status_bytes": largest, "longest_history": history,
                     "runs_started": runs, "stop_requests": stops,
                     "events": len(events),
