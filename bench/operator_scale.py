@@ -296,7 +296,11 @@ def stop_run(operator: subprocess.Popen[bytes], sampler: Sampler, namespace: str
         operator.wait()
     sampler.stopped.set()
     if not args.keep:
-        cleanup(namespace, args.threads)
+        try:
+            cleanup(namespace, args.threads)
+        except ApiException as e:  # the figures are taken: keep them, say what is left
+            log(f"cleanup of {namespace} failed ({e.status} {e.reason}); finish it with "
+                f"--cleanup {namespace}")
 
 
 def all_scheduled(namespace: str, slot: dt.datetime) -> tuple[int, int]:
