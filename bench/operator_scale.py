@@ -284,6 +284,24 @@ def cleanup(namespace: str, threads: int) -> None:
     log(f"{namespace}: finalizers dropped from {len(names)} ExportJobs, namespace deleting")
 
 
+def launch_operator(namespace: str, port: int, logfile: Path,
+                    workers: int) -> tuple[subprocess.Popen[bytes], Sampler]:
+    """`ferry-operator -n <namespace>` logging to `logfile`, and a Sampler on it."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "KUBECONFIG": kubeconfig(),
+           "FERRY_WORKER_IMAGE": "ferry-worker:bench",
+           "FERRY_WORKER_SERVICE_ACCOUNT": "default"}
+    if workers:
+        env["FERRY_RECONCILE_WORKERS"] = str(workers)
+    operator = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "ferry-operator"), "-n", namespace,
+         "--metrics-port", str(port)],
+        stdout=logfile.open("w"), stderr=subprocess.STDOUT, env=env)
+    sampler = Sampler(operator.pid)
+    sampler.start()
+    return operator, sampler
+
+
 def stop_run(operator: subprocess.Popen[bytes], sampler: Sampler, namespace: str,
              args: argparse.Namespace) -> None:
     """Stop the operator (SIGTERM, then SIGKILL after 30 s) and the sampler, and clean
@@ -333,20 +351,9 @@ def run_size(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
     create_all(namespace, jobs, slot.minute, args.threads)
     log(f"created {jobs} in {time.time() - started:.1f}s")
 
-    LOGS.mkdir(parents=True, exist_ok=True)
     logfile = LOGS / f"operator-{jobs}.log"
     before_429 = apiserver_429s()
-    env = {**os.environ, "KUBECONFIG": kubeconfig(),
-           "FERRY_WORKER_IMAGE": "ferry-worker:bench",
-           "FERRY_WORKER_SERVICE_ACCOUNT": "default"}
-    if args.workers:
-        env["FERRY_RECONCILE_WORKERS"] = str(args.workers)
-    operator = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "ferry-operator"), "-n", namespace,
-         "--metrics-port", str(port)],
-        stdout=logfile.open("w"), stderr=subprocess.STDOUT, env=env)
-    sampler = Sampler(operator.pid)
-    sampler.start()
+    operator, sampler = launch_operator(namespace, port, logfile, args.workers)
     result: dict[str, Any] = {"jobs": jobs, "reconcile_workers": args.workers or None}
     try:
         cold = time.time()
@@ -559,17 +566,8 @@ def run_soak(jobs: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
         name=namespace, labels={"ferry.dev/bench": "operator"})))
     create_all(namespace, jobs, 0, args.threads, lambda index: soak_schedule(index, every),
                {"historyLimit": SOAK_HISTORY_LIMIT})
-    LOGS.mkdir(parents=True, exist_ok=True)
     logfile = LOGS / f"operator-soak-{jobs}.log"
-    env = {**os.environ, "KUBECONFIG": kubeconfig(),
-           "FERRY_WORKER_IMAGE": "ferry-worker:bench",
-           "FERRY_WORKER_SERVICE_ACCOUNT": "default"}
-    operator = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "ferry-operator"), "-n", namespace,
-         "--metrics-port", str(port)],
-        stdout=logfile.open("w"), stderr=subprocess.STDOUT, env=env)
-    sampler = Sampler(operator.pid)
-    sampler.start()
+    operator, sampler = launch_operator(namespace, port, logfile, args.workers)
     minutes: list[dict[str, Any]] = []
     log(f"{namespace}: {jobs} ExportJobs, each every {every} minute(s), staggered, "
         f"for {args.soak_minutes} minutes")

@@ -54,9 +54,9 @@ from .operator_fixtures import (
 from .relay import Relay
 from .support import Kubectl, wait_until
 from .test_faults import assert_exactly_once
-from .test_watch_health import free_port, health, history, run_now, tiny_table
+from .test_watch_health import health, health_url, history, run_now, tiny_table
 
-__all__ = ["tiny_table"]
+__all__ = ["health_url", "tiny_table"]
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -156,11 +156,6 @@ def relay(identity: Identity) -> Iterator[Relay]:
     running = Relay.to_server_of(str(identity.kubeconfig))
     yield running
     running.close()
-
-
-@pytest.fixture(scope="module")
-def health_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/healthz"
 
 
 @pytest.fixture(scope="module")

@@ -291,6 +291,25 @@ def assert_no_secret(outcome: Outcome, private_minio: PrivateMinio, pg_db: str) 
 RUN_PREFIX = "exports/parts/parts.1/"
 
 
+def committed_file(client: Any, bucket: str,
+                   source: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a reader sees: the batch's manifest and its one file, whose size and sha256
+    match the manifest and whose rows are every source row exactly once; nothing else
+    under the run's folder. Returns (manifest, file entry)."""
+    manifest = json.loads(client.get_object(
+        Bucket=bucket, Key=f"{RUN_PREFIX}_manifests/batch-0.json")["Body"].read())
+    [entry] = manifest["files"]
+    raw = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+    assert (len(raw), hashlib.sha256(raw).hexdigest()) == (entry["size"], entry["sha256"])
+    header, *rows = csv.reader(io.StringIO(raw.decode()))
+    assert header == ["id", "pad"]
+    assert sorted((tuple(r) for r in rows), key=lambda r: int(r[0])) == source
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=RUN_PREFIX).get("Contents", [])
+    assert sorted(o["Key"] for o in listed) == sorted(
+        [entry["key"], f"{RUN_PREFIX}_manifests/batch-0.json"])
+    return manifest, entry
+
+
 @pytest.mark.faults
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("moment", ["between-parts", "mid-part"])
@@ -314,25 +333,12 @@ def test_s3_down_during_a_multipart_upload_commits_every_row_once(
         assert any(n > HEADERS_AT_MOST for n in slow_relay.cut_mid_request), \
             slow_relay.cut_mid_request
 
-    # What a reader sees: the manifest, one file, stored as several parts.
-    manifest = json.loads(client.get_object(
-        Bucket=bucket, Key=f"{RUN_PREFIX}_manifests/batch-0.json")["Body"].read())
-    [entry] = manifest["files"]
+    # What a reader sees: one file, stored as several parts, every source row exactly
+    # once; nothing else (no unlisted object, no error report), no upload left open.
+    _, entry = committed_file(client, bucket, source)
     part_count = int(entry["etag"].rpartition("-")[2])
     [((key, upload_id), parts_seen)] = outcome.uploads_seen.items()
     assert (key, part_count) == (entry["key"], 5) and parts_seen < part_count, outcome.uploads_seen
-    raw = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
-    assert (len(raw), hashlib.sha256(raw).hexdigest()) == (entry["size"], entry["sha256"])
-
-    # Every source row exactly once, byte for byte.
-    header, *rows = csv.reader(io.StringIO(raw.decode()))
-    assert header == ["id", "pad"]
-    assert sorted((tuple(r) for r in rows), key=lambda r: int(r[0])) == source
-
-    # Nothing else: no unlisted object, no error report, no upload left open.
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=RUN_PREFIX).get("Contents", [])
-    assert sorted(o["Key"] for o in listed) == sorted(
-        [entry["key"], f"{RUN_PREFIX}_manifests/batch-0.json"])
     assert not is_open(client, bucket, key, upload_id)
     assert client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []) == []
 
@@ -390,16 +396,7 @@ def test_s3_down_past_the_retry_budget_fails_cleanly_and_the_next_pod_exports_on
         env={"PATH": "/usr/bin:/bin", "FERRY_PLAN": json.dumps(plan),
              "FERRY_TERMINATION_MESSAGE_PATH": str(term), **worker_env(private_minio, pg_db)})
     assert second.returncode == 0, second.stderr[-4000:]
-    manifest = json.loads(client.get_object(
-        Bucket=bucket, Key=f"{RUN_PREFIX}_manifests/batch-0.json")["Body"].read())
-    [entry] = manifest["files"]
-    raw = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
-    header, *rows = csv.reader(io.StringIO(raw.decode()))
-    assert header == ["id", "pad"]
-    assert sorted((tuple(r) for r in rows), key=lambda r: int(r[0])) == source
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=RUN_PREFIX).get("Contents", [])
-    assert sorted(o["Key"] for o in listed) == sorted(
-        [entry["key"], f"{RUN_PREFIX}_manifests/batch-0.json"])
+    committed_file(client, bucket, source)
 
     print(f"\npast-budget: first part stored after {failed.first_part_s:.1f}s, MinIO down "
           f"{failed.outage_s:.1f}s (until the worker exited {failed.code}, "
@@ -440,18 +437,8 @@ def test_s3_down_past_the_first_attempt_the_second_exports_once_and_aborts_its_u
     assert ("AbortMultipartUpload", "EndpointConnectionError") in retry_warnings(outcome.log)
 
     # What a reader sees: the second attempt's manifest and file, every row exactly once.
-    manifest = json.loads(client.get_object(
-        Bucket=bucket, Key=f"{RUN_PREFIX}_manifests/batch-0.json")["Body"].read())
+    manifest, entry = committed_file(client, bucket, source)
     assert manifest["attempt"] == second, manifest
-    [entry] = manifest["files"]
-    raw = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
-    assert (len(raw), hashlib.sha256(raw).hexdigest()) == (entry["size"], entry["sha256"])
-    header, *rows = csv.reader(io.StringIO(raw.decode()))
-    assert header == ["id", "pad"]
-    assert sorted((tuple(r) for r in rows), key=lambda r: int(r[0])) == source
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=RUN_PREFIX).get("Contents", [])
-    assert sorted(o["Key"] for o in listed) == sorted(
-        [entry["key"], f"{RUN_PREFIX}_manifests/batch-0.json"])
 
     # The first attempt's upload, seen before the kill, was aborted by the second.
     [((key, upload_id), _)] = outcome.uploads_seen.items()
