@@ -2,23 +2,27 @@
 
 Usage (``make bench-worker``)::
 
-    python bench/worker.py [--rows 5000000] [--rss-rows 1000000] [--repeat 2]
+    python bench/worker.py [--rows 5000000] [--rss-rows 1000000] [--repeat 3]
                            [--skip-baselines]
 
 Starts the local services (hack/services.py), creates ``bench_<rows>`` (12 columns: int,
 bigint, 2x text, 2x timestamptz, 2x numeric, 2x boolean, jsonb, int) once in the
 database ``ferry_bench``, then times each exporter as a separate process under
 ``/usr/bin/time`` (wall seconds, CPU seconds of the exporter's own process, peak RSS of
-the largest process). psql and the ferry formats run ``--repeat`` times in interleaved
-rounds and keep their fastest time (and their highest peak RSS): on a shared machine a
-single run mostly measures the neighbours (the slow baselines, pandas and Sling, run
-once). ``rows_per_s`` is the
-figure that matters; ``mb_per_s`` is the table's CSV size (what psql produced) divided
-by the time, so all rows are comparable; ``ratio_to_psql`` compares rows/s with the
-``psql \\copy ... TO '/dev/null' CSV`` extraction limit. ``upload only`` uploads psql's CSV
-of the table from a local file with the worker's own S3 writer (bench/upload_only.py): the
-ceiling the S3 server on this machine puts on any exporter. With ``--rss-rows`` every ferry
-format also runs on a smaller table to show that memory does not grow with table size.
+the largest process). The bucket is emptied first, every run writes keys of its own
+(nothing is replaced, so the S3 server has no deletes to do while another run is timed)
+and dirty pages are written back before each run. psql and the ferry formats run
+``--repeat`` times in interleaved rounds and keep their fastest time (and their highest
+peak RSS): even with nothing else running, this VM's CPU speed drifts by up to ~30 %
+from minute to minute (a fixed pure-Python loop took 1.8-2.7 s), so a single run
+measures the host as much as the exporter. The slow baselines, pandas and Sling, run
+once. ``rows_per_s`` is the figure that matters; ``mb_per_s`` is the table's CSV size
+(what psql produced) divided by the time, so all rows are comparable; ``ratio_to_psql``
+compares rows/s with the ``psql \\copy ... TO '/dev/null' CSV`` extraction limit.
+``upload only`` uploads psql's CSV of the table from a local file with the worker's own
+S3 writer (bench/upload_only.py): the ceiling the S3 server on this machine puts on any
+exporter. With ``--rss-rows`` every ferry format also runs on a smaller table to show
+that memory does not grow with table size.
 Results go to stdout and bench/results/worker.json.
 """
 
@@ -116,7 +120,9 @@ class RunFailedError(Exception):
 
 
 def timed(name: str, rows: int, cmd: list[str], env: dict[str, str]) -> Result:
-    """Run under /usr/bin/time; raise RunFailedError with the stderr tail on failure."""
+    """Run under /usr/bin/time on a settled machine; raise RunFailedError with the stderr
+    tail on failure."""
+    settle()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         proc = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", out.name, *cmd],
                               env=env, capture_output=True, text=True, check=False)
@@ -128,6 +134,21 @@ def timed(name: str, rows: int, cmd: list[str], env: dict[str, str]) -> Result:
     print(f"  {name:<22} {result.seconds:7.2f} s  {result.cpu_s:6.2f} cpu-s  "
           f"{result.peak_rss_mb:7.1f} MB  load {os.getloadavg()[0]:.1f}", flush=True)
     return result
+
+
+def empty_bucket(s3: Any) -> None:
+    """Delete what earlier benchmark runs left in the bucket (before measuring, so that
+    the S3 server's deferred deletes do not run during the timed exports)."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
+
+
+def settle() -> None:
+    """Write back the previous run's dirty pages (the S3 server's files) before timing
+    the next one, so that its writeback is not charged to the next run."""
+    os.sync()
 
 
 def fastest(runs: list[Result]) -> Result:
@@ -178,7 +199,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rss-rows", type=int, default=1_000_000,
                         help="also run the ferry formats on a table this big (0: skip)")
-    parser.add_argument("--repeat", type=int, default=2,
+    parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of psql and ferry runs; each keeps its fastest")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="only psql and ferry (no pandas, no Sling)")
@@ -197,6 +218,7 @@ def main() -> int:
                       aws_secret_access_key=ep.s3_secret_key, region_name=ep.s3_region)
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
+    empty_bucket(s3)
 
     env = {**os.environ, "PGPASSWORD": ep.pg_password, "FERRY_SOURCE_DSN": dsn}
     results: list[Result] = []
@@ -211,8 +233,7 @@ def main() -> int:
                         DATABASE, "-c", f"\\copy (SELECT * FROM {table}) TO '{sizing.name}' CSV"],
                        env=env, check=True)
         csv_bytes = Path(sizing.name).stat().st_size
-        upload = [sys.executable, "-P", str(REPO / "bench" / "upload_only.py"), sizing.name,
-                  f"upload-only/{table}.csv"]
+        upload = [sys.executable, "-P", str(REPO / "bench" / "upload_only.py"), sizing.name]
         upload_env = {**env, "BENCH_S3_ENDPOINT": ep.s3_endpoint, "BENCH_S3_REGION": ep.s3_region,
                       "BENCH_BUCKET": BUCKET, "AWS_ACCESS_KEY_ID": ep.s3_access_key,
                       "AWS_SECRET_ACCESS_KEY": ep.s3_secret_key}
@@ -220,9 +241,10 @@ def main() -> int:
             print(f"round {n + 1} of {args.repeat}", flush=True)
             rounds.setdefault("psql csv", []).append(timed("psql csv", args.rows, psql, env))
             rounds.setdefault("upload only (csv file)", []).append(
-                timed("upload only (csv file)", args.rows, upload, upload_env))
+                timed("upload only (csv file)", args.rows,
+                      [*upload, f"upload-only/{table}-{n}.csv"], upload_env))
             for name, fmt, compression in FERRY_RUNS:
-                cmd, ferry_env = ferry_cmd(table, fmt, compression, f"r{args.rows}", ep)
+                cmd, ferry_env = ferry_cmd(table, fmt, compression, f"r{args.rows}-{n}", ep)
                 rounds.setdefault(name, []).append(timed(name, args.rows, cmd,
                                                          {**env, **ferry_env}))
     for runs in rounds.values():
@@ -266,9 +288,9 @@ def main() -> int:
         # buffers get at the peak depends on the S3 server's pace, not the table's size.
         print(f"memory check on {small}:", flush=True)
         small_rss: dict[str, float] = {}
-        for _ in range(args.repeat):
+        for n in range(args.repeat):
             for name, fmt, compression in FERRY_RUNS:
-                cmd, ferry_env = ferry_cmd(small, fmt, compression, f"r{args.rss_rows}", ep)
+                cmd, ferry_env = ferry_cmd(small, fmt, compression, f"r{args.rss_rows}-{n}", ep)
                 small_run = timed(name, args.rss_rows, cmd, {**env, **ferry_env})
                 small_rss[name] = max(small_rss.get(name, 0.0), small_run.peak_rss_mb)
         for name, small_peak in small_rss.items():
@@ -299,6 +321,7 @@ def main() -> int:
         "rss_flatness": rss_check,
         "failed_baselines": failures,
     }, indent=2) + "\n")
+    empty_bucket(s3)
     for failed in failures:
         print(f"baseline not measured: {failed[:300]}")
     print(f"\nwrote {args.output}")

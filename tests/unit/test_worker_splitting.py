@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -82,6 +83,42 @@ def test_text_files_respect_limit_and_keep_records(compression: str, limit: int 
         assert len(files) > 1
         # no file ends far below the limit except the last one
         assert all(f.stored.size > limit - 120 for f in files[:-1])
+
+
+COPY_SHAPED = [  # as COPY's CSV writes them: quoted when holding a quote or a line break
+    b"1,plain\n", b'2,"two\nlines"\n', b'3,"say ""hi""\n, ok"\n', b'4,""\n', b"5,\n",
+    b'6,"a\r\nb","""\n"""\n', b'7,"\n\n"\n', b'8,""""\n',
+]
+
+
+def test_record_ends_are_found_outside_quotes() -> None:
+    chunk = Chunk.of(COPY_SHAPED * 3)
+    lengths = [len(r) for r in COPY_SHAPED * 3]
+    assert list(chunk.ends) == [sum(lengths[:i + 1]) for i in range(len(lengths))]
+    jsonl = [b'{"a":"x\\ny"}\n', b'{"b":"\\"\\n"}\n', b"{}\n"]
+    assert list(Chunk.of(jsonl, quote=b"\x01").ends) == [13, 26, 29]
+
+
+def test_record_ends_that_disagree_with_the_count_are_a_data_error() -> None:
+    with pytest.raises(DataError, match="found 0 record ends where COPY sent 1 records"):
+        _ = Chunk(bytearray(b'1,"never closed\n'), 1).ends
+
+
+@pytest.mark.parametrize("limit", [40, 64, 200])
+def test_quoted_line_breaks_are_never_cut(limit: int) -> None:
+    store: dict[str, bytes] = {}
+    splitter = TextSplitter(opener(store), limit, codec_factory("none"), b"id,v\n")
+    for _ in range(5):
+        splitter.write_chunk(Chunk.of(COPY_SHAPED))
+    files = splitter.finish()
+    assert len(files) > 1
+    seen = b""
+    for f in files:
+        raw = store[f.stored.key]
+        assert len(raw) <= limit and raw.startswith(b"id,v\n")
+        assert len(list(csv.reader(io.StringIO(raw.decode(), newline="")))) == 1 + f.records
+        seen += raw[len(b"id,v\n"):]
+    assert seen == b"".join(COPY_SHAPED * 5)
 
 
 def test_empty_batch_gives_one_valid_file() -> None:

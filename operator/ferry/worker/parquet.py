@@ -104,7 +104,7 @@ class CsvToArrow:
 
     def table(self, chunk: Chunk) -> pa.Table:
         """The chunk's records as a table; a value Arrow cannot take is a DataError."""
-        plain = chunk.data.count(b"\n") == len(chunk.ends) and b"\r" not in chunk.data
+        plain = chunk.data.count(b"\n") == chunk.records and b"\r" not in chunk.data
         try:
             return pacsv.read_csv(pa.py_buffer(chunk.data), read_options=self._read,
                                   parse_options=self._plain if plain else self._newlines,

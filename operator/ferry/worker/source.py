@@ -7,13 +7,15 @@ ISO dates and full float precision, so output never depends on the role's defaul
 
 COPY ... TO STDOUT sends one protocol message per row. The rows are read with a tight
 loop over libpq's ``PQgetCopyData`` (psycopg's ``pgconn``) straight into one
-``bytearray`` per chunk of about ``chunk_bytes``, with the end offset of each row kept
-alongside (a :class:`~ferry.worker.splitting.Chunk`): a CopyData message is exactly one
-row, so message boundaries are the record boundaries the splitter cuts files at, even
-for CSV values with embedded newlines. psycopg's ``Copy`` object costs about 1.5x the
-CPU per row (a generator and a wait per message) and a list of per-row buffers makes
-the garbage collector run every 700 rows; this loop allocates nothing that outlives a
-row but the chunk. Downstream work (compression, Arrow parsing, upload) runs on whole
+``bytearray`` per chunk of about ``chunk_bytes``, counted (a
+:class:`~ferry.worker.splitting.Chunk`): a CopyData message is exactly one row, so the
+count is exact even for CSV values with embedded newlines, and the splitter finds the
+record boundaries in the rare chunk it has to cut. The loop is the worker's hottest code:
+on the benchmark table it costs about 1.25 CPU-us per row, of which a bare
+``PQgetCopyData`` loop that keeps nothing costs 1.0. psycopg's ``Copy`` object costs
+about 1.5x the CPU per row (a generator and a wait per message), a list of per-row
+buffers makes the garbage collector run every 700 rows, and noting each row's end offset
+cost 0.12 us more; this loop allocates nothing that outlives a row but the chunk. Downstream work (compression, Arrow parsing, upload) runs on whole
 chunks. Memory is one chunk, whatever the table size.
 
 The COUNT costs one extra pass over the batch's predicate (an index-only scan when the
@@ -27,7 +29,6 @@ import contextlib
 import json
 import select
 import time
-from array import array
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -195,6 +196,7 @@ class BatchReader:
         moving (the clock is read only when the loop has to wait for the server).
         """
         query, params = batch_sql.copy_statement(self._plan, [c.name for c in columns])
+        quote = batch_sql.copy_quote(self._plan)
         started = False
         try:
             text = ClientCursor(self.conn).mogrify(query, params)
@@ -202,31 +204,31 @@ class BatchReader:
             self._start_copy(pgconn, text.encode())
             get_copy_data = pgconn.get_copy_data
             data = bytearray()
-            ends = array("q")
+            records = 0
             deadline = time.monotonic() + CHUNK_SECONDS
             while True:
                 size, row = get_copy_data(1)
                 if size > 0:
                     data += row
-                    ends.append(len(data))
+                    records += 1
                     if len(data) >= chunk_bytes:
                         started = True
-                        yield Chunk(data, ends)
-                        data, ends = bytearray(), array("q")
+                        yield Chunk(data, records, quote)
+                        data, records = bytearray(), 0
                         deadline = time.monotonic() + CHUNK_SECONDS
                     continue
                 if size < 0:
                     break
-                if ends and time.monotonic() >= deadline:
+                if records and time.monotonic() >= deadline:
                     started = True
-                    yield Chunk(data, ends)
-                    data, ends = bytearray(), array("q")
+                    yield Chunk(data, records, quote)
+                    data, records = bytearray(), 0
                     deadline = time.monotonic() + CHUNK_SECONDS
                 _wait(pgconn, read=True, seconds=CHUNK_SECONDS)
                 pgconn.consume_input()
             self._finish_copy(pgconn)
-            if ends:
-                yield Chunk(data, ends)
+            if records:
+                yield Chunk(data, records, quote)
         except psycopg.Error as exc:
             raise classify(exc, streaming=started) from None
 

@@ -180,6 +180,11 @@ def copy_statement(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, li
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params
 
 
+def copy_quote(plan: Plan) -> bytes:
+    """The quote character of :func:`copy_statement`'s CSV (JSON Lines never has one)."""
+    return b"\x01" if plan.format == "jsonl" else b'"'
+
+
 def jsonl_query(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, list[Any]]:
     """``SELECT row_to_json(...)`` over the batch: one JSON document per row."""
     query, params = select_query(plan, columns)
