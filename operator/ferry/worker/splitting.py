@@ -34,7 +34,7 @@ class Chunk:
     ``quote`` wrote them.
 
     The reader counts records but does not note where each one ends: that bookkeeping
-    was a sixth of the read loop's CPU, and the offsets are needed only where a file
+    was a tenth of the read loop's CPU, and the offsets are needed only where a file
     fills up in the middle of a chunk, about once per file. :attr:`ends` finds them
     then. COPY quotes every value that holds a line break or the quote character and
     doubles the quotes inside, so a quoted value holds an even number of quote
