@@ -15,8 +15,9 @@ on the benchmark table it costs about 1.25 CPU-us per row, of which a bare
 ``PQgetCopyData`` loop that keeps nothing costs 1.0. psycopg's ``Copy`` object costs
 about 1.5x the CPU per row (a generator and a wait per message), a list of per-row
 buffers makes the garbage collector run every 700 rows, and noting each row's end offset
-cost 0.12 us more; this loop allocates nothing that outlives a row but the chunk. Downstream work (compression, Arrow parsing, upload) runs on whole
-chunks. Memory is one chunk, whatever the table size.
+cost 0.12 us more; this loop allocates nothing that outlives a row but the chunk.
+Downstream work (compression, Arrow parsing, upload) runs on whole chunks. Memory is one
+chunk, whatever the table size.
 
 The COUNT costs one extra pass over the batch's predicate (an index-only scan when the
 key or window column is indexed and the visibility map is current); ``totals:
