@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from ferry.worker.codecs import Codec, make_codec
-from ferry.worker.errors import DataError
+from ferry.worker.errors import DataError, WorkerError
 from ferry.worker.parquet import ParquetSplitter
 from ferry.worker.splitting import Chunk, StoredObject, TextSplitter
 
@@ -99,9 +99,11 @@ def test_record_ends_are_found_outside_quotes() -> None:
     assert list(Chunk.of(jsonl, quote=b"\x01").ends) == [13, 26, 29]
 
 
-def test_record_ends_that_disagree_with_the_count_are_a_data_error() -> None:
-    with pytest.raises(DataError, match="found 0 record ends where COPY sent 1 records"):
+def test_record_ends_that_disagree_with_the_count_are_an_internal_error() -> None:
+    """Exit 1, retried like a transient failure: never a file cut inside a record."""
+    with pytest.raises(WorkerError, match="found 0 record ends where COPY sent 1 records") as err:
         _ = Chunk(bytearray(b'1,"never closed\n'), 1).ends
+    assert err.value.kind == "internal"
 
 
 @pytest.mark.parametrize("limit", [40, 64, 200])

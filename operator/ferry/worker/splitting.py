@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from ferry.worker.codecs import Bytes, Codec
-from ferry.worker.errors import DataError
+from ferry.worker.errors import DataError, WorkerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ class Chunk:
                 ends.append(pos)
                 quotes = 0
         if len(ends) != self.records or pos != len(data):
-            raise DataError(f"found {len(ends)} record ends where COPY sent {self.records} "
-                            "records: a bug in ferry-worker, please report it")
+            raise WorkerError(f"found {len(ends)} record ends where COPY sent {self.records} "
+                              "records: a bug in ferry-worker, please report it")
         return ends
 
 

@@ -78,17 +78,23 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class Retrier:
-    """Runs S3 calls with capped exponential backoff within a time budget."""
+    """Runs S3 calls with capped exponential backoff within a time budget.
+
+    The budget is spent whole: a backoff that would run past the deadline is shortened
+    to end at it, and the call gets one last try there before the failure is reported.
+    """
 
     def __init__(self, budget_s: float = 120.0, base_s: float = 0.5, cap_s: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.budget_s = budget_s
         self.base_s = base_s
         self.cap_s = cap_s
         self._sleep = sleep
+        self._clock = clock
 
     def __call__(self, what: str, call: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.budget_s
+        deadline = self._clock() + self.budget_s
         attempt = 0
         while True:
             try:
@@ -99,12 +105,14 @@ class Retrier:
                     raise ConfigError(f"S3 {what}: {code}: {_message(exc)}") from exc
                 if not is_retryable(exc):
                     raise
-                delay = random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
                     raise TransientError(
                         f"S3 {what} still failing after {self.budget_s:.0f}s: "
                         f"{code or type(exc).__name__}: {_message(exc)}"
                     ) from exc
+                delay = min(random.uniform(0, min(self.cap_s, self.base_s * 2**attempt)),
+                            remaining)
                 attempt += 1
                 # Out loud: an outage survived in silence would look like a slow source.
                 log.warning("S3 %s failed (%s: %s); retry %d in %.1fs", what,
