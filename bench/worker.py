@@ -13,7 +13,7 @@ the largest process). The bucket is emptied first, every run writes keys of its 
 (nothing is replaced, so the S3 server has no deletes to do while another run is timed)
 and dirty pages are written back before each run. psql and the ferry formats run
 ``--repeat`` times in interleaved rounds and keep their fastest time (and their highest
-peak RSS): even with nothing else running, this VM's CPU speed drifts by up to ~30 %
+peak RSS): even with nothing else running, this VM's CPU speed drifts by up to ~50 %
 from minute to minute (a fixed pure-Python loop took 1.8-2.7 s), so a single run
 measures the host as much as the exporter. The slow baselines, pandas and Sling, run
 once. ``rows_per_s`` is the figure that matters; ``mb_per_s`` is the table's CSV size
@@ -137,8 +137,9 @@ def timed(name: str, rows: int, cmd: list[str], env: dict[str, str]) -> Result:
 
 
 def empty_bucket(s3: Any) -> None:
-    """Delete what earlier benchmark runs left in the bucket (before measuring, so that
-    the S3 server's deferred deletes do not run during the timed exports)."""
+    """Delete everything in the bucket: before measuring, so that the S3 server's
+    deferred deletes of earlier objects do not land in a timed export, and after, so
+    that gigabytes of results do not pile up from one benchmark to the next."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
