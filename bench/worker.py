@@ -120,9 +120,8 @@ class RunFailedError(Exception):
 
 
 def timed(name: str, rows: int, cmd: list[str], env: dict[str, str]) -> Result:
-    """Run under /usr/bin/time on a settled machine; raise RunFailedError with the stderr
-    tail on failure."""
-    settle()
+    """Run under /usr/bin/time; raise RunFailedError with the stderr tail on failure."""
+    os.sync()  # the previous run's writeback (the S3 server's files) is not charged to this one
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         proc = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", out.name, *cmd],
                               env=env, capture_output=True, text=True, check=False)
@@ -134,22 +133,6 @@ def timed(name: str, rows: int, cmd: list[str], env: dict[str, str]) -> Result:
     print(f"  {name:<22} {result.seconds:7.2f} s  {result.cpu_s:6.2f} cpu-s  "
           f"{result.peak_rss_mb:7.1f} MB  load {os.getloadavg()[0]:.1f}", flush=True)
     return result
-
-
-def empty_bucket(s3: Any) -> None:
-    """Delete everything in the bucket: before measuring, so that the S3 server's
-    deferred deletes of earlier objects do not land in a timed export, and after, so
-    that gigabytes of results do not pile up from one benchmark to the next."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
-
-
-def settle() -> None:
-    """Write back the previous run's dirty pages (the S3 server's files) before timing
-    the next one, so that its writeback is not charged to the next run."""
-    os.sync()
 
 
 def fastest(runs: list[Result]) -> Result:
@@ -219,7 +202,7 @@ def main() -> int:
                       aws_secret_access_key=ep.s3_secret_key, region_name=ep.s3_region)
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
-    empty_bucket(s3)
+    _services().empty_bucket(s3, BUCKET)  # so that no deferred delete lands in a timed run
 
     env = {**os.environ, "PGPASSWORD": ep.pg_password, "FERRY_SOURCE_DSN": dsn}
     results: list[Result] = []
@@ -322,7 +305,7 @@ def main() -> int:
         "rss_flatness": rss_check,
         "failed_baselines": failures,
     }, indent=2) + "\n")
-    empty_bucket(s3)
+    _services().empty_bucket(s3, BUCKET)  # gigabytes of results, not kept
     for failed in failures:
         print(f"baseline not measured: {failed[:300]}")
     print(f"\nwrote {args.output}")

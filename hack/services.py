@@ -41,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".cache" / "services"
@@ -366,6 +367,21 @@ def s3_down() -> None:
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+def empty_bucket(client: Any, bucket: str) -> None:
+    """Delete every object and abort every multipart upload in a bucket (``client``: a
+    boto3 S3 client on the local server)."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    for upload in uploads:
+        client.abort_multipart_upload(
+            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
 
 
 def ensure_up() -> Endpoints:

@@ -49,12 +49,8 @@ class Chunk:
     @classmethod
     def of(cls, records: Iterable[bytes], quote: bytes = b'"') -> Chunk:
         """A chunk holding ``records`` (each ending with its own newline)."""
-        data = bytearray()
-        count = 0
-        for record in records:
-            data += record
-            count += 1
-        return cls(data, count, quote)
+        whole = list(records)
+        return cls(bytearray(b"".join(whole)), len(whole), quote)
 
     @functools.cached_property
     def ends(self) -> array[int]:
