@@ -45,6 +45,7 @@ from ferry.worker.plan import Plan, Secrets
 from ferry.worker.progress import Progress
 from ferry.worker.source import BatchReader
 from ferry.worker.splitting import SplitFile, TextSplitter
+from ferry.worker.totals import progress_total
 from ferry.worker.upload import MultipartWriter, Retrier, error_code
 
 log = logging.getLogger(__name__)
@@ -299,10 +300,9 @@ def run_attempt(at: Attempt) -> Outcome:
                        "of this run: not exported again")
     with BatchReader(at.secrets.source_dsn, plan) as reader:
         columns = reader.describe()
-        at.progress.total = reader.total()
-        log.info("batch %d: %s rows to export as %s", plan.batch_index,
-                 "?" if at.progress.total is None else at.progress.total, plan.format)
-        files = _write_files(at, reader, columns)
+        log.info("batch %d: exporting as %s", plan.batch_index, plan.format)
+        with progress_total(reader, at.secrets.source_dsn, plan, at.progress):
+            files = _write_files(at, reader, columns)
     manifest = Manifest(
         job=plan.job, run=plan.run, batch=plan.batch_index, batch_count=plan.batch_count,
         attempt=at.attempt, pod=at.pod, format=plan.format, compression=plan.compression,

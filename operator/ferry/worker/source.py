@@ -1,9 +1,9 @@
 """Reading a batch from PostgreSQL as a stream of COPY rows.
 
-Everything runs in one ``REPEATABLE READ READ ONLY`` transaction, so the COUNT used for
-progress totals and the COPY see the same snapshot (the total is exact, not a guess)
-and a ``query`` source cannot write. The session is pinned to ``TimeZone=UTC``,
-ISO dates and full float precision, so output never depends on the role's defaults.
+Everything runs in one ``REPEATABLE READ READ ONLY`` transaction, so a ``query`` source
+cannot write and the snapshot can be shared with the session that counts the total. The
+session is pinned to ``TimeZone=UTC``, ISO dates and full float precision, so output never
+depends on the role's defaults.
 
 COPY ... TO STDOUT sends one protocol message per row. The rows are read with a tight
 loop over libpq's ``PQgetCopyData`` (psycopg's ``pgconn``) straight into one
@@ -19,9 +19,9 @@ cost 0.12 us more; this loop allocates nothing that outlives a row but the chunk
 Downstream work (compression, Arrow parsing, upload) runs on whole chunks. Memory is one
 chunk, whatever the table size.
 
-The COUNT costs one extra pass over the batch's predicate (an index-only scan when the
-key or window column is indexed and the visibility map is current); ``totals:
-estimate`` uses the planner's estimate instead and ``none`` skips it.
+The exact total (``totals: count``) is counted beside the COPY, on a second session in
+the same snapshot (:mod:`ferry.worker.totals`); ``totals: estimate`` asks the planner on
+this connection instead.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg import ClientCursor, pq
+from psycopg import ClientCursor, pq, sql
 
 from ferry.worker import sql as batch_sql
 from ferry.worker.errors import ConfigError, DataError, TransientError, WorkerError
@@ -102,8 +102,36 @@ def classify(exc: psycopg.Error, *, streaming: bool = False) -> WorkerError:
     return TransientError(reason)
 
 
+def open_session(dsn: str, plan: Plan, connect_timeout_s: int = 30,
+                 snapshot: str | None = None) -> psycopg.Connection[Any]:
+    """A connection in the session settings above, inside a ``REPEATABLE READ READ ONLY``
+    transaction; in the snapshot exported as ``snapshot`` when one is given.
+
+    The transaction is opened explicitly (not by psycopg's implicit BEGIN) because the
+    COPY runs on the raw libpq connection, which psycopg's transaction logic never sees.
+    """
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s,
+                               application_name="ferry-worker")
+    except psycopg.Error as exc:
+        raise classify(exc) from None
+    try:
+        for setting in SESSION_SETTINGS:
+            conn.execute(setting)
+        if plan.format == "jsonl":
+            for setting in JSONL_SETTINGS:
+                conn.execute(setting)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if snapshot is not None:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    except psycopg.Error as exc:
+        conn.close()
+        raise classify(exc) from None
+    return conn
+
+
 class BatchReader:
-    """A connection in the batch's snapshot: describe, count, then stream."""
+    """A connection in the batch's snapshot: describe, share the snapshot, then stream."""
 
     def __init__(self, dsn: str, plan: Plan, connect_timeout_s: int = 30) -> None:
         self._dsn = dsn
@@ -112,24 +140,7 @@ class BatchReader:
         self._conn: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> BatchReader:
-        try:
-            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout,
-                                   application_name="ferry-worker")
-        except psycopg.Error as exc:
-            raise classify(exc) from None
-        try:
-            for setting in SESSION_SETTINGS:
-                conn.execute(setting)
-            if self._plan.format == "jsonl":
-                for setting in JSONL_SETTINGS:
-                    conn.execute(setting)
-            # Opened explicitly (not by psycopg's implicit BEGIN) because the COPY runs
-            # on the raw libpq connection, which psycopg's transaction logic never sees.
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        except psycopg.Error as exc:
-            conn.close()
-            raise classify(exc) from None
-        self._conn = conn
+        self._conn = open_session(self._dsn, self._plan, self._timeout)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -172,13 +183,18 @@ class BatchReader:
             raise ConfigError("plan.source: the result has no columns")
         return columns
 
-    def total(self) -> int | None:
-        """Rows the batch will export: exact COUNT, planner estimate, or None."""
-        mode = self._plan.totals
-        if mode == "none":
-            return None
-        query, params = (batch_sql.count_query(self._plan) if mode == "count"
-                         else batch_sql.estimate_query(self._plan))
+    def export_snapshot(self) -> str:
+        """The id of this transaction's snapshot, for :func:`open_session` to share."""
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc) from None
+        assert row is not None
+        return str(row[0])
+
+    def estimate(self) -> int:
+        """The planner's estimate of the rows the batch will export."""
+        query, params = batch_sql.estimate_query(self._plan)
         try:
             with ClientCursor(self.conn) as cur:
                 cur.execute(query, params)
@@ -186,8 +202,6 @@ class BatchReader:
         except psycopg.Error as exc:
             raise classify(exc) from None
         assert row is not None
-        if mode == "count":
-            return int(row[0])
         plan_doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
         return int(plan_doc[0]["Plan"]["Plan Rows"])
 

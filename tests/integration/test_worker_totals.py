@@ -1,0 +1,144 @@
+"""The progress total, counted beside the COPY in the export's snapshot (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ferry.worker.plan import load_plan
+from ferry.worker.progress import Progress
+from ferry.worker.source import BatchReader
+from ferry.worker.totals import STOP_WAIT_S, progress_total
+from tests.fixtures.services import S3Server
+from tests.integration.conftest import PlanFactory, get_json, manifest_key, run_worker
+
+pytestmark = pytest.mark.integration
+
+ROWS = 3000
+
+
+@pytest.fixture(scope="module")
+def rows_dsn(pg_db: str) -> str:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE counted (id integer PRIMARY KEY, label text)")
+        conn.execute(f"INSERT INTO counted SELECT g, 'row ' || g FROM generate_series(1, {ROWS}) g")
+    return pg_db
+
+
+def wait_for(condition: str, dsn: str, timeout_s: float = 10.0) -> None:
+    """Poll pg_stat_activity until ``condition`` (a WHERE clause) holds for a session."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            query = sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE {}").format(
+                sql.SQL(condition))
+            row = conn.execute(query).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    pytest.fail(f"no session where {condition} within {timeout_s} s")
+
+
+def test_the_total_is_counted_in_the_exports_snapshot(rows_dsn: str,
+                                                      make_plan: PlanFactory) -> None:
+    """Rows committed after the export's snapshot are neither exported nor counted."""
+    plan = load_plan({"FERRY_PLAN": json.dumps(make_plan(source={"table": "counted"}))})
+    progress = Progress(0)
+    with BatchReader(rows_dsn, plan) as reader:
+        columns = reader.describe()
+        with psycopg.connect(rows_dsn, autocommit=True) as other:
+            other.execute("INSERT INTO counted SELECT g, 'late' FROM generate_series(100001, "
+                          "100500) g")
+        with progress_total(reader, rows_dsn, plan, progress):
+            deadline = time.monotonic() + 10
+            while progress.total is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            counted_beside = progress.total
+            exported = sum(chunk.records for chunk in reader.rows(columns, 64 * 1024))
+            progress.add(exported, 0)
+    try:
+        assert counted_beside == exported == ROWS
+    finally:
+        with psycopg.connect(rows_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM counted WHERE id > 100000")
+
+
+def test_a_count_still_waiting_when_the_copy_ends_is_cancelled(
+        rows_dsn: str, make_plan: PlanFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """The total is then the records exported; the count's session is gone, silently.
+
+    The count is held back by a lock request queued ahead of it (another session asks
+    for ACCESS EXCLUSIVE while the export holds its ACCESS SHARE lock), which the export's
+    own COPY, already holding its lock, does not wait for.
+    """
+    plan = load_plan({"FERRY_PLAN": json.dumps(make_plan(source={"table": "counted"}))})
+    progress = Progress(0)
+    blocker = psycopg.connect(rows_dsn, application_name="ferry-test-blocker")
+    blocker.execute("SET lock_timeout = '30s'")
+    locking = threading.Thread(
+        target=lambda: blocker.execute("LOCK TABLE counted IN ACCESS EXCLUSIVE MODE"))
+    caplog.set_level(logging.INFO, logger="ferry.worker.totals")
+    try:
+        with BatchReader(rows_dsn, plan) as reader:
+            columns = reader.describe()
+            locking.start()
+            wait_for("application_name = 'ferry-test-blocker' AND wait_event_type = 'Lock'",
+                     rows_dsn)
+            with progress_total(reader, rows_dsn, plan, progress):
+                wait_for("query LIKE 'SELECT count(*)%' AND wait_event_type = 'Lock'", rows_dsn)
+                exported = sum(chunk.records for chunk in reader.rows(columns, 64 * 1024))
+                progress.add(exported, 0)
+                stopping = time.monotonic()
+            stopped_in = time.monotonic() - stopping
+    finally:
+        locking.join(30)
+        blocker.close()
+    assert progress.total == exported == ROWS
+    assert stopped_in < STOP_WAIT_S
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    with psycopg.connect(rows_dsn, autocommit=True) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_stat_activity "
+                            "WHERE query LIKE 'SELECT count(*)%' AND pid <> pg_backend_pid()"
+                            ).fetchone()
+    assert left == (0,)
+
+
+@pytest.fixture
+def one_connection_dsn(rows_dsn: str) -> Iterator[str]:
+    """A role allowed a single connection: the export's; the count's second one is refused."""
+    role = f"ferry_one_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    with psycopg.connect(rows_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1 PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT SELECT ON counted TO {}").format(sql.Identifier(role)))
+    try:
+        yield psycopg.conninfo.make_conninfo(rows_dsn, user=role, password=password)
+    finally:
+        with psycopg.connect(rows_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_an_export_whose_count_is_refused_succeeds_with_the_records_as_total(
+        one_connection_dsn: str, make_plan: PlanFactory, s3: S3Server, s3_bucket: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The pod log says why the progress had no total; the manifest still has it."""
+    plan = make_plan(source={"table": "counted"})
+    result = run_worker(plan, one_connection_dsn, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    assert manifest["records"] == manifest["total"] == ROWS
+    warnings = [line for line in capsys.readouterr().err.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1
+    assert "ferry.worker.totals: batch 0: no progress total until the export ends" in warnings[0]
+    assert "too many connections for role" in warnings[0]
