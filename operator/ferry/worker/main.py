@@ -23,6 +23,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import secrets as random_ids
@@ -200,10 +201,18 @@ def _return_large_buffers_to_the_os() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Before returning it freezes the garbage collector's objects: the interpreter's exit
+    otherwise walks every object boto3, botocore and psycopg created, 0.19-0.20 s here
+    against 0.02 s frozen, at the end of every batch. Nothing is left to collect then;
+    the process is about to end.
+    """
     args = build_parser().parse_args(argv)
     _return_large_buffers_to_the_os()
-    return export_command(args, os.environ)
+    code = export_command(args, os.environ)
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":
