@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -112,29 +112,38 @@ def test_a_count_still_waiting_when_the_copy_ends_is_cancelled(
     assert left == (0,)
 
 
+RoleFactory = Callable[[str], str]
+
+
 @pytest.fixture
-def one_connection_dsn(rows_dsn: str) -> Iterator[str]:
-    """A role allowed a single connection: the export's; the count's second one is refused."""
-    role = f"ferry_one_{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    with psycopg.connect(rows_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1 PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)))
-        conn.execute(sql.SQL("GRANT SELECT ON counted TO {}").format(sql.Identifier(role)))
-    try:
-        yield psycopg.conninfo.make_conninfo(rows_dsn, user=role, password=password)
-    finally:
+def reader_role(rows_dsn: str) -> Iterator[RoleFactory]:
+    """Makes login roles that can read ``counted`` (``options`` such as a connection limit
+    go into CREATE ROLE) and returns their DSNs; drops them afterwards."""
+    roles: list[str] = []
+
+    def make(options: str) -> str:
+        role, password = f"ferry_reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         with psycopg.connect(rows_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {}").format(
+                sql.Identifier(role), sql.SQL(options), sql.Literal(password)))
+            conn.execute(sql.SQL("GRANT SELECT ON counted TO {}").format(sql.Identifier(role)))
+        roles.append(role)
+        return psycopg.conninfo.make_conninfo(rows_dsn, user=role, password=password)
+
+    yield make
+    with psycopg.connect(rows_dsn, autocommit=True) as conn:
+        for role in roles:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_an_export_whose_count_is_refused_succeeds_with_the_records_as_total(
-        one_connection_dsn: str, make_plan: PlanFactory, s3: S3Server, s3_bucket: str,
+        reader_role: RoleFactory, make_plan: PlanFactory, s3: S3Server, s3_bucket: str,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The pod log says why the progress had no total; the manifest still has it."""
+    """A role allowed one connection: the export's. The pod log says why the progress had
+    no total; the manifest still has it."""
     plan = make_plan(source={"table": "counted"})
-    result = run_worker(plan, one_connection_dsn, s3, tmp_path)
+    result = run_worker(plan, reader_role("CONNECTION LIMIT 1"), s3, tmp_path)
     assert result.code == 0, result.raw_message
     manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
     assert manifest["records"] == manifest["total"] == ROWS
@@ -142,3 +151,26 @@ def test_an_export_whose_count_is_refused_succeeds_with_the_records_as_total(
     assert len(warnings) == 1
     assert "ferry.worker.totals: batch 0: no progress total until the export ends" in warnings[0]
     assert "too many connections for role" in warnings[0]
+
+
+def test_a_server_that_will_not_share_the_snapshot_gets_the_count_first(
+        rows_dsn: str, reader_role: RoleFactory, make_plan: PlanFactory, s3: S3Server,
+        s3_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without EXECUTE on pg_export_snapshot() the count runs on the export's connection,
+    before the COPY, and the export's transaction survives the refusal."""
+    with psycopg.connect(rows_dsn, autocommit=True) as conn:
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_export_snapshot() FROM PUBLIC")
+    try:
+        plan = make_plan(source={"table": "counted"})
+        result = run_worker(plan, reader_role(""), s3, tmp_path)
+    finally:
+        with psycopg.connect(rows_dsn, autocommit=True) as conn:
+            conn.execute("GRANT EXECUTE ON FUNCTION pg_export_snapshot() TO PUBLIC")
+    assert result.code == 0, result.raw_message
+    manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
+    assert manifest["records"] == manifest["total"] == ROWS
+    log = capsys.readouterr().err
+    assert ("ferry.worker.source: the snapshot cannot be shared: this role may not call "
+            "pg_export_snapshot()") in log
+    assert " WARNING " not in log
+    assert log.index(f"batch 0: {ROWS} rows to export") < log.index("batch 0 done")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import select
 import time
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ from ferry.worker.errors import ConfigError, DataError, TransientError, WorkerEr
 from ferry.worker.formats import NUMERIC, ColumnInfo
 from ferry.worker.plan import Plan
 from ferry.worker.splitting import Chunk
+
+log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 1.0
 """Longest a slow source holds rows back from the writer (and the progress counters)."""
@@ -130,6 +133,19 @@ def open_session(dsn: str, plan: Plan, connect_timeout_s: int = 30,
     return conn
 
 
+def count_rows(conn: psycopg.Connection[Any], plan: Plan) -> int:
+    """``COUNT(*)`` over the batch's predicate, in ``conn``'s snapshot."""
+    query, params = batch_sql.count_query(plan)
+    try:
+        with ClientCursor(conn) as cur:
+            cur.execute(query, params)
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        raise classify(exc) from None
+    assert row is not None
+    return int(row[0])
+
+
 class BatchReader:
     """A connection in the batch's snapshot: describe, share the snapshot, then stream."""
 
@@ -183,9 +199,20 @@ class BatchReader:
             raise ConfigError("plan.source: the result has no columns")
         return columns
 
-    def export_snapshot(self) -> str:
-        """The id of this transaction's snapshot, for :func:`open_session` to share."""
+    def export_snapshot(self) -> str | None:
+        """The id of this transaction's snapshot, for :func:`open_session` to share; None
+        (logged) where the role may not call ``pg_export_snapshot()``. Asked first rather
+        than tried: a failed call would abort the export's transaction, and a snapshot
+        cannot be exported from inside a savepoint."""
         try:
+            allowed = self.conn.execute(
+                "SELECT to_regprocedure('pg_catalog.pg_export_snapshot()') IS NOT NULL "
+                "AND has_function_privilege('pg_catalog.pg_export_snapshot()', 'EXECUTE')"
+            ).fetchone()
+            if not (allowed and allowed[0]):
+                log.info("the snapshot cannot be shared: this role may not call "
+                         "pg_export_snapshot()")
+                return None
             row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         except psycopg.Error as exc:
             raise classify(exc) from None

@@ -13,6 +13,8 @@ core for it.
   export goes on without a total until it ends; the reason is logged.
 - If the COPY finishes first, the count is cancelled: the records exported are then the
   total, by definition of the shared snapshot.
+- A server that will not export the snapshot (a role without ``EXECUTE`` on
+  ``pg_export_snapshot()``) gets the count first, on the export's own connection.
 - ``totals: estimate`` asks the planner on the export's own connection (milliseconds,
   may be far off); ``none`` skips both.
 """
@@ -26,13 +28,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg import ClientCursor
 
-from ferry.worker import sql as batch_sql
 from ferry.worker.errors import WorkerError
 from ferry.worker.plan import Plan
 from ferry.worker.progress import Progress
-from ferry.worker.source import BatchReader, classify, open_session
+from ferry.worker.source import BatchReader, count_rows, open_session
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class SnapshotCount:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._stopped = False
+        self._session_tried = threading.Event()
         self._thread = threading.Thread(target=self._count, name="ferry-count", daemon=True)
 
     def start(self) -> SnapshotCount:
@@ -59,7 +60,12 @@ class SnapshotCount:
         return self
 
     def stop(self) -> None:
-        """Cancel the count if it is still running and wait for the thread to end."""
+        """Cancel the count if it is still running and wait for the thread to end.
+
+        Waits for the session to be opened or refused first, so a refusal is reported
+        even when the COPY was faster (bounded by ``STOP_WAIT_S``).
+        """
+        self._session_tried.wait(STOP_WAIT_S)
         with self._lock:
             self._stopped = True
             conn = self._conn
@@ -73,22 +79,22 @@ class SnapshotCount:
             conn = open_session(self._dsn, self._plan, snapshot=self._snapshot)
         except WorkerError as exc:
             self._give_up(exc.reason)
+            self._session_tried.set()
             return
         with self._lock:
-            if self._stopped:
-                conn.close()
-                return
-            self._conn = conn
-        query, params = batch_sql.count_query(self._plan)
+            stopped = self._stopped
+            if not stopped:
+                self._conn = conn
+        self._session_tried.set()
+        if stopped:
+            conn.close()
+            return
         try:
-            with ClientCursor(conn) as cur:
-                cur.execute(query, params)
-                row = cur.fetchone()
-            assert row is not None
-            self._progress.total = int(row[0])
-            log.info("batch %d: %d rows to export", self._plan.batch_index, row[0])
-        except psycopg.Error as exc:
-            self._give_up(classify(exc).reason)
+            self._progress.total = count_rows(conn, self._plan)
+            log.info("batch %d: %d rows to export", self._plan.batch_index,
+                     self._progress.total)
+        except WorkerError as exc:
+            self._give_up(exc.reason)
         finally:
             conn.close()
 
@@ -101,14 +107,23 @@ class SnapshotCount:
 @contextlib.contextmanager
 def progress_total(reader: BatchReader, dsn: str, plan: Plan,
                    progress: Progress) -> Iterator[None]:
-    """Fill ``progress.total`` as ``plan.totals`` asks while the body exports the batch."""
+    """Fill ``progress.total`` as ``plan.totals`` asks while the body exports the batch.
+
+    A server that will not share the snapshot gets the count on the export's own
+    connection, before the COPY.
+    """
+    progress.total = None
+    snapshot = reader.export_snapshot() if plan.totals == "count" else None
     if plan.totals == "estimate":
         progress.total = reader.estimate()
-        log.info("batch %d: about %d rows to export", plan.batch_index, progress.total)
-    if plan.totals != "count":
+    elif plan.totals == "count" and snapshot is None:
+        progress.total = count_rows(reader.conn, plan)
+    if progress.total is not None:
+        log.info("batch %d: %d rows to export", plan.batch_index, progress.total)
+    if snapshot is None:
         yield
         return
-    count = SnapshotCount(dsn, plan, reader.export_snapshot(), progress).start()
+    count = SnapshotCount(dsn, plan, snapshot, progress).start()
     try:
         yield
     finally:
