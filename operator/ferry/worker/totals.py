@@ -37,7 +37,8 @@ from ferry.worker.source import BatchReader, count_rows, open_session
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0
-"""How long stopping waits for the counting thread after cancelling its query."""
+"""How long stopping waits for the count's session to open (or be refused), and again
+for its thread after cancelling the query."""
 
 
 class SnapshotCount:
