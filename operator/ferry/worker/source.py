@@ -206,8 +206,8 @@ class BatchReader:
         cannot be exported from inside a savepoint."""
         try:
             allowed = self.conn.execute(
-                "SELECT to_regprocedure('pg_catalog.pg_export_snapshot()') IS NOT NULL "
-                "AND has_function_privilege('pg_catalog.pg_export_snapshot()', 'EXECUTE')"
+                "SELECT coalesce(has_function_privilege("
+                "to_regprocedure('pg_catalog.pg_export_snapshot()'), 'EXECUTE'), false)"
             ).fetchone()
             if not (allowed and allowed[0]):
                 log.info("the snapshot cannot be shared: this role may not call "
