@@ -35,11 +35,13 @@ def rows_dsn(pg_db: str) -> str:
 
 
 def wait_for(condition: str, dsn: str, timeout_s: float = 10.0) -> None:
-    """Poll pg_stat_activity until ``condition`` (a WHERE clause) holds for a session."""
+    """Poll pg_stat_activity until ``condition`` (a WHERE clause) holds for a session of
+    this database (other suites may use the same server at the same time)."""
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            query = sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE {}").format(
+            query = sql.SQL("SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND {}").format(
                 sql.SQL(condition))
             row = conn.execute(query).fetchone()
             if row and row[0]:
@@ -107,7 +109,8 @@ def test_a_count_still_waiting_when_the_copy_ends_is_cancelled(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     with psycopg.connect(rows_dsn, autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_stat_activity "
-                            "WHERE query LIKE 'SELECT count(*)%' AND pid <> pg_backend_pid()"
+                            "WHERE datname = current_database() "
+                            "AND query LIKE 'SELECT count(*)%' AND pid <> pg_backend_pid()"
                             ).fetchone()
     assert left == (0,)
 
