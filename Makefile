@@ -24,8 +24,9 @@ export GOFLAGS := -mod=mod
 
 deps: $(VENV)/.installed postgres
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py operator/ferry/worker/_copyrows.c
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or newer"; exit 1; }
+	@command -v gcc >/dev/null || { echo "error: gcc not found: the worker has a C extension (operator/ferry/worker/_copyrows.c); install gcc"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'

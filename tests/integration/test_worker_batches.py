@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ferry.worker import batch as batch_module
+from ferry.worker.errors import DataError
 from ferry.worker.plan import load_plan
 from ferry.worker.source import BatchReader
 from tests.fixtures.services import S3Server
@@ -236,3 +237,37 @@ def test_a_slow_source_is_handed_on_every_second_in_whole_records(
             records.extend(bytes(chunk.data[a:b]) for a, b in zip(starts, chunk.ends, strict=True))
     assert chunks >= 2
     assert records == [f"{i},{'x' * 3000}\n".encode() for i in range(1, 61)]
+
+
+def test_chunks_hold_whole_rows_whatever_their_size(dsn: str, make_plan: PlanFactory) -> None:
+    """The C read loop hands over the same bytes and counts however the rows are cut into
+    chunks: a limit of one byte gives one row per chunk, a huge one a single chunk."""
+    query = ("SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'é\"' || repeat('\n', i % 3) END AS t "
+             "FROM generate_series(1, 3000) AS i")
+    plan = load_plan({"FERRY_PLAN": json.dumps(make_plan(source={"query": query},
+                                                         format="csv"))})
+    streams: dict[int, tuple[bytes, list[int]]] = {}
+    for limit in (1, 4096, 1 << 30):
+        with BatchReader(dsn, plan) as reader:
+            chunks = list(reader.rows(reader.describe(), chunk_bytes=limit))
+        streams[limit] = (b"".join(bytes(c.data) for c in chunks), [c.records for c in chunks])
+    whole, counts = streams[1 << 30]
+    assert counts == [3000]
+    assert whole.startswith(b'1,"\xc3\xa9""\n"\n2,"\xc3\xa9""\n\n"\n3,"\xc3\xa9"""\n')
+    assert streams[1] == (whole, [1] * 3000)
+    data, counts = streams[4096]
+    assert data == whole and sum(counts) == 3000 and len(counts) > 1
+
+
+def test_an_error_mid_stream_is_a_data_error(dsn: str, make_plan: PlanFactory) -> None:
+    """A query that fails at its 50,000th row has streamed rows before it: the failure
+    still surfaces, as a data error (exit code 4) with the server's message."""
+    query = "SELECT i, 1 / (50000 - i) AS q FROM generate_series(1, 100000) AS i"
+    plan = load_plan({"FERRY_PLAN": json.dumps(make_plan(source={"query": query},
+                                                         format="csv"))})
+    records = 0
+    with BatchReader(dsn, plan) as reader, pytest.raises(DataError) as failure:
+        for chunk in reader.rows(reader.describe(), chunk_bytes=4096):
+            records += chunk.records
+    assert str(failure.value) == "database: division by zero"
+    assert 0 < records < 50000

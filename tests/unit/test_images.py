@@ -110,15 +110,26 @@ def test_builder_installs_the_distribution_the_scripts_come_from(image: str) -> 
     run = " ".join(rest for kw, rest in builder.instructions if kw == "RUN")
     assert project["name"] in shlex.split(run)
     copied = " ".join(rest for kw, rest in builder.instructions if kw == "COPY")
-    for needed in ("pyproject.toml", "README.md", "operator"):
+    for needed in ("pyproject.toml", "setup.py", "README.md", "operator"):
         assert needed in copied
+
+
+def test_builder_can_compile_the_c_extension(image: str) -> None:
+    """setup.py builds a C extension, and the slim base image has no compiler; a wheel
+    built without one would fail, not fall back."""
+    builder = stages_of(image)[0]
+    run = " ".join(rest for kw, rest in builder.instructions if kw == "RUN")
+    assert "apt-get install" in run and "gcc" in shlex.split(run)
+    compiles = next(i for i, (kw, rest) in enumerate(builder.instructions) if "gcc" in rest)
+    wheel = next(i for i, (kw, rest) in enumerate(builder.instructions) if "pip wheel" in rest)
+    assert compiles < wheel
 
 
 def test_dockerignore_keeps_the_context_small(image: str) -> None:
     lines = (ROOT / "images" / image / "Dockerfile.dockerignore").read_text().splitlines()
     rules = [line for line in lines if line.strip() and not line.startswith("#")]
     assert rules[0] == "*", "exclude everything first, then re-include what the wheel needs"
-    assert {"!pyproject.toml", "!README.md", "!operator/"} <= set(rules)
+    assert {"!pyproject.toml", "!setup.py", "!README.md", "!operator/"} <= set(rules)
 
 
 def test_parser_reads_a_known_dockerfile(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 def relation(source: Source) -> sql.Composable:
     """``"schema"."table"`` or ``(<query>)``, ready to be aliased."""
     if source.query is not None:
-        # A literal % in the user's query must not be taken for a placeholder.
+        # A literal % in the user's query must not be taken for a placeholder; every
+        # statement built here is executed with parameters, which turns %% back into %.
         return sql.SQL("({})").format(sql.SQL(source.query.replace("%", "%%")))
     assert source.table is not None
     if source.schema is not None:
@@ -132,11 +133,16 @@ def _select_list(columns: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
 
 
-def describe_query(plan: Plan) -> sql.Composed:
-    """A zero-row query whose result description gives the output columns and types."""
-    return sql.SQL("SELECT {} FROM {} AS {} LIMIT 0").format(
+def describe_query(plan: Plan) -> tuple[sql.Composed, list[Any]]:
+    """A zero-row query whose result description gives the output columns and types.
+
+    It has no parameters, but is executed with an empty list all the same: only then does
+    psycopg turn the ``%%`` that :func:`relation` wrote back into the query's ``%``.
+    """
+    query = sql.SQL("SELECT {} FROM {} AS {} LIMIT 0").format(
         _select_list(plan.columns), relation(plan.source), SRC
     )
+    return query, []
 
 
 def select_query(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, list[Any]]:
