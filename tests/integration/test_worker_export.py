@@ -5,17 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from psycopg import ClientCursor, sql
 
-from ferry.worker.plan import load_plan
+from ferry.worker import main as worker_main
+from ferry.worker.plan import Destination, Secrets, load_plan
 from ferry.worker.source import BatchReader
 from ferry.worker.sql import jsonl_query
+from ferry.worker.upload import make_client
 from tests.fixtures.services import S3Server
 from tests.integration.conftest import (
     PlanFactory,
@@ -211,13 +215,16 @@ def test_window_is_half_open(items_dsn: str, s3: S3Server, s3_bucket: str,
 
 def test_secrets_never_reach_logs_or_messages(items_dsn: str, s3: S3Server,
                                               make_plan: PlanFactory, tmp_path: Path,
-                                              capfd: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """capsys, not capfd: the worker logs to the ``sys.stderr`` it finds at start, which
+    capfd does not always see. The log must hold the failure, or the check is hollow."""
     bad_dsn = items_dsn.replace("ferry-test-pg-secret", "wrong-Pa55word")
     result = run_worker(make_plan(), bad_dsn, s3, tmp_path)
     assert result.code == 3
     assert result.message["kind"] == "config"
     assert "password authentication failed" in result.message["reason"]
-    out = capfd.readouterr()
+    out = capsys.readouterr()
+    assert "password authentication failed" in out.err
     for text in (result.raw_message, out.out, out.err):
         assert "wrong-Pa55word" not in text
         assert s3.secret_key not in text
@@ -238,6 +245,58 @@ def test_fatal_error_has_one_line_reason_and_no_manifest(
     assert keys == [f"{run_prefix}_errors/batch-0.jsonl"]
     report = client.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read().decode()
     assert json.loads(report)["reason"] == result.message["reason"]
+
+
+def test_error_report_is_written_through_a_brief_s3_outage(
+        items_dsn: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The error report's first six reads and first six writes get 503 Service
+    Unavailable: botocore tries each call three times (its ``max_attempts=2`` counts
+    retries), so the worker's own retrier must try each twice more. The outage is injected at
+    botocore's ``before-send`` hook of the worker's own client, in front of the real
+    MinIO: an outage this short cannot be staged by stopping the server. The report is
+    retried like any S3 call, not dropped."""
+    failures = {"GetObject": 6, "PutObject": 6}
+
+    def unavailable(request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
+        operation = event_name.rsplit(".", 1)[-1]
+        if "/_errors/" not in request.url or not failures.get(operation):
+            return None
+        failures[operation] -= 1
+        body = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
+        return AWSResponse(request.url, 503, {"Content-Type": "application/xml"},
+                           _Raw(body))
+
+    def flaky_client(dest: Destination, secrets: Secrets) -> Any:
+        client = make_client(dest, secrets)
+        client.meta.events.register("before-send.s3.GetObject", unavailable)
+        client.meta.events.register("before-send.s3.PutObject", unavailable)
+        return client
+
+    monkeypatch.setattr(worker_main, "make_client", flaky_client)
+    plan = make_plan(columns=["id", "no_such_column"])
+    result = run_worker(plan, items_dsn, s3, tmp_path)
+    assert result.code == 3
+    assert failures == {"GetObject": 0, "PutObject": 0}
+    key = f"exports/items/{plan['run']}/_errors/batch-0.jsonl"
+    report = s3.client().get_object(Bucket=s3_bucket, Key=key)["Body"].read().decode()
+    assert json.loads(report)["reason"] == result.message["reason"]
+    log = capsys.readouterr().err
+    assert "S3 GetObject error report failed (ServiceUnavailable: injected); retry 2" in log
+    assert "S3 PutObject error report failed (ServiceUnavailable: injected); retry 2" in log
+    assert "retry 3" not in log
+    assert "error report not written" not in log
+
+
+class _Raw:
+    """The raw body botocore reads from an injected response."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
 
 
 def test_parquet_cannot_hold_numeric_nan(pg_db: str, s3: S3Server, s3_bucket: str,

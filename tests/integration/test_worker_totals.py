@@ -96,7 +96,9 @@ def test_a_count_still_waiting_when_the_copy_ends_is_cancelled(
             wait_for("application_name = 'ferry-test-blocker' AND wait_event_type = 'Lock'",
                      rows_dsn)
             with progress_total(reader, rows_dsn, plan, progress):
-                wait_for("query LIKE 'SELECT count(*)%' AND wait_event_type = 'Lock'", rows_dsn)
+                wait_for("application_name = 'ferry-worker-count' "
+                         "AND query LIKE 'SELECT count(*)%' AND wait_event_type = 'Lock'",
+                         rows_dsn)
                 exported = sum(chunk.records for chunk in reader.rows(columns, 64 * 1024))
                 progress.add(exported, 0)
                 stopping = time.monotonic()
@@ -110,7 +112,7 @@ def test_a_count_still_waiting_when_the_copy_ends_is_cancelled(
     with psycopg.connect(rows_dsn, autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_stat_activity "
                             "WHERE datname = current_database() "
-                            "AND query LIKE 'SELECT count(*)%' AND pid <> pg_backend_pid()"
+                            "AND application_name = 'ferry-worker-count'"
                             ).fetchone()
     assert left == (0,)
 

@@ -29,6 +29,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import json
 import logging
 from typing import Any
@@ -200,7 +201,11 @@ def _multipart_uploads(at: Attempt) -> list[dict[str, Any]]:
 
 
 def append_error(at: Attempt, error: WorkerError) -> None:
-    """Append one JSON line to the run's error report for this batch (best effort)."""
+    """Append one JSON line to the run's error report for this batch.
+
+    Its reads and writes are retried like any S3 call: the report is what a user reads
+    to learn why a batch failed, and a brief outage is often what made it fail.
+    """
     plan = at.plan
     key = layout.error_key(plan)
     record = json.dumps({
@@ -212,19 +217,26 @@ def append_error(at: Attempt, error: WorkerError) -> None:
     bucket = plan.destination.bucket
     for _ in range(5):
         try:
-            old = at.client.get_object(Bucket=bucket, Key=key)
-            body, condition = old["Body"].read() + record, {"IfMatch": old["ETag"]}
+            old_body, etag = at.retry("GetObject error report", lambda: _read_object(at, key))
+            body, condition = old_body + record, {"IfMatch": etag}
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             body, condition = record, {"IfNoneMatch": "*"}
         try:
-            at.client.put_object(Bucket=bucket, Key=key, Body=body,
-                                 ContentType="application/jsonl", **condition)
+            at.retry("PutObject error report", functools.partial(
+                at.client.put_object, Bucket=bucket, Key=key, Body=body,
+                ContentType="application/jsonl", **condition))
             return
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise
+
+
+def _read_object(at: Attempt, key: str) -> tuple[bytes, str]:
+    """An object's body and ETag, read in one retryable step (the body can drop too)."""
+    response = at.client.get_object(Bucket=at.plan.destination.bucket, Key=key)
+    return response["Body"].read(), response["ETag"]
 
 
 # --------------------------------------------------------------------------- data

@@ -109,8 +109,16 @@ def classify(exc: psycopg.Error, *, streaming: bool = False) -> WorkerError:
     return TransientError(reason)
 
 
+APPLICATION_NAME = "ferry-worker"
+"""``application_name`` of the export's session, as a DBA sees it in ``pg_stat_activity``."""
+
+COUNT_APPLICATION_NAME = "ferry-worker-count"
+"""``application_name`` of the session that counts the progress total beside the export."""
+
+
 def open_session(dsn: str, plan: Plan, connect_timeout_s: int = 30,
-                 snapshot: str | None = None) -> psycopg.Connection[Any]:
+                 snapshot: str | None = None,
+                 application_name: str = APPLICATION_NAME) -> psycopg.Connection[Any]:
     """A connection in the session settings above, inside a ``REPEATABLE READ READ ONLY``
     transaction; in the snapshot exported as ``snapshot`` when one is given.
 
@@ -119,7 +127,7 @@ def open_session(dsn: str, plan: Plan, connect_timeout_s: int = 30,
     """
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s,
-                               application_name="ferry-worker")
+                               application_name=application_name)
     except psycopg.Error as exc:
         raise classify(exc) from None
     try:

@@ -32,7 +32,7 @@ import psycopg
 from ferry.worker.errors import WorkerError
 from ferry.worker.plan import Plan
 from ferry.worker.progress import Progress
-from ferry.worker.source import BatchReader, count_rows, open_session
+from ferry.worker.source import COUNT_APPLICATION_NAME, BatchReader, count_rows, open_session
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class SnapshotCount:
 
     def _count(self) -> None:
         try:
-            conn = open_session(self._dsn, self._plan, snapshot=self._snapshot)
+            conn = open_session(self._dsn, self._plan, snapshot=self._snapshot,
+                                application_name=COUNT_APPLICATION_NAME)
         except WorkerError as exc:
             self._give_up(exc.reason)
             self._session_tried.set()
