@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -237,6 +238,47 @@ def test_a_slow_source_is_handed_on_every_second_in_whole_records(
             records.extend(bytes(chunk.data[a:b]) for a, b in zip(starts, chunk.ends, strict=True))
     assert chunks >= 2
     assert records == [f"{i},{'x' * 3000}\n".encode() for i in range(1, 61)]
+
+
+def test_sigterm_while_the_reader_waits_for_rows_fails_the_batch_at_once(
+        dsn: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path) -> None:
+    """Pod deletion while the reader waits inside the C read loop for a slow source: the
+    signal ends the wait, the batch fails as transient with the reason in its termination
+    message and error report, nothing is committed and the COPY's session is gone."""
+    query = "SELECT i, pg_sleep(0.2)::text AS pad FROM generate_series(1, 600) AS i"
+    plan = make_plan(source={"query": query}, format="csv")
+    term = tmp_path / "term"
+    env = {**os.environ, "FERRY_PLAN": json.dumps(plan), "FERRY_SOURCE_DSN": dsn,
+           "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+           "FERRY_TERMINATION_MESSAGE_PATH": str(term), "FERRY_MAX_ATTEMPTS": "1"}
+    copying = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+               "AND application_name = 'ferry-worker' AND query LIKE 'COPY%'")
+    worker = subprocess.Popen([sys.executable, "-m", "ferry.worker.main", "export"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute(copying).fetchone() != (1,) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.5)  # rows are arriving, one every 0.2 s
+            worker.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            code = worker.wait(timeout=30)
+            exited_in = time.monotonic() - signalled
+            left = conn.execute(copying).fetchone()  # cancelled, not left to notice
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    reason = "terminated by SIGTERM (pod deleted or evicted)"
+    assert code == 75
+    assert json.loads(term.read_text())["reason"] == reason
+    assert exited_in < 5
+    assert left == (0,)
+    run_folder = f"exports/items/{plan['run']}/"
+    assert list_keys(s3.client(), s3_bucket, run_folder) == [f"{run_folder}_errors/batch-0.jsonl"]
+    report = s3.client().get_object(Bucket=s3_bucket, Key=f"{run_folder}_errors/batch-0.jsonl")
+    assert json.loads(report["Body"].read())["reason"] == reason
 
 
 def test_chunks_hold_whole_rows_whatever_their_size(dsn: str, make_plan: PlanFactory) -> None:

@@ -9,21 +9,31 @@
  * that libpq already holds are appended to the chunk in one call, and Python runs once
  * per network read instead of once per row.
  *
+ * The wait for the server is here too. The backend sends about 8 KB at a time, so the
+ * loop wakes about 25,000 times per million rows; a wake-up that went through Python
+ * (select, consume_input, the loop's bookkeeping) cost more user CPU than the rows it
+ * brought. The wait releases the GIL, so the upload threads run meanwhile, and pending
+ * signals are handled at every wake-up (a SIGTERM handler's exception propagates from
+ * read_rows).
+ *
  * The module does not link libpq: the PGconn belongs to the libpq that psycopg loaded
  * (psycopg-binary bundles its own), so source.py passes that library's function
- * addresses to bind() and each call the connection's address. The loop never waits:
- * when libpq has no complete row buffered it returns, and the caller waits on the
- * socket in Python, where signals are handled and the upload threads run.
+ * addresses to bind() and each call the connection's address.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef int (*get_copy_data_fn)(void *conn, char **buffer, int async);
 typedef void (*freemem_fn)(void *ptr);
+typedef int (*consume_input_fn)(void *conn);
 
 static get_copy_data_fn get_copy_data = NULL;
 static freemem_fn freemem = NULL;
+static consume_input_fn consume_input = NULL;
 
 /* Statuses of read_rows, named in _copyrows.pyi. */
 enum { WOULD_BLOCK = 0, FULL = 1, DONE = -1, FAILED = -2 };
@@ -31,16 +41,47 @@ enum { WOULD_BLOCK = 0, FULL = 1, DONE = -1, FAILED = -2 };
 static PyObject *
 bind(PyObject *self, PyObject *args)
 {
-    unsigned long long get_copy_data_addr, freemem_addr;
-    if (!PyArg_ParseTuple(args, "KK:bind", &get_copy_data_addr, &freemem_addr))
+    unsigned long long get_copy_data_addr, freemem_addr, consume_input_addr;
+    if (!PyArg_ParseTuple(args, "KKK:bind", &get_copy_data_addr, &freemem_addr,
+                          &consume_input_addr))
         return NULL;
-    if (!get_copy_data_addr || !freemem_addr) {
+    if (!get_copy_data_addr || !freemem_addr || !consume_input_addr) {
         PyErr_SetString(PyExc_ValueError, "bind: a libpq function address is NULL");
         return NULL;
     }
     get_copy_data = (get_copy_data_fn)(uintptr_t)get_copy_data_addr;
     freemem = (freemem_fn)(uintptr_t)freemem_addr;
+    consume_input = (consume_input_fn)(uintptr_t)consume_input_addr;
     Py_RETURN_NONE;
+}
+
+static double
+monotonic_s(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Wait until the socket is readable or `seconds` have passed, without the GIL.
+ * 1: readable (or an error to report), 0: time is up, -1: an exception is set. */
+static int
+wait_readable(int sock, double seconds)
+{
+    struct pollfd fd = {.fd = sock, .events = POLLIN};
+    int ready, error;
+    Py_BEGIN_ALLOW_THREADS
+    ready = poll(&fd, 1, (int)(seconds * 1000.0) + 1);
+    error = errno;
+    Py_END_ALLOW_THREADS
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    if (ready < 0 && error != EINTR) {
+        errno = error;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return ready != 0;
 }
 
 static PyObject *
@@ -49,8 +90,10 @@ read_rows(PyObject *self, PyObject *args)
     unsigned long long conn_addr;
     PyObject *chunk;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "KO!n:read_rows", &conn_addr, &PyByteArray_Type, &chunk,
-                          &limit))
+    int sock;
+    double wait_s;
+    if (!PyArg_ParseTuple(args, "KO!nid:read_rows", &conn_addr, &PyByteArray_Type, &chunk,
+                          &limit, &sock, &wait_s))
         return NULL;
     if (get_copy_data == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "read_rows: bind() the libpq functions first");
@@ -61,13 +104,29 @@ read_rows(PyObject *self, PyObject *args)
         return NULL;
     }
     void *conn = (void *)(uintptr_t)conn_addr;
+    double deadline = monotonic_s() + wait_s;
     long records = 0;
     int status;
     for (;;) {
         char *row = NULL;
         int size = get_copy_data(conn, &row, 1);
-        if (size <= 0) {
-            status = size == 0 ? WOULD_BLOCK : size == -1 ? DONE : FAILED;
+        if (size == 0) {
+            double left = deadline - monotonic_s();
+            int ready = left > 0 ? wait_readable(sock, left) : 0;
+            if (ready < 0)
+                return NULL;
+            if (ready == 0) {
+                status = WOULD_BLOCK;
+                break;
+            }
+            if (!consume_input(conn)) {
+                status = FAILED;
+                break;
+            }
+            continue;
+        }
+        if (size < 0) {
+            status = size == -1 ? DONE : FAILED;
             break;
         }
         Py_ssize_t used = PyByteArray_GET_SIZE(chunk);
@@ -88,9 +147,11 @@ read_rows(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
-     "bind(get_copy_data, freemem): the addresses of PQgetCopyData and PQfreemem."},
+     "bind(get_copy_data, freemem, consume_input): the addresses of PQgetCopyData, "
+     "PQfreemem and PQconsumeInput."},
     {"read_rows", read_rows, METH_VARARGS,
-     "read_rows(conn, chunk, limit) -> (records, status): append buffered COPY rows."},
+     "read_rows(conn, chunk, limit, sock, wait_s) -> (records, status): append COPY rows "
+     "until the chunk holds limit bytes, the COPY ends, or wait_s have passed."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,12 +10,13 @@ COPY ... TO STDOUT sends one protocol message per row. The rows go from libpq's
 counted (a :class:`~ferry.worker.splitting.Chunk`): a CopyData message is exactly one
 row, so the count is exact even for CSV values with embedded newlines, and the splitter
 finds the record boundaries in the rare chunk it has to cut. This is the worker's hottest
-loop, so its per-row part is C (``_copyrows.c``), called once per network read with
-the rows libpq has buffered. The best Python loop cost about 1.25 CPU-us per row on the
-benchmark table (psycopg's ``Copy`` object 1.5x that); reading the 5M rows without
-uploading them took 4.0-4.3 user CPU-s in Python and 2.2-2.4 in C, the same 1.0-1.5
-system CPU-s, and 10x fewer page faults. Downstream work (compression, Arrow parsing,
-upload) runs on whole chunks. Memory is one chunk, whatever the table size.
+loop, so it is C (``_copyrows.c``): the rows, and the waits for the socket between the
+server's sends, called once per chunk. The best Python loop cost about 1.25 CPU-us per
+row on the benchmark table (psycopg's ``Copy`` object 1.5x that); reading the 5M rows
+without uploading them took 4.0-4.3 user CPU-s in Python and 2.2-2.4 with the per-row
+part in C, the same 1.0-1.5 system CPU-s, and 10x fewer page faults. Downstream work
+(compression, Arrow parsing, upload) runs on whole chunks. Memory is one chunk, whatever
+the table size.
 
 The exact total (``totals: count``) is counted beside the COPY, on a second session in
 the same snapshot (:mod:`ferry.worker.totals`); ``totals: estimate`` asks the planner on
@@ -33,7 +34,6 @@ import logging
 import os
 import select
 import sys
-import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -49,6 +49,9 @@ from ferry.worker.plan import Plan
 from ferry.worker.splitting import Chunk
 
 log = logging.getLogger(__name__)
+
+CANCEL_TIMEOUT_S = 5.0
+"""How long closing a reader mid-statement waits for the server to take the cancel."""
 
 CHUNK_SECONDS = 1.0
 """Longest a slow source holds rows back from the writer (and the progress counters)."""
@@ -175,6 +178,12 @@ class BatchReader:
                  tb: TracebackType | None) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            if conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                # Left mid-statement (an error, SIGTERM): closing the socket alone would
+                # leave the backend running the query until it next tries to send a row,
+                # minutes later for a query that sorts before its first one.
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel_safe(timeout=CANCEL_TIMEOUT_S)
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
             conn.close()
@@ -259,27 +268,19 @@ class BatchReader:
             read_rows = _copyrows_bound()
             # Documented on psycopg's pq.PGconn, missing from the abc it is typed as.
             address: int = pgconn.pgconn_ptr  # type: ignore[attr-defined]
+            sock = pgconn.socket
             data = bytearray()
             records = 0
-            deadline = time.monotonic() + CHUNK_SECONDS
             while True:
-                read, status = read_rows(address, data, chunk_bytes)
+                # WOULD_BLOCK: CHUNK_SECONDS passed before the chunk filled up.
+                read, status = read_rows(address, data, chunk_bytes, sock, CHUNK_SECONDS)
                 records += read
-                if status == _copyrows.FULL:
-                    started = True
-                    yield Chunk(data, records, quote)
-                    data, records = bytearray(), 0
-                    deadline = time.monotonic() + CHUNK_SECONDS
-                    continue
-                if status != _copyrows.WOULD_BLOCK:
+                if status not in (_copyrows.FULL, _copyrows.WOULD_BLOCK):
                     break
-                if records and time.monotonic() >= deadline:
+                if records:
                     started = True
                     yield Chunk(data, records, quote)
                     data, records = bytearray(), 0
-                    deadline = time.monotonic() + CHUNK_SECONDS
-                _wait(pgconn, read=True, seconds=CHUNK_SECONDS)
-                pgconn.consume_input()
             self._finish_copy(pgconn)
             if records:
                 yield Chunk(data, records, quote)
@@ -307,7 +308,7 @@ class BatchReader:
 
 
 @functools.cache
-def _copyrows_bound() -> Callable[[int, bytearray, int], tuple[int, int]]:
+def _copyrows_bound() -> Callable[[int, bytearray, int, int, float], tuple[int, int]]:
     """``_copyrows.read_rows``, bound to the libpq that psycopg loaded.
 
     ``dlsym`` on psycopg's own ``pq`` extension resolves through its dependencies to the
@@ -319,17 +320,18 @@ def _copyrows_bound() -> Callable[[int, bytearray, int], tuple[int, int]]:
     else:
         extension = sys.modules[f"psycopg_{pq.__impl__}.pq"].__file__
         libpq = ctypes.CDLL(extension, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-    address = ctypes.cast(libpq.PQgetCopyData, ctypes.c_void_p).value
-    freemem = ctypes.cast(libpq.PQfreemem, ctypes.c_void_p).value
-    assert address is not None and freemem is not None
-    _copyrows.bind(address, freemem)
+    addresses = [ctypes.cast(function, ctypes.c_void_p).value for function in
+                 (libpq.PQgetCopyData, libpq.PQfreemem, libpq.PQconsumeInput)]
+    get_copy_data, freemem, consume_input = addresses
+    assert get_copy_data is not None and freemem is not None and consume_input is not None
+    _copyrows.bind(get_copy_data, freemem, consume_input)
     return _copyrows.read_rows
 
 
-def _wait(pgconn: pq.abc.PGconn, *, read: bool, seconds: float | None = None) -> None:
-    """Block until the connection's socket is readable (or writable), at most ``seconds``."""
+def _wait(pgconn: pq.abc.PGconn, *, read: bool) -> None:
+    """Block until the connection's socket is readable (or writable)."""
     sock = pgconn.socket
-    select.select([sock] if read else [], [] if read else [sock], [], seconds)
+    select.select([sock] if read else [], [] if read else [sock], [])
 
 
 def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
