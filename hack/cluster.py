@@ -24,8 +24,10 @@ from pathlib import Path
 
 try:
     from hack.pki import NODE_NAME, ensure_pki
+    from hack.ports import reserve, wait_bindable
 except ModuleNotFoundError:  # run as a script: hack/ is sys.path[0]
     from pki import NODE_NAME, ensure_pki  # type: ignore[no-redef]
+    from ports import reserve, wait_bindable  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Both overridable so that a second, throwaway cluster can run beside the main one.
@@ -225,6 +227,7 @@ def up() -> None:
     write_kubeconfig(STATE / "scheduler.kubeconfig", "system:kube-scheduler", "scheduler")
     write_kubeconfig(STATE / "node.kubeconfig", f"system:node:{NODE_NAME}", "node")
 
+    reserve(port for component in components() for port in component.ports)
     for component in components():
         if pid_of(component.name):
             continue
@@ -233,6 +236,12 @@ def up() -> None:
             raise SystemExit(
                 f"error: port {busy[0]} (for {component.name}) is already in use by another "
                 "process: stop it or run `make cluster-down`"
+            )
+        held = [p for p in component.ports if not wait_bindable(p)]
+        if held:
+            raise SystemExit(
+                f"error: port {held[0]} (for {component.name}) is held by a connection's "
+                f"local end: see `ss -tanp 'sport = :{held[0]}'`"
             )
         log = (LOGS / f"{component.name}.log").open("ab")
         process = subprocess.Popen(

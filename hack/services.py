@@ -43,6 +43,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+try:
+    from hack.ports import reserve, wait_bindable
+except ModuleNotFoundError:  # run as a script, or loaded with hack/ on sys.path
+    from ports import reserve, wait_bindable  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".cache" / "services"
 PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -122,6 +127,12 @@ def _require_free(host: str, port: int, what: str) -> None:
         raise ServiceError(
             f"port {host}:{port} is busy but {what} is not ours: stop whatever listens on "
             f"port {port} (e.g. `ss -ltnp 'sport = :{port}'`) and run `up` again"
+        )
+    reserve([port])
+    if not wait_bindable(port, host=host):
+        raise ServiceError(
+            f"port {host}:{port} for {what} is held by a connection's local end: see "
+            f"`ss -tanp 'sport = :{port}'`"
         )
 
 

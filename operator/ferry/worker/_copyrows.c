@@ -6,8 +6,7 @@
  * call, a bytes object, a tuple, an append) on top of libpq's own work; on the
  * benchmark's 5M rows that is about 40 % of the worker's CPU for a plain CSV export, on
  * a machine where the worker shares its cores with the database backend. Here the rows
- * that libpq already holds are appended to the chunk in one call, and Python runs once
- * per network read instead of once per row.
+ * are appended to the chunk in C, and Python runs once per chunk instead of once per row.
  *
  * The wait for the server is here too. The backend sends about 8 KB at a time, so the
  * loop wakes about 25,000 times per million rows; through Python (select,
