@@ -13,6 +13,7 @@ holds one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import time
@@ -39,13 +40,10 @@ def reserve(ports: Iterable[int]) -> None:
         listing = RESERVED.read_text().strip()
     except (OSError, ValueError):
         return
-    missing = sorted(p for p in set(ports) if low <= p <= high and p not in _reserved(listing))
-    if not missing:
-        return
-    try:
-        RESERVED.write_text(",".join([*filter(None, [listing]), *map(str, missing)]))
-    except OSError:
-        return
+    missing = sorted(p for p in set(ports) - _reserved(listing) if low <= p <= high)
+    if missing:
+        with contextlib.suppress(OSError):
+            RESERVED.write_text(",".join([*filter(None, [listing]), *map(str, missing)]))
 
 
 def bindable(port: int, host: str = "127.0.0.1") -> bool:

@@ -63,7 +63,8 @@ monotonic_s(void)
 }
 
 /* Wait until the socket is readable or `seconds` have passed, without the GIL.
- * 1: readable (or an error to report), 0: time is up, -1: an exception is set. */
+ * 1: read again (readable, a socket error for libpq to report, or a signal handled),
+ * 0: time is up, -1: an exception is set (a signal handler raised, or poll failed). */
 static int
 wait_readable(int sock, double seconds)
 {

@@ -47,7 +47,7 @@ from ferry.worker.progress import Progress
 from ferry.worker.source import BatchReader
 from ferry.worker.splitting import SplitFile, TextSplitter
 from ferry.worker.totals import progress_total
-from ferry.worker.upload import MultipartWriter, Retrier, error_code
+from ferry.worker.upload import MultipartWriter, Retrier, error_code, read_object
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +216,10 @@ def append_error(at: Attempt, error: WorkerError) -> None:
     }, ensure_ascii=False).encode() + b"\n"
     bucket = plan.destination.bucket
     for _ in range(5):
-        try:
-            old_body, etag = at.retry("GetObject error report", lambda: _read_object(at, key))
-            body, condition = old_body + record, {"IfMatch": etag}
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) not in ("NoSuchKey", "404"):
-                raise
+        found = read_object(at.client, at.retry, bucket, key, "GetObject error report")
+        if found:
+            body, condition = found[0] + record, {"IfMatch": found[1]}
+        else:
             body, condition = record, {"IfNoneMatch": "*"}
         try:
             at.retry("PutObject error report", functools.partial(
@@ -231,12 +229,6 @@ def append_error(at: Attempt, error: WorkerError) -> None:
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise
-
-
-def _read_object(at: Attempt, key: str) -> tuple[bytes, str]:
-    """An object's body and ETag, read in one retryable step (the body can drop too)."""
-    response = at.client.get_object(Bucket=at.plan.destination.bucket, Key=key)
-    return response["Body"].read(), response["ETag"]
 
 
 # --------------------------------------------------------------------------- data

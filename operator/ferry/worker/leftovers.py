@@ -30,17 +30,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-import botocore.exceptions
+from typing import Any
 
 from ferry.worker import layout
 from ferry.worker.plan import Plan
-from ferry.worker.upload import error_code
-
-T = TypeVar("T")
-Retry = Callable[[str, Callable[[], T]], T]
+from ferry.worker.upload import Retry, read_object
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +108,8 @@ def _index_of(key: str, run: str, data: str) -> int | None:
 
 
 def _read(client: Any, retry: Retry[Any], plan: Plan, key: str) -> bytes | None:
-    try:
-        response = retry("GetObject", lambda: client.get_object(
-            Bucket=plan.destination.bucket, Key=key))
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
-            return None
-        raise
-    return bytes(response["Body"].read())
+    found = read_object(client, retry, plan.destination.bucket, key, "GetObject")
+    return found[0] if found else None
 
 
 def _read_json(client: Any, retry: Retry[Any], plan: Plan, key: str) -> dict[str, Any] | None:

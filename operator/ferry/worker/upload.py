@@ -38,6 +38,9 @@ from ferry.worker.plan import Destination, Secrets
 from ferry.worker.splitting import StoredObject
 
 T = TypeVar("T")
+Retry = Callable[[str, Callable[[], T]], T]
+"""What runs an S3 call with retries: a :class:`Retrier`, named by what it does."""
+
 log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024
@@ -122,6 +125,23 @@ class Retrier:
                 log.warning("S3 %s failed (%s: %s); retry %d in %.1fs", what,
                             code or type(exc).__name__, _message(exc), attempt, delay)
                 self._sleep(delay)
+
+
+def read_object(client: Any, retry: Retry[Any], bucket: str, key: str,
+                what: str) -> tuple[bytes, str] | None:
+    """An object's body and ETag, or None where there is no such object. The request and
+    the body's read are one retried step: the body can drop too."""
+
+    def get() -> tuple[bytes, str]:
+        response = client.get_object(Bucket=bucket, Key=key)
+        return bytes(response["Body"].read()), str(response["ETag"])
+
+    try:
+        return retry(what, get)  # type: ignore[no-any-return]
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise
 
 
 def _message(exc: BaseException) -> str:
