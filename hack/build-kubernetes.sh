@@ -14,8 +14,21 @@ cache="$root/.cache/k8s/$version"
 bin="$cache/bin"
 commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
+# A binary counts as built only when it reports the pinned version: builds from before
+# the version was stamped said v0.0.0-master+$Format:%H$, which helm's kubeVersion
+# check refuses.
+reports_version() {
+  local c="$1" out
+  [[ -x "$bin/$c" ]] || return 1
+  case "$c" in
+    kubectl) out="$("$bin/$c" version --client 2>/dev/null)" || return 1; [[ "$out" == *"v$version"* ]] ;;
+    etcd) out="$("$bin/$c" --version 2>/dev/null)" || return 1; [[ "$out" == *"$etcd_version"* ]] ;;
+    *) out="$("$bin/$c" --version 2>/dev/null)" || return 1; [[ "$out" == *"v$version"* ]] ;;
+  esac
+}
+
 missing=()
-for c in "${commands[@]}" etcd; do [[ -x "$bin/$c" ]] || missing+=("$c"); done
+for c in "${commands[@]}" etcd; do reports_version "$c" || missing+=("$c"); done
 if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi
 command -v go >/dev/null || { echo "error: 'go' not found: install Go 1.24 or newer" >&2; exit 1; }
 
@@ -48,10 +61,18 @@ import (
 GO
   go mod tidy -e >/dev/null
 fi
+# The version stamp Kubernetes' own build sets (hack/lib/version.sh, kube::version::ldflags),
+# so `kubectl version`, the API server's /version and helm's kubeVersion check see v$version.
+minor="${version#*.}"; minor="${minor%%.*}"
+k8s_ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=${version%%.*} -X $pkg.gitMinor=$minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 for c in "${missing[@]}"; do
   echo ">> go build $c"
-  if [[ "$c" == etcd ]]; then pkg=go.etcd.io/etcd/server/v3; else pkg="k8s.io/kubernetes/cmd/$c"; fi
-  go build -trimpath -ldflags="-s -w" -o "$bin/$c.tmp" "$pkg"
+  if [[ "$c" == etcd ]]; then pkg=go.etcd.io/etcd/server/v3; ldflags="-s -w"; else pkg="k8s.io/kubernetes/cmd/$c"; ldflags="$k8s_ldflags"; fi
+  go build -trimpath -ldflags="$ldflags" -o "$bin/$c.tmp" "$pkg"
   mv "$bin/$c.tmp" "$bin/$c"
 done
 echo ">> Kubernetes v$version ready in $bin"
