@@ -576,9 +576,10 @@ def test_console_script_exit_codes(kubeconfig: str, namespace: str, crds: None) 
                             namespace], capture_output=True, text=True, timeout=60, check=False)
     assert (found.returncode, found.stdout, found.stderr) == (
         1, "", f'error: exportjob "nope" not found in namespace "{namespace}"\n')
-    usage = subprocess.run([exe, "bogus"], capture_output=True, text=True, timeout=60,
+    usage = subprocess.run([exe, "list", "--x"], capture_output=True, text=True, timeout=60,
                            check=False)
-    assert usage.returncode == 2
+    assert (usage.returncode, usage.stdout, usage.stderr) == (
+        1, "", "error: unrecognized arguments: --x\nSee 'kubectl ferry --help' for usage.\n")
 
 
 # --- kubectl wait (GitOps and scripts wait on conditions, not on the CLI) ----------------

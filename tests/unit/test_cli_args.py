@@ -33,14 +33,25 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
         (["group"], "error: the following arguments are required: VERB"),
     ],
 )
-def test_usage_errors_exit_2_with_one_error_line(
+def test_usage_errors_exit_1_with_one_error_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(argv, capsys)
-    assert code == 2
+    assert code == 1
     assert out == ""
     assert err.startswith(message)
     assert err.count("error:") == 1
+
+
+def test_unknown_flag_and_verb_exit_1_like_kubectl(capsys: pytest.CaptureFixture[str]) -> None:
+    """kubectl exits 1 for a usage error (`error: unknown flag: --x`), and so does the plugin."""
+    assert run(["list", "--x"], capsys) == (
+        1, "", "error: unrecognized arguments: --x\nSee 'kubectl ferry --help' for usage.\n")
+    code, out, err = run(["frobnicate"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: argument COMMAND: invalid choice: 'frobnicate' (choose from ")
+    assert err.endswith(")\nSee 'kubectl ferry --help' for usage.\n")
+    assert err.count("\n") == 2
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

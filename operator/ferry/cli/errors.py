@@ -4,7 +4,7 @@ from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_USAGE = 1  # kubectl exits 1 for usage errors too: "error: unknown flag: --x"
 
 
 class CliError(Exception):
@@ -12,4 +12,4 @@ class CliError(Exception):
 
 
 class UsageError(CliError):
-    """The command line itself is wrong: printed like argparse does, exit 2."""
+    """The command line itself is wrong: argparse's message and a pointer to --help, exit 1."""

@@ -1,7 +1,8 @@
 """Entry point of `kubectl-ferry` (run as `kubectl ferry ...`): arguments and exit codes.
 
 Exit codes follow kubectl: 0 success, 1 an error (one ``error: ...`` line on stderr),
-2 a usage error (unknown verb or flag, bad flag value).
+including a usage error (unknown verb or flag, bad flag value: ``error: ...`` and
+``See 'kubectl ferry [VERB] --help' for usage.``, as kubectl prints for an unknown flag).
 """
 
 from __future__ import annotations
