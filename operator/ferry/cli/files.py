@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -126,12 +126,28 @@ class Progress:
             self.stream.write("\n")
 
 
+def create_temp(directory: Path) -> tuple[int, str]:
+    """A new, empty hidden file in ``directory``, opened for writing.
+
+    Created with mode 0666 so the umask (or the directory's default ACL) decides its
+    final mode, as for any downloaded file; ``tempfile.mkstemp`` would make it 0600,
+    and the rename would keep that. O_EXCL makes the name this call's own.
+    """
+    for _ in range(100):
+        path = directory / f".ferry-{secrets.token_hex(8)}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(path)
+        except FileExistsError:
+            continue
+    raise CliError(f"cannot create a temporary file in {directory}")
+
+
 def fetch(folder: RunFolder, remote: RemoteFile, target: Path, progress: Progress) -> None:
     """Download to a temporary file, check size and SHA-256, then rename into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     written = 0
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".ferry-")
+    fd, temp = create_temp(target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in folder.bucket.stream(remote.key):
