@@ -97,6 +97,32 @@ def test_every_node_is_structural() -> None:
             assert node.get("type") in {"object", "array", "string", "integer", "boolean"}, where
 
 
+def test_every_int_or_string_field_is_marked_and_says_so() -> None:
+    """Every field that takes an integer or a string carries x-kubernetes-int-or-string
+    (the Kubernetes way: the API server accepts both, keeps the type, and publishes it).
+    kubectl explain still shows such a field as <Object> (it reads only ``type``, which
+    an int-or-string node must leave out: kubernetes/kubernetes#130946), so its
+    description starts by saying what it takes."""
+    marked = {f"{kind}{path}": node for kind, path, node in ALL_NODES
+              if node.get("x-kubernetes-int-or-string") or "anyOf" in node}
+    assert sorted(marked) == [
+        "ExportJob.spec.output.fileSplitSize",
+        "ExportJob.spec.worker.resources.limits{}",
+        "ExportJob.spec.worker.resources.requests{}",
+    ]
+    for node in marked.values():
+        assert node["x-kubernetes-int-or-string"] is True
+        assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+    spec = root("ExportJob")["properties"]["spec"]["properties"]
+    assert spec["output"]["properties"]["fileSplitSize"]["description"].startswith(
+        "Integer or string. Split each batch's output into numbered files ")
+    resources = spec["worker"]["properties"]["resources"]["properties"]
+    assert resources["requests"]["description"] == (
+        "A map of integers or strings. Minimum resources, e.g. {cpu: 500m, memory: 512Mi}.")
+    assert resources["limits"]["description"] == (
+        "A map of integers or strings. Maximum resources, e.g. {memory: 1Gi}.")
+
+
 def test_every_field_is_documented() -> None:
     for kind, path, node in OWN_NODES:
         if not path.endswith(("[]", "{}")):

@@ -5,7 +5,8 @@ pydantic emits JSON Schema 2020-12; a CRD needs a *structural* OpenAPI v3 schema
 (``anyOf [X, null]``) into plain ``X`` (absent, not null, is how Ferry spells
 "unset"), drops titles, rewrites ``const`` as a one-value ``enum``, and keeps the
 ``x-kubernetes-*`` extensions the models declare (CEL rules, list types,
-int-or-string).
+int-or-string). :func:`note_int_or_string` then says in the description of every
+int-or-string field (and map or list of them) that it takes an integer or a string.
 """
 
 from __future__ import annotations
@@ -100,9 +101,39 @@ def _overlay(base: Schema, top: Schema) -> Schema:
     return merged
 
 
+INT_OR_STRING = "x-kubernetes-int-or-string"
+INT_OR_STRING_NOTES = {
+    "": "Integer or string.",
+    "additionalProperties": "A map of integers or strings.",
+    "items": "A list of integers or strings.",
+}
+"""What an int-or-string field's description starts with, by where the int-or-string
+node is (the field itself, its map values, its list items). ``kubectl explain`` derives a
+field's type from ``type``, which an int-or-string node must leave out, so it shows
+``<Object>`` (``<map[string]Object>``): kubernetes/kubernetes#130946."""
+
+
+def note_int_or_string(schema: Schema) -> Schema:
+    """Start the description of every int-or-string property with what it takes."""
+    for child in schema.get("properties", {}).values():
+        for where, note in INT_OR_STRING_NOTES.items():
+            inner = child.get(where, {}) if where else child
+            if isinstance(inner, dict) and inner.get(INT_OR_STRING):
+                text = child.get("description", "")
+                if not text.startswith(note):
+                    child["description"] = f"{note} {text}".rstrip()
+    children = [*schema.get("properties", {}).values(), schema.get("items"),
+                schema.get("additionalProperties")]
+    for child in children:
+        if isinstance(child, dict):
+            note_int_or_string(child)
+    return schema
+
+
 def model_schema(model: type[BaseModel]) -> Schema:
     """The structural schema of one model."""
-    return structural(model.model_json_schema(by_alias=True, mode="validation"))
+    return note_int_or_string(structural(model.model_json_schema(by_alias=True,
+                                                                 mode="validation")))
 
 
 def root_schema(
