@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from ferry.api.exportjob import ExportJob
-from ferry.api.status import RunPhase
+from ferry.api.status import FINISHED_RUN_PHASES, ExportJobStatus, HistoryEntry, RunPhase
 from ferry.cli import groupviews, jobviews
 from ferry.cli.errors import CliError
 from ferry.cli.jobs import clone_body, gitops_manager, retry_target
 from ferry.cli.model import parse_group, parse_job, pick_run
+from ferry.constants import ANNOTATION_RETRY_REQUESTED_AT
+from ferry.reconcile.runs import reconcile
 from tests.cli_objects import NOW, exportjob, failed_status, group_status, running_status
+from tests.unit.builders import observation, spec
 
 
 def job(name: str = "contacts", status: Any = None) -> ExportJob:
@@ -87,7 +90,8 @@ def test_retry_target_accepts_the_latest_failed_run() -> None:
 @pytest.mark.parametrize(
     ("number", "message"),
     [(9, 'run orders.9 not found in the history of exportjob "orders"'),
-     (1, "run orders.1 Succeeded: only a Failed or PartiallySucceeded run can be retried")],
+     (1, "run orders.1 Succeeded: only a Failed, PartiallySucceeded or Canceled run can be "
+         "retried")],
 )
 def test_retry_target_rejects(number: int, message: str) -> None:
     with pytest.raises(CliError) as info:
@@ -159,3 +163,20 @@ def test_group_views() -> None:
     assert history.splitlines()[2].split() == [
         "nightly.1", "schedule", "2026-11-22T09:00:00Z", "2026-11-22T09:02:00Z", "2m",
         "Failed", "0/2", "succeeded"]
+
+
+@pytest.mark.parametrize("phase", sorted(FINISHED_RUN_PHASES))
+def test_cli_retry_and_operator_retry_agree_on_every_finished_phase(phase: RunPhase) -> None:
+    """`kubectl ferry retry` refuses exactly what the operator would refuse."""
+    status = ExportJobStatus(last_run=HistoryEntry(
+        id="contacts.1", number=1, trigger="schedule", phase=phase, batches_planned=1,
+        started_at=NOW - dt.timedelta(minutes=5), failed_batches=[0]))
+    try:
+        retry_target(job(status=status), "contacts", None)
+        cli_accepts = True
+    except CliError:
+        cli_accepts = False
+    decision = reconcile(observation(spec().build(), NOW, status=status,
+                                     annotations={ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
+    operator_accepts = decision.status.current_run is not None
+    assert cli_accepts == operator_accepts == (phase != RunPhase.SUCCEEDED)

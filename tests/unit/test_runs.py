@@ -145,6 +145,70 @@ def test_stop_cancels_the_run_and_deletes_its_job_once() -> None:
     assert again.events == []
 
 
+def test_retry_of_a_canceled_run_reruns_the_batches_that_did_not_commit() -> None:
+    job = spec().hourly().batches(4).relative("1h").build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    half_done = JobObservation(
+        name="contacts-1", run_number=1, completions=4, active=2,
+        completed_indexes=frozenset({0, 2}),
+        pods=[PodObservation(completion_index=i, phase="Succeeded" if i in (0, 2) else "Running",
+                             created_at=T0) for i in range(4)])
+    stopped = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=1), status=running,
+                                    jobs=[half_done],
+                                    annotations={ANNOTATION_STOP_REQUESTED_AT: "s1"})).status
+    assert stopped.last_run is not None
+    assert stopped.last_run.phase == RunPhase.CANCELED
+    assert stopped.last_run.canceled_batches == [1, 3]
+    assert stopped.last_run.failed_batches is None
+
+    retry = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=2), status=stopped,
+                                  annotations={ANNOTATION_STOP_REQUESTED_AT: "s1",
+                                               ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
+
+    run = retry.status.current_run
+    assert run is not None
+    assert (run.id, run.trigger, run.retry_of, run.window) == (
+        "contacts.2", "retry", "contacts.1", stopped.last_run.window)
+    assert retry.create_job is not None
+    plan = plan_of(retry.create_job)
+    assert plan["run"] == "contacts.1", "a retry writes into the canceled run's folder"
+    assert [s["batchIndex"] for s in plan["slices"]] == [1, 3]  # type: ignore[index]
+    assert plan["batchCount"] == 4
+    assert plan["reuseCommittedSince"] == "2026-11-22T01:00:00Z", (
+        "a batch that committed after the stop is kept, not exported twice")
+
+
+def test_retry_of_a_run_canceled_while_queued_runs_every_batch() -> None:
+    job = spec().hourly().batches(3).relative("1h").build()
+    queued = reconcile(observation(job, T0 + HOUR, queue=QueueView(holder="other.1"))).status
+    assert queued.current_run is not None
+    assert queued.current_run.phase == RunPhase.QUEUED
+    stopped = reconcile(observation(job, T0 + HOUR, status=queued,
+                                    queue=QueueView(holder="other.1"),
+                                    annotations={ANNOTATION_STOP_REQUESTED_AT: "s1"})).status
+    assert stopped.last_run is not None
+    assert stopped.last_run.phase == RunPhase.CANCELED
+
+    retry = reconcile(observation(job, T0 + HOUR + dt.timedelta(minutes=1), status=stopped,
+                                  annotations={ANNOTATION_STOP_REQUESTED_AT: "s1",
+                                               ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
+
+    assert retry.create_job is not None
+    assert [s["batchIndex"] for s in plan_of(retry.create_job)["slices"]] == [0, 1, 2]  # type: ignore[index]
+
+
+def test_retry_of_a_succeeded_run_is_rejected_naming_it() -> None:
+    job = spec().hourly().relative("1h").build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    done = reconcile(observation(job, T0 + HOUR, status=running,
+                                 jobs=[finished_job(1, 1)])).status
+    retry = reconcile(observation(job, T0 + HOUR, status=done,
+                                  annotations={ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
+    assert retry.status.current_run is None
+    assert [(e.reason, e.message) for e in retry.events] == [
+        ("RetryRejected", "nothing to retry: run contacts.1 Succeeded")]
+
+
 def test_run_now_while_a_run_is_active_is_rejected_with_an_event() -> None:
     job = spec().hourly().build()
     running = reconcile(observation(job, T0 + HOUR)).status

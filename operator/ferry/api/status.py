@@ -65,6 +65,13 @@ FINISHED_RUN_PHASES = frozenset(
     {RunPhase.SUCCEEDED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED}
 )
 
+RETRYABLE_RUN_PHASES = frozenset(
+    {RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.CANCELED}
+)
+"""Finished runs a retry can complete, for ExportJobs and JobGroups alike (the operator
+and the CLI both check this set): a retry re-runs what did not commit, into the same
+run folder; a Succeeded run has nothing left to do."""
+
 
 class JobPhase(StrEnum):
     """Phase of an ExportJob or JobGroup as shown by kubectl get.
@@ -110,7 +117,8 @@ class BatchCounts(FerryModel):
 class BatchStatus(FerryModel):
     """Progress and result of one batch (one completion index of the run's Job)."""
 
-    index: int = Field(ge=0, description="Batch index; its files are <job>-<index>[-<part>].<ext>.")
+    index: int = Field(ge=0, description="Batch index <batch>: its files are <job>-<batch>-"
+                       "<n>-<attempt>.<ext>, listed in _manifests/batch-<batch>.json.")
     phase: BatchPhase = Field(description="Pending, InProgress, Succeeded, Failed or Canceled.")
     window: Window | None = Field(default=None, description="Time slice of this batch, if any.")
     key_range: ShortText | None = Field(
@@ -126,7 +134,7 @@ class BatchStatus(FerryModel):
         Field(
             default=None,
             description="Object keys of the batch's files, relative to the run's "
-            "prefix (at most 100 listed; the manifest lists all).",
+            "folder (at most 100 listed; the batch manifest lists all).",
         )
     )
     message: Message | None = Field(default=None, description="Error or progress message.")
@@ -212,14 +220,27 @@ class HistoryEntry(FerryModel):
     failed_batches: Annotated[list[int], Field(max_length=MAX_BATCHES)] | None = Field(
         default=None, description="Indexes of failed batches (what a retry re-runs)."
     )
+    canceled_batches: Annotated[list[int], Field(max_length=MAX_BATCHES)] | None = Field(
+        default=None, description="For a Canceled run: indexes of the batches not seen to "
+        "commit before the stop (a retry re-runs them; one that did commit is kept).")
     manifest: Location | None = Field(
-        default=None, description="s3:// URL of the run's _manifest.json (files, counts)."
+        default=None, description="s3:// URL of the run's _manifests/ folder: one "
+        "batch-<i>.json per committed batch (files, counts); absent for a canceled run."
     )
     error_report: Location | None = Field(
-        default=None, description="s3:// URL of the run's _errors.jsonl, if any batch failed."
+        default=None, description="s3:// URL of the run's _errors/ folder (batch-<i>.jsonl, one "
+        "line per failed attempt), if any batch failed."
     )
     message: Message | None = Field(default=None, description="Result summary or error.")
     started_by: ShortText | None = Field(default=None, description="User who requested it.")
+
+
+    def batches_to_retry(self) -> list[int] | None:
+        """The batch indexes a retry of this run re-runs; None for all of them (a run
+        canceled before it started has no batches yet)."""
+        if self.phase == RunPhase.CANCELED and self.batches_planned is None:
+            return None
+        return sorted({*(self.failed_batches or []), *(self.canceled_batches or [])})
 
 
 class GroupRunRecord(FerryModel):

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from ferry.api.jobgroup import JobGroup, JobGroupStatus
+from ferry.api.status import RETRYABLE_RUN_PHASES
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError
@@ -22,7 +23,7 @@ from ferry.cli.groupviews import (
     list_table,
 )
 from ferry.cli.jobs import request
-from ferry.cli.model import RETRYABLE, parse_group
+from ferry.cli.model import parse_group
 from ferry.constants import (
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
@@ -110,7 +111,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     runs = group_runs(status)
     if not runs:
         raise CliError(f'jobgroup "{args.group}" has not run yet: nothing to retry')
-    if runs[0].phase not in RETRYABLE:
+    if runs[0].phase not in RETRYABLE_RUN_PHASES:
         raise CliError(f"group run {runs[0].id} {runs[0].phase.value}: nothing to retry")
     stamp = request(ctx, JOBGROUP_PLURAL, args.group, ANNOTATION_RETRY_REQUESTED_AT)
     ctx.out.write(f"{REF}/{args.group} retry of group run {runs[0].id} requested "

@@ -13,13 +13,13 @@ import datetime as dt
 from typing import Any
 
 from ferry.api.exportjob import ExportJob
-from ferry.api.status import ExportJobStatus
+from ferry.api.status import RETRYABLE_RUN_PHASES, ExportJobStatus
 from ferry.api.units import parse_duration
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError, UsageError
 from ferry.cli.jobviews import describe_job, filter_rows, history_rows, history_table, list_table
-from ferry.cli.model import RETRYABLE, finished_runs, parse_job, run_id
+from ferry.cli.model import finished_runs, parse_job, run_id
 from ferry.constants import (
     ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,
@@ -160,22 +160,23 @@ def retry_target(job: ExportJob, name: str, number: int | None) -> str:
         entry = next((h for h in runs if h.id == wanted), None)
         if entry is None:
             raise CliError(f'run {wanted} not found in the history of exportjob "{name}"')
-        if entry.phase not in RETRYABLE:
-            raise CliError(f"run {wanted} {entry.phase.value}: only a Failed or "
-                           "PartiallySucceeded run can be retried")
+        if entry.phase not in RETRYABLE_RUN_PHASES:
+            raise CliError(f"run {wanted} {entry.phase.value}: only a Failed, "
+                           "PartiallySucceeded or Canceled run can be retried")
         if wanted not in (runs[0].id, runs[0].retry_of):
             raise CliError(f"run {wanted} is not the latest run ({runs[0].id}): only the "
                            "latest run's failed batches can be retried")
     if not runs:
         raise CliError(f'exportjob "{name}" has not run yet: nothing to retry')
     last = runs[0]
-    if last.phase not in RETRYABLE:
+    if last.phase not in RETRYABLE_RUN_PHASES:
         raise CliError(f"run {last.id} {last.phase.value}: nothing to retry")
     return last.retry_of or last.id
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
-    """Re-run only the failed batches of a Failed or PartiallySucceeded run."""
+    """Re-run the batches of a Failed, PartiallySucceeded or Canceled run that did not
+    commit, into the same run folder."""
     _, job = get_job(ctx, args.job)
     target = retry_target(job, args.job, args.run)
     stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RETRY_REQUESTED_AT)

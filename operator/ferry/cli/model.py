@@ -13,12 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from ferry.api.exportjob import ExportJob
 from ferry.api.jobgroup import JobGroup
-from ferry.api.status import ExportJobStatus, HistoryEntry, RunPhase, RunStatus
+from ferry.api.status import ExportJobStatus, HistoryEntry, RunStatus
 from ferry.cli.errors import CliError
 
 M = TypeVar("M", bound=BaseModel)
-
-RETRYABLE = frozenset({RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED})
 
 
 def _parse(model: type[M], raw: dict[str, Any], kind: str) -> M:

@@ -26,6 +26,7 @@ from ferry.api.jobgroup import (
     MemberRun,
 )
 from ferry.api.status import (
+    RETRYABLE_RUN_PHASES,
     GroupRunRecord,
     HistoryEntry,
     JobPhase,
@@ -55,7 +56,6 @@ NOT_SUCCEEDED = frozenset({
     MemberPhase.PARTIALLY_SUCCEEDED, MemberPhase.FAILED, MemberPhase.CANCELED,
 })
 """Member results the failure policy reacts to (Skipped is a decision, not a failure)."""
-RETRYABLE = frozenset({RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.CANCELED})
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ class _GroupReconciler:
     def retry(self, missing: list[str]) -> None:
         last = self.status.last_run
         refusal = self.refusal(missing)
-        if last is None or last.phase not in RETRYABLE:
+        if last is None or last.phase not in RETRYABLE_RUN_PHASES:
             refusal = refusal or ("nothing to retry: the last group run succeeded" if last else
                                   "nothing to retry: the group has not run yet")
         if refusal is not None or last is None:

@@ -23,10 +23,10 @@ from ferry.api.common import LastHandledRequests
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import (
     MAX_GROUP_RUNS,
+    RETRYABLE_RUN_PHASES,
     Backfill,
     ExportJobStatus,
     GroupRunRecord,
-    RunPhase,
     RunStatus,
 )
 from ferry.constants import (
@@ -184,21 +184,21 @@ def handle_requests(book: RunBook) -> None:
 
 
 def retry(book: RunBook) -> None:
-    """A new run over the last run's window that re-exports only its failed batches,
-    into the folder of the run it repairs."""
+    """A new run over the last run's window that re-exports only the batches that did
+    not commit (failed, or stopped by a cancel), into the folder of the run it repairs."""
     status = book.status
     last = status.last_run
     if status.current_run is not None:
         book.event("Warning", "RetryRejected",
                    f"run {status.current_run.id} is still active: retry after it ends")
-    elif last is None or last.phase not in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED):
+    elif last is None or last.phase not in RETRYABLE_RUN_PHASES:
         book.event("Warning", "RetryRejected",
-                   "nothing to retry: the last run did not fail"
+                   f"nothing to retry: run {last.id} {last.phase.value}"
                    if last else "nothing to retry: the job has not run yet")
     else:
         target = last.retry_of or last.id
         book.new_run("retry", last.scheduled_for or book.now, last.window, retry_of=target,
-                     failed=last.failed_batches)
+                     failed=last.batches_to_retry())
 
 
 def backfill_runs(book: RunBook, start: dt.datetime, end: dt.datetime) -> list[BackfillRun]:

@@ -43,6 +43,7 @@ from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, job_name
 from ferry.reconcile.progress import (
     PROGRESS_POLL_SECONDS,
     JobObservation,
+    RunProgress,
     eta_seconds,
     fold_progress,
     human_duration,
@@ -130,7 +131,7 @@ def concurrency_key(spec: ExportJobSpec) -> str:
 
 
 def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
-                   failed: list[int], location: str) -> HistoryEntry:
+                   failed: list[int], canceled: list[int], location: str) -> HistoryEntry:
     started = run.started_at or run.queued_at
     return HistoryEntry(
         id=run.id, number=run.number, trigger=run.trigger, scheduled_for=run.scheduled_for,
@@ -138,6 +139,7 @@ def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: s
         duration_seconds=int((now - started).total_seconds()) if started else None,
         phase=phase, records=run.records_processed, files=run.files, bytes=run.bytes,
         batches_planned=run.batches_planned, failed_batches=failed or None,
+        canceled_batches=canceled or None,
         manifest=f"{location}/_manifests/" if phase != RunPhase.CANCELED else None,
         error_report=f"{location}/_errors/" if failed else None,
         message=message, started_by=run.started_by,
@@ -185,7 +187,9 @@ class _Reconciler:
         return run.retry_of or run.id
 
     def history_entry(self, run_id: str) -> HistoryEntry | None:
-        return next((h for h in self.status.history or [] if h.id == run_id), None)
+        """A finished run; status.lastRun too, which a historyLimit of 0 keeps alone."""
+        entries = [*(self.status.history or []), *filter(None, [self.status.last_run])]
+        return next((h for h in entries if h.id == run_id), None)
 
     def previous_records(self) -> int | None:
         """Records of the latest successful run that was not a retry (a retry's count is
@@ -209,8 +213,19 @@ class _Reconciler:
         slices = plan_slices(self.spec, count, start, end)
         if run.retry_of:
             original = self.history_entry(run.retry_of)
-            slices = retry_slices(slices, original.failed_batches or [] if original else [])
+            redo = original.batches_to_retry() if original else []
+            if redo is not None:
+                slices = retry_slices(slices, redo)
         return slices
+
+    def reuse_committed_since(self, run: RunStatus) -> dt.datetime | None:
+        """Batch manifests committed since this moment are this run's work and are kept,
+        not exported again: since the run started, or for a retry since the run it
+        repairs started (a batch of a canceled run may have committed after the stop)."""
+        original = self.history_entry(run.retry_of) if run.retry_of else None
+        if original is not None and original.started_at is not None:
+            return original.started_at
+        return run.started_at
 
     # --- the pass ----------------------------------------------------------------------
 
@@ -257,8 +272,12 @@ class _Reconciler:
 
     def cancel(self, run: RunStatus, message: str) -> None:
         job = self.job_for(run.number) if run.job_name else None
-        if job is not None and not job.finished:
-            self.decision.delete_jobs.append(job.name)
+        if job is not None:
+            # The batches seen to commit up to the stop: history counts them and a retry
+            # re-runs only the others.
+            self.apply_progress(run, job)
+            if not job.finished:
+                self.decision.delete_jobs.append(job.name)
         self.finish(run, RunPhase.CANCELED, message)
 
     def observe_current_run(self) -> None:
@@ -273,18 +292,7 @@ class _Reconciler:
         if job is None or job.deleting:
             self.replace_lost_job(run, job)
             return
-        folded = fold_progress(job, [s.index for s in self.slices_for(run)])
-        run.batches = folded.counts
-        run.batch_statuses = folded.batches
-        run.records_processed = folded.records_processed
-        run.records_total = folded.records_total
-        run.bytes = folded.bytes
-        run.files = folded.files
-        run.percent = percent(folded.records_processed, folded.records_total)
-        run.eta_seconds = eta_seconds(folded.records_processed, folded.records_total,
-                                      run.started_at, self.now)
-        run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
-                   if run.eta_seconds is not None else None)
+        folded = self.apply_progress(run, job)
         self.track_progress(run)
         if job.finished is None:
             if folded.stuck:
@@ -312,6 +320,22 @@ class _Reconciler:
             detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
             self.finish(run, RunPhase.FAILED, f"no batch succeeded: {detail or job.finished}"
                         [:4000])
+
+    def apply_progress(self, run: RunStatus, job: JobObservation) -> RunProgress:
+        """Fold the Job and its pods into the run's batches, counts, percent and ETA."""
+        folded = fold_progress(job, [s.index for s in self.slices_for(run)])
+        run.batches = folded.counts
+        run.batch_statuses = folded.batches
+        run.records_processed = folded.records_processed
+        run.records_total = folded.records_total
+        run.bytes = folded.bytes
+        run.files = folded.files
+        run.percent = percent(folded.records_processed, folded.records_total)
+        run.eta_seconds = eta_seconds(folded.records_processed, folded.records_total,
+                                      run.started_at, self.now)
+        run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
+                   if run.eta_seconds is not None else None)
+        return folded
 
     def replace_lost_job(self, run: RunStatus, job: JobObservation | None) -> None:
         """A run in progress has no live Job: create it again, under the same name.
@@ -357,10 +381,15 @@ class _Reconciler:
 
     def finish(self, run: RunStatus, phase: RunPhase, message: str) -> None:
         failed = [b.index for b in run.batch_statuses or [] if b.phase == "Failed"]
+        canceled: list[int] = []
         if phase == RunPhase.CANCELED:
             failed = []
+            if run.batch_statuses is not None:
+                canceled = [b.index for b in run.batch_statuses if b.phase != "Succeeded"]
+            elif run.batches_planned is not None:
+                canceled = [s.index for s in self.slices_for(run)]
         location = run_location(self.spec, self.obs.owner.name, self.run_dir(run))
-        entry = _history_entry(run, phase, self.now, message, failed, location)
+        entry = _history_entry(run, phase, self.now, message, failed, canceled, location)
         history = [entry, *(self.status.history or [])]
         self.status.history = history[: self.spec.history_limit]
         self.status.last_run = entry
@@ -443,7 +472,8 @@ class _Reconciler:
             id=f"{name}.{number}", number=number, trigger=trigger, scheduled_for=slot,
             window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
             started_by=started_by,
-            message=f"retrying failed batches {failed}" if retry_of else None,
+            message=f"retrying batches {failed}" if retry_of and failed else
+            "retrying every batch" if retry_of else None,
         )
 
     def start_queued_run(self) -> None:
@@ -507,7 +537,7 @@ class _Reconciler:
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
         return build_job(self.obs.owner, self.spec, run.number, self.run_dir(run),
                          self.slices_for(run), self.obs.worker,
-                         reuse_committed_since=run.started_at)
+                         reuse_committed_since=self.reuse_committed_since(run))
 
     def clean_up_jobs(self) -> None:
         """Stop Jobs no run owns any more, and keep only the latest finished Job."""
