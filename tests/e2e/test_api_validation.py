@@ -271,6 +271,14 @@ INVALID = [
         "missedRunPolicy is All: remove it or set missedRunPolicy: All",
     ),
     Invalid(
+        "hourly-refuses-a-time-zone",
+        {"spec.schedule": {"hourly": {"every": 4}, "timeZone": "Europe/Berlin"}},
+        "spec.schedule.timeZone: Invalid value: spec.schedule.timeZone does not apply to "
+        "hourly: its hours are counted from 00:00 UTC (every: 4 runs at 00, 04, 08, 12, 16 "
+        'and 20 UTC); remove timeZone, or for wall-clock hours in a zone use cron (e.g. '
+        'expression: \"15 */4 * * *\" with timeZone)',
+    ),
+    Invalid(
         "once-at-needs-offset",
         {"spec.schedule": {"once": {"at": "2030-01-01T02:00:00"}}},
         'spec.schedule.once.at: Invalid value: "2030-01-01T02:00:00": '

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from ferry.api.common import MissedRun, MissedRunReason
-from ferry.api.schedule import Schedule, Weekday
+from ferry.api.schedule import MSG_HOURLY_TIME_ZONE, Schedule, Weekday
 from ferry.reconcile.scheduling import (
     SCAN_LIMIT,
     DueDecision,
@@ -88,9 +89,12 @@ def test_hourly_every_n_fires_at_multiples_of_n_each_day(every: int) -> None:
     assert next_fire_after(schedule, last_of_year) == utc(2027, 1, 1, 0, 30)
 
 
-def test_hourly_ignores_the_time_zone() -> None:
-    schedule = sched(hourly={"every": 6, "minute": 0}, timeZone="America/New_York")
-    fires = fire_times_between(schedule, utc(2026, 3, 8), utc(2026, 3, 9))
+def test_hourly_refuses_a_time_zone_instead_of_ignoring_it() -> None:
+    with pytest.raises(ValidationError) as info:
+        sched(hourly={"every": 6, "minute": 0}, timeZone="America/New_York")
+    assert MSG_HOURLY_TIME_ZONE in str(info.value)
+    explicit_utc = sched(hourly={"every": 6, "minute": 0}, timeZone="UTC")
+    fires = fire_times_between(explicit_utc, utc(2026, 3, 8), utc(2026, 3, 9))
     assert [t.hour for t in fires] == [0, 6, 12, 18]
 
 
@@ -439,7 +443,7 @@ def test_naive_datetimes_are_refused() -> None:
     ("spec", "text"),
     [
         ({"hourly": {"every": 4, "minute": 15}}, "every 4h at :15 UTC"),
-        ({"hourly": {"every": 1, "minute": 5}, "timeZone": "Europe/Berlin"}, "hourly at :05 UTC"),
+        ({"hourly": {"every": 1, "minute": 5}}, "hourly at :05 UTC"),
         ({"daily": {"at": "02:30"}, "timeZone": "Europe/Berlin"}, "daily at 02:30 Europe/Berlin"),
         ({"weekly": {"day": "Monday", "at": "09:00"}}, "weekly Mon at 09:00 UTC"),
         ({"monthly": {"day": 31, "at": "06:00"}}, "monthly day 31 at 06:00 UTC"),

@@ -2,7 +2,8 @@
 
 Exactly one kind (once, hourly, daily, weekly, monthly, cron) is set. Wall-clock
 kinds are interpreted in ``timeZone`` (IANA, default UTC), except ``hourly``, whose
-hours are always counted from 00:00 UTC like the services Ferry replaces.
+hours are always counted from 00:00 UTC like the services Ferry replaces: a zone with
+hourly is refused rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ TimeOfDay = Annotated[str, Field(max_length=5, pattern=TIME_OF_DAY_PATTERN)]
 
 SCHEDULE_KINDS = ["once", "hourly", "daily", "weekly", "monthly", "cron"]
 MSG_SCHEDULE_ONE_KIND = "set exactly one of once, hourly, daily, weekly, monthly or cron"
+MSG_HOURLY_TIME_ZONE = (
+    "spec.schedule.timeZone does not apply to hourly: its hours are counted from 00:00 UTC "
+    "(every: 4 runs at 00, 04, 08, 12, 16 and 20 UTC); remove timeZone, or for wall-clock "
+    "hours in a zone use cron (e.g. expression: \"15 */4 * * *\" with timeZone)"
+)
 MSG_MAX_CATCH_UP = (
     "spec.schedule.maxCatchUp only applies when missedRunPolicy is All: "
     "remove it or set missedRunPolicy: All"
@@ -122,6 +128,11 @@ class Schedule(FerryModel):
         json_schema_extra=validations(
             cel(exactly_one_rule(SCHEDULE_KINDS), MSG_SCHEDULE_ONE_KIND),
             cel(
+                "!has(self.hourly) || !has(self.timeZone) || self.timeZone == 'UTC'",
+                MSG_HOURLY_TIME_ZONE,
+                field_path=".timeZone",
+            ),
+            cel(
                 "!has(self.maxCatchUp) || self.missedRunPolicy == 'All'",
                 MSG_MAX_CATCH_UP,
                 field_path=".maxCatchUp",
@@ -143,7 +154,8 @@ class Schedule(FerryModel):
             "not exist on a spring-forward day runs at the first instant after the gap, a "
             "repeated time runs once. The API server checks only the shape; the controller "
             "reports an unknown zone as condition Ready=False, reason InvalidTimeZone. "
-            "Ignored by hourly (always UTC-based) and once (at carries its own offset).",
+            "Refused with hourly (its hours count from 00:00 UTC: use cron for wall-clock "
+            "hours in a zone); ignored by once (at carries its own offset).",
         )
     )
     missed_run_policy: MissedRunPolicy = Field(
@@ -169,6 +181,7 @@ class Schedule(FerryModel):
     @model_validator(mode="after")
     def _check(self) -> Schedule:
         require(count_set(self, SCHEDULE_KINDS) == 1, MSG_SCHEDULE_ONE_KIND)
+        require(self.hourly is None or self.time_zone == "UTC", MSG_HOURLY_TIME_ZONE)
         require(
             self.max_catch_up is None or self.missed_run_policy == MissedRunPolicy.ALL,
             MSG_MAX_CATCH_UP,
