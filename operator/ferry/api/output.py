@@ -148,7 +148,8 @@ class Output(FerryModel):
     )
     file_split_size: FileSplitSize | None = Field(
         default=None,
-        description="Split each batch's output into numbered files <job>-<n>.<ext> of about "
+        description="Split each batch's output into numbered files "
+        "<job>-<batch>-<n>-<attempt>.<ext> of about "
         "this size: a Kubernetes quantity such as 1024Mi or 1Gi, at least 1Mi. Absent: one "
         "file per batch.",
     )
