@@ -29,5 +29,6 @@ def test_an_invalid_spec_is_marked_once_for_either_kind() -> None:
         assert (ready.type, ready.status, ready.reason, ready.message) == (
             "Ready", "False", "InvalidSpec", "spec.title: Field required")
         assert status.observed_generation == 4
+        assert status.phase == "Invalid"
         assert not mark_invalid_spec(status, "spec.title: Field required",
                                      T0 + dt.timedelta(minutes=5), 4)

@@ -209,6 +209,16 @@ def test_retry_of_a_succeeded_run_is_rejected_naming_it() -> None:
         ("RetryRejected", "nothing to retry: run contacts.1 Succeeded")]
 
 
+def test_a_job_whose_schedule_cannot_work_shows_phase_invalid_not_drafted() -> None:
+    job = spec().set("schedule", {"daily": {"at": "02:00"}, "timeZone": "Mars/Olympus"}).build()
+    status = reconcile(observation(job, T0)).status
+    assert status.phase == "Invalid"
+    ready = next(c for c in status.conditions or [] if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "InvalidTimeZone")
+    fixed = spec().set("schedule", {"daily": {"at": "02:00"}, "timeZone": "Europe/Berlin"})
+    assert reconcile(observation(fixed.build(), T0, status=status)).status.phase == "Scheduled"
+
+
 def test_run_now_while_a_run_is_active_is_rejected_with_an_event() -> None:
     job = spec().hourly().build()
     running = reconcile(observation(job, T0 + HOUR)).status

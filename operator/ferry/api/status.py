@@ -77,12 +77,15 @@ class JobPhase(StrEnum):
     """Phase of an ExportJob or JobGroup as shown by kubectl get.
 
     The controller picks the first that applies: the current run's phase (Queued,
-    AwaitingDependency, InProgress) while a run exists; Suspended when spec.suspend is
-    true; the last run's result (Succeeded, PartiallySucceeded, Failed, Canceled);
-    Scheduled when a next run is planned; otherwise Drafted (defined, never started).
+    AwaitingDependency, InProgress) while a run exists; Invalid when the spec cannot run
+    as written (condition Ready=False, reason InvalidSchedule, InvalidTimeZone or
+    InvalidSpec, says what to fix); Suspended when spec.suspend is true; the last run's
+    result (Succeeded, PartiallySucceeded, Failed, Canceled); Scheduled when a next run
+    is planned; otherwise Drafted (defined, never started).
     """
 
     DRAFTED = "Drafted"
+    INVALID = "Invalid"
     SCHEDULED = "Scheduled"
     QUEUED = "Queued"
     AWAITING_DEPENDENCY = "AwaitingDependency"
@@ -278,8 +281,8 @@ class ExportJobStatus(FerryModel):
     )
     phase: JobPhase | None = Field(
         default=None,
-        description="Drafted, Scheduled, Queued, AwaitingDependency, InProgress, Succeeded, "
-        "PartiallySucceeded, Failed, Canceled or Suspended (see docs/api.md).",
+        description="Drafted, Invalid, Scheduled, Queued, AwaitingDependency, InProgress, "
+        "Succeeded, PartiallySucceeded, Failed, Canceled or Suspended (see docs/api.md).",
     )
     conditions: Conditions | None = Field(
         default=None, description="Ready, Running, Suspended, Stalled (Kubernetes conditions)."

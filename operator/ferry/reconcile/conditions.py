@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Protocol
 
 from ferry.api.common import Condition, ConditionStatus, ConditionType
+from ferry.api.status import JobPhase
 
 
 def set_condition(
@@ -61,6 +62,7 @@ class HasConditions(Protocol):
 
     conditions: list[Condition] | None
     observed_generation: int | None
+    phase: JobPhase | None
 
 
 def mark_invalid_spec(status: HasConditions, message: str, now: dt.datetime,
@@ -70,10 +72,11 @@ def mark_invalid_spec(status: HasConditions, message: str, now: dt.datetime,
     the same bad spec is not written and announced again on every pass."""
     conditions = set_condition(status.conditions, ConditionType.READY, False, "InvalidSpec",
                                message, now, generation)
-    if conditions == status.conditions:
+    if conditions == status.conditions and status.phase == JobPhase.INVALID:
         return False
     status.conditions = conditions
     status.observed_generation = generation
+    status.phase = JobPhase.INVALID
     return True
 
 

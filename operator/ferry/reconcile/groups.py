@@ -437,7 +437,7 @@ class _GroupReconciler:
         run = status.current_run
         status.current = f"{(run.member_index or 0) + 1}/{len(run.members or [])}" \
             if run is not None else None
-        status.phase = self.phase()
+        status.phase = self.phase(problem is not None)
         if problem is not None:
             ready = (False, problem.reason, str(problem))
         elif missing:
@@ -456,10 +456,12 @@ class _GroupReconciler:
         status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
                                           suspended[1], suspended[2], now, generation)
 
-    def phase(self) -> JobPhase:
+    def phase(self, invalid: bool) -> JobPhase:
         run, status = self.status.current_run, self.status
         if run is not None:
             return JobPhase(run.phase.value)
+        if invalid:
+            return JobPhase.INVALID
         if self.spec.suspend:
             return JobPhase.SUSPENDED
         if status.last_run is not None:

@@ -576,7 +576,7 @@ class _Reconciler:
         if status.last_successful_window_end is not None:
             status.data_lag_seconds = max(
                 0, int((now - status.last_successful_window_end).total_seconds()))
-        status.phase = self.phase(one_time_done)
+        status.phase = self.phase(one_time_done, problem is not None)
         conditions = set_condition(status.conditions, ConditionType.READY,
                                    *self.readiness(problem), now, generation)
         if self.stuck is not None:
@@ -622,10 +622,12 @@ class _Reconciler:
             return False, previous.reason, previous.message
         return True, "Valid", "the spec is valid"
 
-    def phase(self, one_time_done: bool) -> JobPhase:
+    def phase(self, one_time_done: bool, invalid: bool) -> JobPhase:
         run, status = self.status.current_run, self.status
         if run is not None:
             return JobPhase(run.phase.value)
+        if invalid:
+            return JobPhase.INVALID
         if self.spec.suspend:
             return JobPhase.SUSPENDED
         if status.last_run is not None:
