@@ -180,3 +180,11 @@ def test_cli_retry_and_operator_retry_agree_on_every_finished_phase(phase: RunPh
                                      annotations={ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
     operator_accepts = decision.status.current_run is not None
     assert cli_accepts == operator_accepts == (phase != RunPhase.SUCCEEDED)
+
+
+def test_describe_shows_the_rate_beside_the_eta() -> None:
+    status = running_status("contacts")
+    assert status.current_run is not None
+    status.current_run.records_per_second = 1250
+    out = jobviews.describe_job(job(status=status), NOW)
+    assert "  ETA:         12m at 1250 rows/s\n" in out

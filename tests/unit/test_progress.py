@@ -37,7 +37,8 @@ def test_eta_follows_the_observed_rate() -> None:
 
 
 @pytest.mark.parametrize(("processed", "total", "text"), [
-    (4_500_000, 10_000_000, "45% 4.5M/10M"), (0, 0, "100% 0/0"), (1234, None, "1.2k"),
+    (4_500_000, 10_000_000, "45% 4.5M/10M"), (0, 0, "100% 0/0"), (1234, None, "1.2k rows"),
+    (0, None, "starting"),
     (999, 1000, "99% 999/1k"),
 ])
 def test_progress_column(processed: int, total: int | None, text: str) -> None:

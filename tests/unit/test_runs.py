@@ -313,6 +313,7 @@ def test_progress_percent_and_eta_come_from_the_pods() -> None:
         500, 2000, 25, 180)
     assert decision.status.progress == "25% 500/2k"
     assert decision.status.eta == "3m"
+    assert run.records_per_second == 8, "500 rows in 60 s, the rate the ETA extrapolates"
     assert run.batches is not None
     assert (run.batches.running, run.batches.pending) == (2, 0)
 

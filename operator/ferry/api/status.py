@@ -188,7 +188,13 @@ class RunStatus(FerryModel):
     records_processed: int | None = Field(default=None, ge=0, description="Rows written so far.")
     records_total: int | None = Field(default=None, ge=0, description="Rows expected, if known.")
     percent: int | None = Field(default=None, ge=0, le=100, description="Progress, 0-100.")
-    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    records_per_second: int | None = Field(
+        default=None, ge=0, description="Rows written per second, averaged since the run "
+        "started (what etaSeconds extrapolates).")
+    eta_seconds: int | None = Field(
+        default=None, ge=0, description="Estimated seconds left: the rows still expected "
+        "at recordsPerSecond. It can rise between samples (batches starting late, the total "
+        "estimate growing as batches count their rows).")
     eta: AwareDatetime | None = Field(default=None, description="Estimated completion time.")
     bytes: int | None = Field(default=None, ge=0, description="Bytes written so far.")
     files: int | None = Field(default=None, ge=0, description="Files written so far.")

@@ -137,7 +137,8 @@ def current_run_section(run: RunStatus, now: dt.datetime) -> str:
     if run.percent is not None:
         pairs.append(("Progress", render.bar(run.percent)))
     pairs.append(("Records", processed_total(run.records_processed, run.records_total)))
-    pairs.append(("ETA", eta(run)))
+    pairs.append(("ETA", eta(run) + (f" at {run.records_per_second} rows/s"
+                                     if run.records_per_second is not None else "")))
     if run.batches is not None:
         c = run.batches
         pairs.append(("Batches", f"{c.total} total, {c.running} running, {c.succeeded} "

@@ -238,6 +238,16 @@ def eta_seconds(
     return max(0, round((total - processed) * elapsed / processed))
 
 
+def records_per_second(processed: int, started_at: dt.datetime | None,
+                       now: dt.datetime) -> int | None:
+    """The run's average rate since it started (pod start-up included): the rate the ETA
+    extrapolates, shown beside it so that an ETA can be judged."""
+    if started_at is None or processed <= 0:
+        return None
+    elapsed = (now - started_at).total_seconds()
+    return round(processed / elapsed) if elapsed > 0 else None
+
+
 def human_count(n: int) -> str:
     """10_000_000 -> "10M", 4_500_000 -> "4.5M", 999 -> "999"."""
     for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
@@ -259,8 +269,9 @@ def human_duration(seconds: int) -> str:
 
 
 def progress_text(processed: int, total: int | None) -> str:
-    """The Progress printer column: "45% 4.5M/10M", or "4.5M" while the total is unknown."""
+    """The Progress printer column: "45% 4.5M/10M"; while the total is unknown "4.5M rows",
+    or "starting" before the first row (a bare "0" read as a count of nothing)."""
     share = percent(processed, total)
     if share is None or total is None:
-        return human_count(processed)
+        return f"{human_count(processed)} rows" if processed else "starting"
     return f"{share}% {human_count(processed)}/{human_count(total)}"

@@ -50,6 +50,7 @@ from ferry.reconcile.progress import (
     percent,
     progress_poll_interval,
     progress_text,
+    records_per_second,
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, user_annotation
@@ -331,6 +332,8 @@ class _Reconciler:
         run.bytes = folded.bytes
         run.files = folded.files
         run.percent = percent(folded.records_processed, folded.records_total)
+        run.records_per_second = records_per_second(folded.records_processed, run.started_at,
+                                                    self.now)
         run.eta_seconds = eta_seconds(folded.records_processed, folded.records_total,
                                       run.started_at, self.now)
         run.eta = (self.now + dt.timedelta(seconds=run.eta_seconds)
