@@ -365,11 +365,13 @@ def test_a_missing_secret_is_reported_and_recovers_once_created(
 
     ready = wait_until(lambda: (c := condition(kubectl, ns, "no-secret", "Ready"))
                        .get("status") == "False" and c, what="Ready=False")
-    assert ready["reason"] == "WorkerCannotStart"
+    assert ready["reason"] == "SecretNotFound"
     assert ready["message"] == (
-        'batch 0 cannot start: CreateContainerConfigError: secret "not-yet" not found')
+        'batch 0 cannot start: CreateContainerConfigError: secret "not-yet" not found; '
+        f"create it in namespace {ns} (or fix the reference in the spec): the pods start "
+        "once it exists")
     stalled = condition(kubectl, ns, "no-secret", "Stalled")
-    assert (stalled["status"], stalled["reason"]) == ("True", "WorkerCannotStart")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
     pods = [p for p in get(kubectl, ns, "pods")["items"]
             if p["metadata"]["labels"].get(LABEL_JOB) == "no-secret"]
     assert len(pods) == 1, "a pod that cannot start is not retried in a storm"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ferry.api.common import ConditionReason
 from ferry.api.status import FINISHED_RUN_PHASES, RunPhase
 from ferry.worker import layout
 from ferry.worker.plan import parse_plan
@@ -91,10 +92,10 @@ def test_no_text_names_objects_the_worker_does_not_write() -> None:
         "\n".join(wrong)
 
 
-def reasons_set_in(source: str) -> set[str]:
-    """Condition reasons written as literals: the reason argument of set_condition and
-    of InvalidScheduleError, and the (status, reason, message) triples the reconcilers
-    build."""
+def literal_reasons_in(source: str) -> set[str]:
+    """Condition reasons written as bare string literals: the reason argument of
+    set_condition and of InvalidScheduleError, and the (status, reason, message) triples
+    the reconcilers build. Reasons belong in ConditionReason, where they are documented."""
     found: set[str] = set()
     tree = ast.parse((ROOT / source).read_text(encoding="utf-8"))
 
@@ -118,17 +119,24 @@ def reasons_set_in(source: str) -> set[str]:
 
 
 def condition_reasons() -> set[str]:
-    found = set().union(*(reasons_set_in(s) for s in REASON_SOURCES))
     # Running=True's reason is the active run's phase.
-    found |= {p.value for p in RunPhase if p not in FINISHED_RUN_PHASES}
-    return found
+    return {r.value for r in ConditionReason} | {
+        p.value for p in RunPhase if p not in FINISHED_RUN_PHASES}
 
 
-def test_the_reason_scan_finds_the_known_reasons() -> None:
-    """The scan itself works: it sees reasons of every kind of place they are set."""
-    assert {"Valid", "InvalidSchedule", "InvalidTimeZone", "InvalidSpec", "MemberNotFound",
-            "ConfigurationError", "WorkerCannotStart", "NoProgress", "Progressing", "Idle",
-            "SpecSuspend", "OneTimeStarted", "Active"} <= condition_reasons()
+def test_the_literal_scan_sees_a_bare_reason(tmp_path: Path) -> None:
+    """The scan below works: it finds a reason written as a literal in each form."""
+    source = tmp_path / "sample.py"
+    source.write_text('set_condition(c, READY, False, "Oops", "m", now, g)\n'
+                      'ready = (True, "Fine", "all good")\n'
+                      'raise InvalidScheduleError("Bad", "m")\n')
+    assert literal_reasons_in(str(source)) == {"Oops", "Fine", "Bad"}
+
+
+@pytest.mark.parametrize("source", REASON_SOURCES)
+def test_every_condition_reason_is_a_named_constant(source: str) -> None:
+    assert literal_reasons_in(source) == set(), \
+        f"{source} sets a condition reason as a bare string: add it to ConditionReason"
 
 
 @pytest.mark.parametrize("reason", sorted(condition_reasons()))

@@ -497,3 +497,36 @@ def test_a_run_without_progress_for_stall_after_is_stalled() -> None:
     assert stalled.message == (
         "run contacts.1 has made no progress for 16m (10 records): check the worker logs "
         "(kubectl ferry logs contacts) and the source")
+
+
+def waiting_job(message: str) -> JobObservation:
+    pod = PodObservation(completion_index=0, phase="Pending", created_at=T0,
+                         waiting_reason="CreateContainerConfigError", waiting_message=message)
+    return JobObservation(name="contacts-1", run_number=1, completions=1, pods=[pod])
+
+
+def test_a_missing_secret_or_key_is_ready_false_secret_not_found() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    for kubelet_says in ('secret "warehouse-db" not found',
+                         "couldn't find key dsn in Secret team-a/warehouse-db"):
+        status = reconcile(observation(job, T0 + HOUR + dt.timedelta(seconds=30),
+                                       status=running, jobs=[waiting_job(kubelet_says)])).status
+        ready = next(c for c in status.conditions or [] if c.type == "Ready")
+        stalled = next(c for c in status.conditions or [] if c.type == "Stalled")
+        assert (ready.status, ready.reason, stalled.status, stalled.reason) == (
+            "False", "SecretNotFound", "True", "SecretNotFound")
+        assert ready.message == (
+            f"batch 0 cannot start: CreateContainerConfigError: {kubelet_says}; create it in "
+            "namespace team-a (or fix the reference in the spec): the pods start once it exists")
+
+
+def test_a_pod_stuck_for_another_reason_is_worker_cannot_start() -> None:
+    job = spec().hourly().build()
+    running = reconcile(observation(job, T0 + HOUR)).status
+    status = reconcile(observation(job, T0 + HOUR + dt.timedelta(seconds=30), status=running,
+                                   jobs=[waiting_job('configmap "x" not found')])).status
+    ready = next(c for c in status.conditions or [] if c.type == "Ready")
+    assert (ready.reason, ready.message) == (
+        "WorkerCannotStart", 'batch 0 cannot start: CreateContainerConfigError: configmap "x" '
+        "not found")

@@ -31,8 +31,9 @@ class ConditionType(StrEnum):
     """Condition types the Ferry controllers set (others may be added; the field is open).
 
     - Ready: the spec is usable (schedule parses, time zone exists, members resolve,
-      Secrets exist). False with a reason such as InvalidSchedule, InvalidTimeZone,
-      MemberNotFound or SecretNotFound and a message that says what to fix.
+      a run's pods can start). False with a ConditionReason (InvalidSchedule,
+      InvalidTimeZone, InvalidSpec, MemberNotFound, SecretNotFound, WorkerCannotStart,
+      ConfigurationError) and a message that says what to fix.
     - Running: a run is in progress (or queued / awaiting a dependency).
     - Suspended: spec.suspend is true, or a one-time job has started.
     - Stalled: the controller cannot make progress without intervention.
@@ -42,6 +43,44 @@ class ConditionType(StrEnum):
     RUNNING = "Running"
     SUSPENDED = "Suspended"
     STALLED = "Stalled"
+
+
+class ConditionReason(StrEnum):
+    """Every reason the Ferry controllers write into a condition: one place, documented
+    in docs/api.md ("Conditions"; a unit test checks each is listed there). Running=True
+    carries the active run's phase instead."""
+
+    VALID = "Valid"
+    """Ready=True: the spec is usable (a group: every member exists too)."""
+    INVALID_SCHEDULE = "InvalidSchedule"
+    """Ready=False: spec.schedule does not parse (full cron syntax, which CEL cannot check)."""
+    INVALID_TIME_ZONE = "InvalidTimeZone"
+    """Ready=False: spec.schedule.timeZone is not an IANA zone the operator knows."""
+    INVALID_SPEC = "InvalidSpec"
+    """Ready=False: the models refuse a spec the CRD schema let through."""
+    MEMBER_NOT_FOUND = "MemberNotFound"
+    """Ready=False (JobGroup): a member ExportJob does not exist."""
+    SECRET_NOT_FOUND = "SecretNotFound"
+    """Ready=False, Stalled=True: a run's pods wait for a Secret, or a key in one, that the
+    spec references and that does not exist."""
+    WORKER_CANNOT_START = "WorkerCannotStart"
+    """Ready=False, Stalled=True: a run's pods cannot start for another reason (image,
+    container configuration)."""
+    CONFIGURATION_ERROR = "ConfigurationError"
+    """Ready=False: a run failed on its configuration (worker exit 3); cleared by a run
+    that succeeds or a spec edit."""
+    NO_PROGRESS = "NoProgress"
+    """Stalled=True: the run in progress has not moved for the operator's --stall-after."""
+    PROGRESSING = "Progressing"
+    """Stalled=False: nothing is stuck."""
+    IDLE = "Idle"
+    """Running=False: no run is active."""
+    SPEC_SUSPEND = "SpecSuspend"
+    """Suspended=True: spec.suspend is true."""
+    ONE_TIME_STARTED = "OneTimeStarted"
+    """Suspended=True: a one-time job has started (clone it to run again)."""
+    ACTIVE = "Active"
+    """Suspended=False: scheduled runs are enabled."""
 
 
 CONDITION_TYPE_PATTERN = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from ferry.api.common import Condition, ConditionStatus, ConditionType
+from ferry.api.common import Condition, ConditionReason, ConditionStatus, ConditionType
 from ferry.api.status import JobPhase
 
 
@@ -70,7 +70,8 @@ def mark_invalid_spec(status: HasConditions, message: str, now: dt.datetime,
     """Ready=False, reason InvalidSpec: a spec the CRD schema let through but the models
     reject (e.g. written before a rule existed). Returns whether anything changed, so
     the same bad spec is not written and announced again on every pass."""
-    conditions = set_condition(status.conditions, ConditionType.READY, False, "InvalidSpec",
+    conditions = set_condition(status.conditions, ConditionType.READY, False,
+                               ConditionReason.INVALID_SPEC,
                                message, now, generation)
     if conditions == status.conditions and status.phase == JobPhase.INVALID:
         return False

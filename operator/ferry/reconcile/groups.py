@@ -15,7 +15,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, MissedRunReason
+from ferry.api.common import (
+    ConditionReason,
+    ConditionType,
+    LastHandledRequests,
+    MissedRun,
+    MissedRunReason,
+)
 from ferry.api.jobgroup import (
     FailurePolicy,
     GroupHistoryEntry,
@@ -441,18 +447,20 @@ class _GroupReconciler:
         if problem is not None:
             ready = (False, problem.reason, str(problem))
         elif missing:
-            ready = (False, "MemberNotFound", self.missing_message(missing))
+            ready = (False, ConditionReason.MEMBER_NOT_FOUND, self.missing_message(missing))
         else:
-            ready = (True, "Valid", "every member exists and the schedule is valid")
+            ready = (True, ConditionReason.VALID, "every member exists and the schedule is valid")
         conditions = set_condition(status.conditions, ConditionType.READY, ready[0], ready[1],
                                    ready[2], now, generation)
         conditions = set_condition(
             conditions, ConditionType.RUNNING, run is not None,
-            run.phase.value if run else "Idle",
+            run.phase.value if run else ConditionReason.IDLE,
             f"group run {run.id} is {run.phase.value}" if run else "no group run is active",
             now, generation)
-        suspended = (True, "SpecSuspend", "spec.suspend is true: no new scheduled group runs") \
-            if spec.suspend else (False, "Active", "scheduled group runs are enabled")
+        suspended = (
+            (True, ConditionReason.SPEC_SUSPEND,
+             "spec.suspend is true: no new scheduled group runs") if spec.suspend
+            else (False, ConditionReason.ACTIVE, "scheduled group runs are enabled"))
         status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
                                           suspended[1], suspended[2], now, generation)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferry.api.common import ConditionReason
 from ferry.api.status import BatchCounts, BatchPhase, BatchStatus
 
 PROGRESS_POLL_SECONDS = 5.0
@@ -64,6 +66,18 @@ STUCK_REASONS = frozenset({
 })
 """Container waiting reasons that no amount of waiting fixes: the spec, a Secret or an
 image must change. (ContainerCreating and PodInitializing are progress, not these.)"""
+
+
+MISSING_SECRET = re.compile(r'secret "[^"]+" not found|couldn\'t find key \S+ in Secret \S+')
+"""The kubelet's wording of a CreateContainerConfigError for a missing Secret or key."""
+
+
+def stuck_reason(messages: list[str]) -> ConditionReason:
+    """Ready's reason for pods that cannot start: SecretNotFound when every one waits
+    for a Secret or a key in one (create it and they start), else WorkerCannotStart."""
+    if messages and all(MISSING_SECRET.search(m) for m in messages):
+        return ConditionReason.SECRET_NOT_FOUND
+    return ConditionReason.WORKER_CANNOT_START
 
 
 @dataclass(frozen=True)

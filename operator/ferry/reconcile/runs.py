@@ -25,7 +25,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferry.api.common import ConditionType, LastHandledRequests, MissedRun, MissedRunReason
+from ferry.api.common import (
+    ConditionReason,
+    ConditionType,
+    LastHandledRequests,
+    MissedRun,
+    MissedRunReason,
+)
 from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
@@ -51,6 +57,7 @@ from ferry.reconcile.progress import (
     progress_poll_interval,
     progress_text,
     records_per_second,
+    stuck_reason,
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, user_annotation
@@ -168,6 +175,7 @@ class _Reconciler:
         self.created_at = obs.created_at
         self.group_requests = obs.group_requests
         self.stuck: str | None = None
+        self.stuck_reason = ConditionReason.WORKER_CANNOT_START
         self.stalled: str | None = None
         self.config_failure: str | None = None
 
@@ -297,8 +305,12 @@ class _Reconciler:
         self.track_progress(run)
         if job.finished is None:
             if folded.stuck:
-                run.message = "; ".join(f"batch {i} cannot start: {m}"
-                                        for i, m in folded.stuck.items())[:4000]
+                self.stuck_reason = stuck_reason(list(folded.stuck.values()))
+                hint = (f"; create it in namespace {self.obs.owner.namespace} (or fix the "
+                        "reference in the spec): the pods start once it exists"
+                        if self.stuck_reason == ConditionReason.SECRET_NOT_FOUND else "")
+                run.message = ("; ".join(f"batch {i} cannot start: {m}"
+                                         for i, m in folded.stuck.items())[:3800] + hint)
                 self.stuck = run.message
             elif self.obs.status.current_run and "cannot start" in (
                     self.obs.status.current_run.message or ""):
@@ -583,25 +595,26 @@ class _Reconciler:
         conditions = set_condition(status.conditions, ConditionType.READY,
                                    *self.readiness(problem), now, generation)
         if self.stuck is not None:
-            stalled = (True, "WorkerCannotStart", self.stuck)
+            stalled = (True, self.stuck_reason, self.stuck)
         elif self.stalled is not None:
-            stalled = (True, "NoProgress", self.stalled)
+            stalled = (True, ConditionReason.NO_PROGRESS, self.stalled)
         else:
-            stalled = (False, "Progressing", "nothing is stuck")
+            stalled = (False, ConditionReason.PROGRESSING, "nothing is stuck")
         conditions = set_condition(conditions, ConditionType.STALLED, *stalled, now, generation)
         active = run is not None and run.phase not in FINISHED_RUN_PHASES
         conditions = set_condition(
             conditions, ConditionType.RUNNING, active,
-            run.phase.value if active and run else "Idle",
+            run.phase.value if active and run else ConditionReason.IDLE,
             f"run {run.id} is {run.phase.value}" if active and run else "no run is active",
             now, generation)
         if one_time_done:
-            suspended = (True, "OneTimeStarted",
+            suspended = (True, ConditionReason.ONE_TIME_STARTED,
                          "a one-time job runs once: clone it to run it again")
         elif spec.suspend:
-            suspended = (True, "SpecSuspend", "spec.suspend is true: no new scheduled runs")
+            suspended = (True, ConditionReason.SPEC_SUSPEND,
+                         "spec.suspend is true: no new scheduled runs")
         else:
-            suspended = (False, "Active", "scheduled runs are enabled")
+            suspended = (False, ConditionReason.ACTIVE, "scheduled runs are enabled")
         status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
                                           suspended[1], suspended[2], now, generation)
 
@@ -613,17 +626,17 @@ class _Reconciler:
         if problem is not None:
             return False, problem.reason, str(problem)
         if self.stuck is not None:
-            return False, "WorkerCannotStart", self.stuck
+            return False, self.stuck_reason, self.stuck
         if self.config_failure is not None:
-            return False, "ConfigurationError", self.config_failure
+            return False, ConditionReason.CONFIGURATION_ERROR, self.config_failure
         previous = next((c for c in self.obs.status.conditions or []
                          if c.type == ConditionType.READY), None)
         last = self.status.last_run
-        if previous is not None and previous.reason == "ConfigurationError" and \
+        if previous is not None and previous.reason == ConditionReason.CONFIGURATION_ERROR and \
                 previous.observed_generation == self.obs.generation and \
                 (last is None or last.phase != RunPhase.SUCCEEDED):
             return False, previous.reason, previous.message
-        return True, "Valid", "the spec is valid"
+        return True, ConditionReason.VALID, "the spec is valid"
 
     def phase(self, one_time_done: bool, invalid: bool) -> JobPhase:
         run, status = self.status.current_run, self.status

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from ferry.api.common import MissedRun, MissedRunReason
+from ferry.api.common import ConditionReason, MissedRun, MissedRunReason
 from ferry.api.schedule import (
     DEFAULT_MAX_CATCH_UP,
     MissedRunPolicy,
@@ -162,7 +162,7 @@ def check_schedule(schedule: Schedule) -> None:
     _zone(schedule.time_zone)
     if schedule.cron is not None and not _ever_fires(_rule(schedule)):
         raise InvalidScheduleError(
-            "InvalidSchedule",
+            ConditionReason.INVALID_SCHEDULE,
             f"spec.schedule.cron.expression {schedule.cron.expression!r} never fires "
             "(e.g. day 30 of February): fix the day and month fields",
         )
@@ -196,7 +196,7 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidScheduleError(
-            "InvalidTimeZone",
+            ConditionReason.INVALID_TIME_ZONE,
             f"spec.schedule.timeZone {name!r} is not an IANA time zone "
             "(use e.g. UTC, Europe/Berlin, America/New_York)",
         ) from exc
@@ -239,7 +239,7 @@ def _cron_rule(expression: str, zone: tzinfo) -> _Rule:
     fields = text.split()
     if len(fields) != 5 or not croniter.is_valid(text):
         raise InvalidScheduleError(
-            "InvalidSchedule",
+            ConditionReason.INVALID_SCHEDULE,
             f"spec.schedule.cron.expression {expression!r} is not a valid five-field cron "
             'expression ("minute hour day-of-month month day-of-week", e.g. "15 */4 * * 1-5")',
         )
