@@ -205,6 +205,34 @@ def test_the_group_waits_for_a_busy_member_and_stop_cancels_its_run(
     assert (entry["phase"], entry["message"]) == ("Canceled", "group run waiting.1 was stopped")
 
 
+def test_a_later_member_shows_awaiting_dependency_while_an_earlier_one_runs(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, members: list[str],
+) -> None:
+    """The seeds' "Awaiting collection": `kubectl get ej` of a member whose turn in a
+    group run has not come says so, and stops saying it once the group run is over."""
+    ns = wiring.namespace
+    apply_group(kubectl, ns, "ordered", ["slow", "third"])
+    group_request(kubectl, ns, "ordered", ANNOTATION_RUN_REQUESTED_AT)
+
+    wait_until(lambda: ((get(kubectl, ns, "exportjob/slow").get("status") or {})
+                        .get("currentRun") or {}).get("trigger") == "group:ordered.1",
+               what="slow to run for the group")
+    third = wait_until(lambda: (s := get(kubectl, ns, "exportjob/third").get("status") or {})
+                       .get("phase") == "AwaitingDependency" and s,
+                       what="third to show AwaitingDependency")
+    assert third["awaitingGroupRun"] == "ordered.1"
+    phase_column = kubectl("get", "-n", ns, "exportjob/third", "-o",
+                           "custom-columns=PHASE:.status.phase", "--no-headers").stdout.strip()
+    assert phase_column == "AwaitingDependency"
+
+    group_request(kubectl, ns, "ordered", ANNOTATION_STOP_REQUESTED_AT)
+    finished_run(kubectl, ns, "ordered", "ordered.1")
+    after = wait_until(lambda: (s := get(kubectl, ns, "exportjob/third").get("status") or {})
+                       .get("phase") != "AwaitingDependency" and s,
+                       what="third to stop awaiting the canceled group run")
+    assert "awaitingGroupRun" not in after
+
+
 def test_a_missing_member_makes_the_group_not_ready(
     kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, members: list[str],
 ) -> None:

@@ -43,3 +43,15 @@ def test_groups_are_woken_only_when_what_they_follow_changes() -> None:
     job["status"]["progress"] = "45%"
     assert not registry.member_changed("ns", "a", job)
     assert registry.member_changed("ns", "a", None)
+
+
+def test_later_members_are_told_they_wait_and_woken_when_they_no_longer_do() -> None:
+    registry = GroupRegistry()
+    doc = group(["a", "b", "c"], "1", current="a")
+    doc["status"]["currentRun"]["members"] += [{"name": "b", "phase": "AwaitingDependency"},
+                                               {"name": "c", "phase": "AwaitingDependency"}]
+    assert registry.observe("ns", "nightly", doc) == ["a", "b", "c"]
+    assert registry.requests_for("ns", "b") == (GroupRequest("nightly.1", waiting=True),)
+    assert registry.observe("ns", "nightly", group(["a", "b", "c"], "2")) == ["a", "b", "c"], \
+        "members that waited are woken when the group run ends, to stop showing it"
+    assert registry.requests_for("ns", "b") == ()

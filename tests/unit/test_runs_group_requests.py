@@ -124,3 +124,24 @@ def test_the_jobs_own_schedule_waits_behind_a_group_run() -> None:
     assert after.status.current_run is not None
     assert (after.status.current_run.trigger, after.status.current_run.scheduled_for) == (
         "schedule", slot)
+
+
+def test_a_member_whose_turn_has_not_come_shows_awaiting_dependency() -> None:
+    job = spec().build()
+    waiting = step(job, T0, GroupRequest("nightly.3", waiting=True))
+    assert waiting.create_job is None
+    assert waiting.status.current_run is None
+    assert (waiting.status.phase, waiting.status.awaiting_group_run) == (
+        "AwaitingDependency", "nightly.3")
+
+    reached = step(job, T0 + MINUTE, GroupRequest("nightly.3", T0 + MINUTE),
+                   status=waiting.status)
+    assert reached.create_job is not None
+    assert (reached.status.phase, reached.status.awaiting_group_run) == ("InProgress", None)
+
+
+def test_a_member_left_behind_by_its_group_run_stops_awaiting() -> None:
+    job = spec().build()
+    waiting = step(job, T0, GroupRequest("nightly.3", waiting=True)).status
+    skipped = step(job, T0 + MINUTE, status=waiting).status
+    assert (skipped.phase, skipped.awaiting_group_run) == ("Drafted", None)

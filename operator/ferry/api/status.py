@@ -43,7 +43,8 @@ class RunPhase(StrEnum):
     """Phase of one run (and, while a run exists, of its job).
 
     Queued: another run with the same concurrency key is in progress; starts when it ends.
-    AwaitingDependency: waits for a preceding member of its JobGroup run.
+    AwaitingDependency: a JobGroup run's member not reached yet (group status); an
+    ExportJob shows it as its phase while a group run it belongs to runs an earlier member.
     InProgress: worker pods are exporting.
     Succeeded: every batch delivered its files and the manifest was written.
     PartiallySucceeded: some batches failed after their retries; the error report says
@@ -79,7 +80,9 @@ class JobPhase(StrEnum):
     The controller picks the first that applies: the current run's phase (Queued,
     AwaitingDependency, InProgress) while a run exists; Invalid when the spec cannot run
     as written (condition Ready=False, reason InvalidSchedule, InvalidTimeZone or
-    InvalidSpec, says what to fix); Suspended when spec.suspend is true; the last run's
+    InvalidSpec, says what to fix); Suspended when spec.suspend is true;
+    AwaitingDependency (ExportJob) while a JobGroup run it belongs to runs an earlier
+    member (status.awaitingGroupRun names it); the last run's
     result (Succeeded, PartiallySucceeded, Failed, Canceled); Scheduled when a next run
     is planned; otherwise Drafted (defined, never started).
     """
@@ -328,6 +331,9 @@ class ExportJobStatus(FerryModel):
         description="Newest schedule slot already decided (run, or recorded in missedRuns). "
         "A slot at or before it never runs again, whatever restarts, DST or re-applies do.",
     )
+    awaiting_group_run: RunId | None = Field(
+        default=None, description="While phase is AwaitingDependency: the JobGroup run, "
+        "<group>.<n>, whose earlier member runs before this job's turn.")
     group_runs: Annotated[list[GroupRunRecord], Field(max_length=MAX_GROUP_RUNS)] | None = Field(
         default=None,
         description="JobGroup runs this job answered, newest first (at most 20); "

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ferry.api.jobgroup import JobGroupStatus
-from ferry.reconcile.groups import member_requests
+from ferry.reconcile.groups import member_requests, member_waits
 from ferry.reconcile.requests import GroupRequest
 
 Key = tuple[str, str]
@@ -46,7 +46,7 @@ def entry_from(obj: dict[str, Any]) -> GroupEntry:
         members |= {m.name for m in status.current_run.members or []}
     return GroupEntry(
         members=frozenset(members),
-        requests=tuple(member_requests(status)),
+        requests=(*member_requests(status), *member_waits(status)),
         resource_version=resource_version((obj.get("metadata") or {}).get("resourceVersion")),
     )
 
@@ -70,12 +70,15 @@ class GroupRegistry:
         self._member_states: dict[Key, tuple[Any, ...]] = {}
 
     def observe(self, namespace: str, name: str, obj: dict[str, Any]) -> list[str]:
-        """Record a group; returns the members it asks something of (to wake them)."""
+        """Record a group; returns the members it asks something of, or asked before this
+        update (to wake them: a member no longer waiting must show it)."""
         entry = entry_from(obj)
         known = self._groups.get((namespace, name))
         if known is None or entry.resource_version >= known.resource_version:
             self._groups[(namespace, name)] = entry
-        return [member for member, _ in self._groups[(namespace, name)].requests]
+        before = [member for member, _ in known.requests] if known else []
+        now = [member for member, _ in self._groups[(namespace, name)].requests]
+        return list(dict.fromkeys([*now, *before]))
 
     def forget(self, namespace: str, name: str) -> None:
         self._groups.pop((namespace, name), None)

@@ -131,6 +131,17 @@ def member_requests(status: JobGroupStatus | None) -> list[tuple[str, GroupReque
     return requests
 
 
+def member_waits(status: JobGroupStatus | None) -> list[tuple[str, GroupRequest]]:
+    """(member name, waiting request) for the members after the current run's current
+    member: their turn has not come, and they show phase AwaitingDependency meanwhile."""
+    run = status.current_run if status is not None else None
+    if run is None or not run.members or run.member_index is None:
+        return []
+    return [(m.name, GroupRequest(run.id, waiting=True))
+            for m in run.members[run.member_index + 1:]
+            if m.phase == MemberPhase.AWAITING_DEPENDENCY]
+
+
 def _group_result(members: list[MemberRun], policy: FailurePolicy) -> tuple[RunPhase, str]:
     """The phase and summary of a group run whose members all ended."""
     counts = {phase: [m.name for m in members if m.phase == phase] for phase in MemberPhase}

@@ -54,6 +54,9 @@ class GroupRequest:
     """When the group reached this job: of two groups asking, the earlier is served first."""
     canceled: bool = False
     """The group run was stopped: cancel this job's run for it."""
+    waiting: bool = False
+    """The group run is active and this job's turn has not come: an earlier member runs.
+    Nothing to start; the job shows phase AwaitingDependency."""
 
 
 class RunBook(Protocol):
@@ -145,7 +148,8 @@ def answer_group_request(book: RunBook) -> None:
     status = book.status
     answered = {r.group_run for r in status.group_runs or []}
     waiting = sorted(
-        (r for r in book.group_requests if not r.canceled and r.group_run not in answered),
+        (r for r in book.group_requests
+         if not r.canceled and not r.waiting and r.group_run not in answered),
         key=lambda r: (r.requested_at or book.created_at, r.group_run))
     if not waiting or status.current_run is not None or book.spec.suspend:
         return

@@ -591,6 +591,9 @@ class _Reconciler:
         if status.last_successful_window_end is not None:
             status.data_lag_seconds = max(
                 0, int((now - status.last_successful_window_end).total_seconds()))
+        status.awaiting_group_run = next(
+            (r.group_run for r in self.group_requests if r.waiting), None) \
+            if run is None else None
         status.phase = self.phase(one_time_done, problem is not None)
         conditions = set_condition(status.conditions, ConditionType.READY,
                                    *self.readiness(problem), now, generation)
@@ -646,6 +649,8 @@ class _Reconciler:
             return JobPhase.INVALID
         if self.spec.suspend:
             return JobPhase.SUSPENDED
+        if status.awaiting_group_run is not None:
+            return JobPhase.AWAITING_DEPENDENCY
         if status.last_run is not None:
             return JobPhase(status.last_run.phase.value)
         if status.next_run_at is not None and not one_time_done:
