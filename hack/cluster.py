@@ -110,6 +110,8 @@ def components() -> list[Component]:
             f"--client-ca-file={PKI / 'ca.crt'}",
             f"--kubelet-client-certificate={PKI / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={PKI / 'apiserver-kubelet-client.key'}",
+            # The node agent serves container logs on loopback; its Hostname is no address.
+            "--kubelet-preferred-address-types=InternalIP",
             f"--service-account-key-file={PKI / 'sa.pub'}",
             f"--service-account-signing-key-file={PKI / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

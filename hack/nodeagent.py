@@ -20,7 +20,12 @@ than from `terminationMessagePath`, TMPDIR points at a per-pod directory, and
 volumes are not mounted. Each process gets its pod's identity: a token for the
 pod's ServiceAccount from the TokenRequest API, bound to the pod, in a per-pod
 kubeconfig exported as KUBECONFIG, so RBAC applies to it as in a cluster.
-Container logs are kept in <state-dir>/<namespace>_<pod>/<container>.log.
+Container logs are kept in <state-dir>/<namespace>_<pod>/<container>.log (stdout and
+stderr merged, no timestamps) and served to the API server as a kubelet serves them
+(GET /containerLogs/<namespace>/<pod>/<container>, so `kubectl logs` works) over TLS on a
+loopback port chosen at start and reported in the Node's daemonEndpoints. The serving
+certificate is self-signed (the API server is not given a kubelet CA, so it does not
+check it); a client must present a certificate of the cluster's CA.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +132,7 @@ class NodeAgent:
         api_client = client.ApiClient()
         self.server = api_client.configuration.host
         self.ca_file = api_client.configuration.ssl_ca_cert
+        self.log_port = 0
 
     # --- node registration and heartbeat ---------------------------------------------------
 
@@ -135,6 +144,7 @@ class NodeAgent:
             "allocatable": resources,
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                           {"type": "Hostname", "address": self.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.log_port}},
             "conditions": [{
                 "type": "Ready", "status": "True", "reason": "NodeAgentReady",
                 "message": "ferry node agent is running pods as local processes",
@@ -186,6 +196,34 @@ class NodeAgent:
             if e.status != 404:
                 raise
             self.coordination.create_namespaced_lease("kube-node-lease", lease)
+
+    # --- container logs, served like a kubelet's /containerLogs ----------------------------
+
+    def serve_logs(self) -> None:
+        """Listen on a loopback port for the API server's log requests (pods/log)."""
+        cert, key = self.state_dir / "serving.crt", self.state_dir / "serving.key"
+        if not cert.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", str(key), "-out", str(cert), "-days", "3650",
+                            "-subj", f"/CN={self.node_name}",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(self.ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+        server = LogServer(("127.0.0.1", 0), LogHandler, self)
+        server.socket = context.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+        self.log_port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        log.info("serving container logs on https://127.0.0.1:%d", self.log_port)
+
+    def container(self, namespace: str, pod: str, name: str) -> RunningContainer | None:
+        with self.lock:
+            runs = [r for r in self.pods.values() if (r.namespace, r.name) == (namespace, pod)]
+        return next((c for r in runs for c in r.containers if c.name == name), None)
 
     # --- pod lifecycle ----------------------------------------------------------------------
 
@@ -532,6 +570,72 @@ class NodeAgent:
                     with_process_group(c.process, signal.SIGKILL)
 
 
+class LogServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 agent: NodeAgent) -> None:
+        super().__init__(address, handler)
+        self.agent = agent
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("log request from %s failed: %s", client_address, sys.exc_info()[1])
+
+
+class LogHandler(BaseHTTPRequestHandler):
+    """A kubelet's GET /containerLogs/<namespace>/<pod>/<container>, with follow,
+    tailLines and limitBytes; what a merged, untimestamped log cannot give is refused."""
+
+    server: LogServer
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.split("/")
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        if len(parts) != 5 or parts[:2] != ["", "containerLogs"]:
+            return self.fail(404, f"{url.path} not found: this node agent serves only "
+                             "/containerLogs/<namespace>/<pod>/<container>")
+        refused = sorted(k for k in query if k not in {"follow", "tailLines", "limitBytes",
+                                                        "stream"} and query[k] != "false")
+        if refused or query.get("stream", "All") != "All":
+            return self.fail(400, f"not supported by the ferry node agent: "
+                             f"{', '.join(refused or ['stream'])}")
+        container = self.server.agent.container(*parts[2:])
+        if container is None:
+            return self.fail(404, f'container "{parts[4]}" in pod "{parts[3]}" not found')
+        tail = int(query["tailLines"]) if "tailLines" in query else None
+        budget = int(query["limitBytes"]) if "limitBytes" in query else None
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        with container.log_path.open("rb") as log_file:
+            data = log_file.read()
+            if tail is not None:
+                data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail > 0 else b""
+            while True:
+                if budget is not None:
+                    data, budget = data[:budget], budget - len(data[:budget])
+                self.wfile.write(data)
+                self.wfile.flush()
+                if query.get("follow") != "true" or budget == 0:
+                    return None
+                finished = container.process.poll() is not None
+                data = log_file.read()
+                if not data and finished:
+                    return None
+                if not data:
+                    time.sleep(0.2)
+
+    def fail(self, code: int, message: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(message.encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("log request: " + format, *args)
+
+
 def with_process_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
@@ -546,6 +650,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config.load_kube_config(options.kubeconfig)
     agent = NodeAgent(options.node_name, options.state_dir)
+    agent.serve_logs()
     agent.register()
     agent.renew_lease()
 

@@ -168,10 +168,18 @@ class Kube:
         return list(result.items)
 
     def pod_log(self, pod: str, container: str | None) -> str:
-        """The log of one container of a pod, as the kubelet serves it."""
-        return str(
-            self.call(
-                f'read log of pod "{pod}"', self.core.read_namespaced_pod_log, pod,
-                self.namespace, container=container,
-            )
-        )
+        """The log of one container of a pod, as the kubelet serves it.
+
+        Read raw and decoded here: the kubernetes 36 client turns the text into the repr
+        of its bytes, ``b'...'`` (kubernetes-client/python#2596), and parses a log that
+        happens to be valid JSON.
+        """
+        what = f'read log of pod "{pod}"'
+        response = self.call(what, self.core.read_namespaced_pod_log, pod, self.namespace,
+                             container=container, _preload_content=False)
+        try:
+            return bytes(response.data).decode(errors="replace")
+        except urllib3.exceptions.HTTPError as exc:
+            raise CliError(f"{what}: {exc}") from exc
+        finally:
+            response.release_conn()
