@@ -299,17 +299,58 @@ class _Raw:
         yield self._body
 
 
-def test_parquet_cannot_hold_numeric_nan(pg_db: str, s3: S3Server, s3_bucket: str,
-                                         make_plan: PlanFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sql_type", "value", "parquet_type", "problem"), [
+    ("numeric(10, 2)", "NaN", "decimal128(10, 2)",
+     "The string 'NaN' is not a valid decimal128 number"),
+    ("timestamp", "infinity", "timestamp[us]",
+     "CSV conversion error to timestamp[us]: invalid value 'infinity'"),
+])
+def test_parquet_cannot_hold_a_value_and_says_which_column(
+        pg_db: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory, tmp_path: Path,
+        sql_type: str, value: str, parquet_type: str, problem: str) -> None:
+    """What the user reads (termination message, error report) names the column by its SQL
+    name, the record and what to do, not Arrow's "In CSV column #1: Row #2"."""
+    table = "cannot_hold_" + sql_type.split("(", maxsplit=1)[0]
     with psycopg.connect(pg_db, autocommit=True) as conn:
-        conn.execute("CREATE TABLE nan_table (id int, v numeric(10, 2))")
-        conn.execute("INSERT INTO nan_table VALUES (1, 1.5), (2, 'NaN')")
-    plan = make_plan(format="parquet", source={"table": "nan_table"})
+        conn.execute(f'CREATE TABLE {table} (id int, "Odd v" {sql_type})')
+        conn.execute(f"INSERT INTO {table} VALUES (1, NULL), (2, %s)", (value,))
+    plan = make_plan(format="parquet", source={"table": table}, run=table)  # one per case
     result = run_worker(plan, pg_db, s3, tmp_path)
     assert result.code == 4
     assert result.message["kind"] == "data"
-    assert list_keys(s3.client(), s3_bucket, f"exports/items/{plan['run']}/") == [
-        f"exports/items/{plan['run']}/_errors/batch-0.jsonl"]
+    assert result.message["reason"] == (
+        f'Parquet: column "Odd v" ({parquet_type}) cannot hold the value of record 2 of this '
+        f'batch: {problem}. Convert the column in a query source (e.g. SELECT "Odd v"::text, '
+        "or NULLIF or CASE to drop such values) or export as csv or jsonl")
+    run_prefix = f"exports/items/{plan['run']}/"
+    assert list_keys(s3.client(), s3_bucket, run_prefix) == [f"{run_prefix}_errors/batch-0.jsonl"]
+    report = get_json(s3.client(), s3_bucket, f"{run_prefix}_errors/batch-0.jsonl")
+    assert (report["exitCode"], report["reason"]) == (4, result.message["reason"])
+
+
+def test_jsonl_escapes_line_separators_and_writes_both_nulls_as_null(
+        pg_db: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path) -> None:
+    """U+2028, U+2029 and U+0085 arrive escaped, so ``str.splitlines`` (which splits at
+    them) counts the records the manifest lists and json.loads gives the original strings.
+    A jsonb JSON null and an SQL NULL are both ``null``, as docs/worker.md says."""
+    odd = "a\u2028b\u2029c\u0085d, 20\u00b0C \u201cquoted\u201d"
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE separators (id int, label text, doc jsonb)")
+        conn.execute("INSERT INTO separators VALUES (1, %s, %s), (2, 'json null', 'null'), "
+                     "(3, 'sql null', NULL)", (odd, json.dumps({odd: [odd]})))
+    plan = make_plan(format="jsonl", source={"table": "separators"})
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    _, lines = read_files(client, s3_bucket, manifest["files"], "jsonl", "none")
+    assert [json.loads(line) for line in lines] == [
+        {"id": 1, "label": odd, "doc": {odd: [odd]}},
+        {"id": 2, "label": "json null", "doc": None},
+        {"id": 3, "label": "sql null", "doc": None},
+    ]
+    assert lines[0].startswith(r'{"id":1,"label":"a\u2028b\u2029c\u0085d, 20°C “quoted”",')
 
 
 def test_missing_bucket_is_a_config_error(items_dsn: str, s3: S3Server,

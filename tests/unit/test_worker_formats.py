@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
 from ferry.worker import formats, parquet
+from ferry.worker.errors import DataError
 from ferry.worker.formats import ColumnInfo
 from ferry.worker.splitting import Chunk
 
@@ -60,3 +63,44 @@ def test_csv_to_arrow_keeps_line_breaks_in_values(value: str) -> None:
     assert table.slice(0, 2).to_pylist() == [{"id": 0, "s": value}, {"id": 1, "s": value}]
     assert set(table.column("s").to_pylist()[:rows]) == {value}
     assert table.slice(rows).to_pylist() == [{"id": -1, "s": None}, {"id": -2, "s": ""}]
+
+
+def test_a_value_parquet_cannot_hold_names_the_column_and_the_record() -> None:
+    """Arrow says "In CSV column #1: Row #2"; the user reads the column's SQL name, the
+    record's number within the batch (across chunks) and what to do."""
+    convert = parquet.CsvToArrow([ColumnInfo("id", formats.INT4),
+                                  ColumnInfo('total "net"', formats.NUMERIC, 10, 2)])
+    convert.table(Chunk.of([b"1,1.50\n", b"2,\n", b"3,-0.25\n"]))
+    with pytest.raises(DataError) as failure:
+        convert.table(Chunk.of([b"4,2.00\n", b"5,NaN\n"]))
+    assert failure.value.reason == (
+        'Parquet: column "total ""net""" (decimal128(10, 2)) cannot hold the value of record 5 '
+        "of this batch: The string 'NaN' is not a valid decimal128 number. Convert the column "
+        'in a query source (e.g. SELECT "total ""net"""::text, or NULLIF or CASE to drop such '
+        "values) or export as csv or jsonl")
+
+
+def test_a_malformed_chunk_is_a_data_error_in_arrows_words() -> None:
+    """A chunk Arrow cannot even split into columns names no column (it would be a bug in
+    the worker, not in the data), but is still a data error with Arrow's reason."""
+    convert = parquet.CsvToArrow([ColumnInfo("id", formats.INT4), ColumnInfo("s", formats.TEXT)])
+    with pytest.raises(DataError, match=r"^Parquet conversion: CSV parse error: .*Expected 2 "):
+        convert.table(Chunk.of([b"1\n"]))
+
+
+def test_json_lines_escape_the_line_separators_unicode_readers_split_at() -> None:
+    """Raw U+2028, U+2029 and U+0085 (as row_to_json leaves them) would make
+    ``str.splitlines`` see eight lines here; escaped, it sees the three documents."""
+    docs = [{"s": "a\u2028b"}, {"s": "c\u2029d\u0085e", "doc": {"k": ["\u2028\u2028"]}},
+            {"s": "no-break\u00a0space, 20°C, “quoted” – dash"}]
+    chunk = Chunk.of([json.dumps(d, ensure_ascii=False).encode() + b"\n" for d in docs], b"\x01")
+    escaped = formats.escape_line_separators(chunk)
+    lines = escaped.data.decode().splitlines()
+    assert [json.loads(line) for line in lines] == docs
+    assert (escaped.records, len(escaped.ends)) == (3, 3)
+    assert lines[1] == r'{"s": "c\u2029d\u0085e", "doc": {"k": ["\u2028\u2028"]}}'
+
+
+def test_json_lines_without_line_separators_pass_as_they_are() -> None:
+    chunk = Chunk.of([b'{"s": "plain \xe2\x80\x9cquoted\xe2\x80\x9d \xc2\xb0"}\n'], b"\x01")
+    assert formats.escape_line_separators(chunk) is chunk

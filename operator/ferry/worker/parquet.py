@@ -18,9 +18,12 @@ codes, enums) still get dictionaries.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from psycopg import sql
 
 from ferry.worker.codecs import Bytes
 from ferry.worker.errors import DataError
@@ -42,6 +45,10 @@ from ferry.worker.formats import (
 from ferry.worker.splitting import Chunk, OnWrite, OpenFile, Output, SplitFile, no_progress
 
 DICTIONARY_PAGE_BYTES = 64 * 1024
+
+_ARROW_CELL = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
+"""How Arrow's CSV reader reports a value it cannot convert: the column's 0-based
+position, the row's 1-based place in the parsed buffer, the problem."""
 
 _SIMPLE: dict[int, pa.DataType] = {
     BOOL: pa.bool_(),
@@ -101,16 +108,39 @@ class CsvToArrow:
         )
         self._plain = pacsv.ParseOptions(newlines_in_values=False)
         self._newlines = pacsv.ParseOptions(newlines_in_values=True)
+        self._records = 0  # converted so far: numbers a bad record within the batch
 
     def table(self, chunk: Chunk) -> pa.Table:
         """The chunk's records as a table; a value Arrow cannot take is a DataError."""
         plain = chunk.data.count(b"\n") == chunk.records and b"\r" not in chunk.data
         try:
-            return pacsv.read_csv(pa.py_buffer(chunk.data), read_options=self._read,
-                                  parse_options=self._plain if plain else self._newlines,
-                                  convert_options=self._convert)
+            table = pacsv.read_csv(pa.py_buffer(chunk.data), read_options=self._read,
+                                   parse_options=self._plain if plain else self._newlines,
+                                   convert_options=self._convert)
         except pa.ArrowInvalid as exc:
-            raise DataError(f"Parquet conversion: {exc}") from None
+            raise self._conversion_error(str(exc)) from None
+        self._records += chunk.records
+        return table
+
+    def _conversion_error(self, arrow: str) -> DataError:
+        """Arrow's error in the user's terms, with what to do about it.
+
+        Arrow names the column by its position and the row by its place in this chunk;
+        the user knows the column's SQL name and the record's place in the batch, and
+        can fix it only outside Parquet's types: as text, without the value, or in a
+        text format (docs/worker.md, "Formats and types").
+        """
+        cell = _ARROW_CELL.match(arrow)
+        if cell is None:
+            return DataError(f"Parquet conversion: {arrow}")
+        field = self.schema.field(int(cell[1]))
+        column = sql.Identifier(field.name).as_string()
+        return DataError(
+            f"Parquet: column {column} ({field.type}) cannot hold the value of record "
+            f"{self._records + int(cell[2])} of this batch: {cell[3]}. Convert the column "
+            f"in a query source (e.g. SELECT {column}::text, or NULLIF or CASE to drop such "
+            "values) or export as csv or jsonl"
+        )
 
 
 class _Position:
