@@ -166,3 +166,44 @@ def test_slice_selection_and_validation_errors() -> None:
 def test_trailing_newline_is_rejected(path: str, value: str) -> None:
     with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
         parse_plan(with_change(path, value), {})
+
+
+SEAL = {"runId": "orders.3", "outcome": "Canceled"}
+
+
+def test_seal_plan_ignores_slices_and_the_completion_index() -> None:
+    """The seal covers batches 0..batchCount-1 whatever slices the ended Job had."""
+    raw = {**SLICED, "slices": [{"batchIndex": 5, "bogus": 1}], "seal": SEAL}
+    plan = parse_plan(raw, {"JOB_COMPLETION_INDEX": "3"}, sealing=True)
+    assert plan.seal is not None
+    assert (plan.seal.run_id, plan.seal.outcome) == ("orders.3", "Canceled")
+    assert (plan.batch_index, plan.batch_count, plan.run) == (0, 8, "7")
+    assert parse_plan(BASE, {}).seal is None
+
+
+@pytest.mark.parametrize(
+    ("seal", "sealing", "message"),
+    [
+        (None, True, "plan.seal: is required for ferry-worker seal"),
+        (SEAL, False, "plan.seal: only for ferry-worker seal"),
+        ("Canceled", True, "plan.seal: must be an object, got str"),
+        ({**SEAL, "extra": 1}, True, "plan.seal.extra: unknown field (allowed: outcome, runId)"),
+        ({"outcome": "Canceled"}, True, "plan.seal.runId: must match"),
+        ({**SEAL, "runId": "../x"}, True, "plan.seal.runId: must match"),
+        ({"runId": "orders.3"}, True, "plan.seal.outcome: is required"),
+        ({**SEAL, "outcome": "Done"}, True,
+         "plan.seal.outcome: must be one of Succeeded, PartiallySucceeded, Failed, Canceled"),
+    ],
+)
+def test_bad_seal_names_the_field(seal: Any, sealing: bool, message: str) -> None:
+    raw = {**BASE, **({"seal": seal} if seal is not None else {})}
+    with pytest.raises(ConfigError) as err:
+        parse_plan(raw, {}, sealing=sealing)
+    assert message in err.value.reason
+
+
+def test_seal_needs_no_source_dsn() -> None:
+    assert load_secrets({"FERRY_SOURCE_DSN": "host=x"}, source=False).source_dsn == ""
+    assert load_secrets({}, source=False).aws_access_key_id is None
+    with pytest.raises(ConfigError, match="set both or neither"):
+        load_secrets({"AWS_SECRET_ACCESS_KEY": "a"}, source=False)

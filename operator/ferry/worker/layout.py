@@ -5,11 +5,18 @@
     <prefix>/<job>/<run>/<job>-<batch>-<n>-<attempt>.<ext>   data files
     <prefix>/<job>/<run>/_manifests/batch-<batch>.json        commit record, written last
     <prefix>/<job>/<run>/_errors/batch-<batch>.jsonl          error report (appended)
+    <prefix>/<job>/<run>/_run.json                            run marker (ferry-worker seal)
 
 ``<attempt>`` is 8 random hex digits chosen by each worker attempt. Two attempts of the
 same batch (a retry, or two pods racing on one index) therefore never write the same
 key, and the manifest, written last with a conditional PUT, decides which attempt's
 files are the batch. Readers must list the manifests, not the data files.
+
+The run marker is written once a run has ended (by a one-pod Job the operator starts,
+which must run after the run's batch pods are gone: it counts what is committed when it
+looks). It lists the batches whose manifests are committed and those missing, so a
+reader can tell a complete run from a canceled or failed one's partial folder. A retry
+exports into the same folder and its seal rewrites the marker.
 """
 
 from __future__ import annotations
@@ -35,9 +42,20 @@ def data_key(plan: Plan, attempt: str, n: int) -> str:
     return f"{batch_data_prefix(plan)}{n}-{attempt}.{ext}"
 
 
-def manifest_key(plan: Plan) -> str:
-    """Key of the batch manifest."""
-    return f"{run_prefix(plan)}/_manifests/batch-{plan.batch_index}.json"
+def manifests_prefix(plan: Plan) -> str:
+    """The folder of the run's batch manifests (with its trailing slash)."""
+    return f"{run_prefix(plan)}/_manifests/"
+
+
+def manifest_key(plan: Plan, batch: int | None = None) -> str:
+    """Key of the manifest of ``batch`` (default: the plan's own batch)."""
+    index = plan.batch_index if batch is None else batch
+    return f"{manifests_prefix(plan)}batch-{index}.json"
+
+
+def run_marker_key(plan: Plan) -> str:
+    """Key of the run marker ``_run.json`` that ``ferry-worker seal`` writes."""
+    return f"{run_prefix(plan)}/_run.json"
 
 
 def error_key(plan: Plan) -> str:

@@ -1,4 +1,4 @@
-"""``ferry-worker export``: the program each batch pod runs.
+"""``ferry-worker export``: the program each batch pod runs (``seal``: see below).
 
 Input (details and an example plan in docs/worker.md):
 
@@ -15,6 +15,9 @@ Exit codes: 0 success (also when a racing attempt committed the batch first), 2 
 command line, 3 fatal configuration error, 4 fatal data error, 75 transient failure
 after the in-process retries, 1 unexpected internal error. 3 and 4 are meant for a
 podFailurePolicy ``FailIndex`` rule; the others should use the index's retry budget.
+
+``ferry-worker seal`` writes the run marker ``_run.json`` once a run has ended
+(:mod:`ferry.worker.seal`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ferry.worker.errors import ConfigError, ExitCode, Redactor, TransientError,
 from ferry.worker.manifest import failure, summary, write_termination_message
 from ferry.worker.plan import Plan, Secrets, load_plan, load_secrets
 from ferry.worker.progress import Progress, Publisher, pod_patcher
+from ferry.worker.seal import seal_run, sealed_message
 from ferry.worker.upload import MAX_IN_FLIGHT, Retrier, make_client
 
 log = logging.getLogger("ferry.worker")
@@ -98,6 +102,16 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _gives_up(error: WorkerError, number: int, max_attempts: int) -> bool:
+    """Whether a failed attempt is the last: fatal kinds, the last try and SIGTERM are."""
+    retryable = error.exit_code in (ExitCode.TRANSIENT, ExitCode.INTERNAL)
+    return not retryable or number == max_attempts or "SIGTERM" in error.reason
+
+
+def _backoff(number: int) -> None:
+    time.sleep(min(30, 2 ** (number + 1)))
+
+
 def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor,
             max_attempts: int, retrier: Retrier) -> int:
     term_path = env.get("FERRY_TERMINATION_MESSAGE_PATH")
@@ -135,10 +149,9 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
                 append_error(at, error)
             except Exception as exc:
                 log.warning("error report not written: %s", type(exc).__name__)
-            retryable = error.exit_code in (ExitCode.TRANSIENT, ExitCode.INTERNAL)
-            if not retryable or number == max_attempts or "SIGTERM" in error.reason:
+            if _gives_up(error, number, max_attempts):
                 break
-            time.sleep(min(30, 2 ** (number + 1)))
+            _backoff(number)
     write_termination_message(
         failure(plan.batch_index, error.kind, int(error.exit_code), error.reason), term_path)
     if publisher:
@@ -146,30 +159,102 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
     return int(error.exit_code)
 
 
-def export_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Run ``export``; returns the exit code."""
+def _seal(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor,
+          max_attempts: int, retrier: Retrier) -> int:
+    """Seal the run; after a transient failure start over (the seal only reads the
+    manifests and rewrites one object, so a repeat is harmless). A failure's
+    termination message is the export's with ``batch`` -1: the seal has no batch."""
+    term_path = env.get("FERRY_TERMINATION_MESSAGE_PATH")
+    client = make_client(plan.destination, secrets)
+    error: WorkerError = TransientError("no attempt made")
+    for number in range(1, max_attempts + 1):
+        log.info("sealing %s.%s (%d/%d)", plan.job, plan.run, number, max_attempts)
+        try:
+            marker = seal_run(client, retrier, plan)
+        except WorkerError as exc:
+            error = exc
+        except Exception as exc:
+            log.exception("unexpected error")
+            error = WorkerError(f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            text = redact(sealed_message(marker, layout.run_marker_key(plan)))
+            write_termination_message(text, term_path)
+            log.info("sealed: complete=%s, %d of %d batches, %d records", marker["complete"],
+                     len(marker["batches"]), plan.batch_count, marker["records"])
+            return ExitCode.OK
+        error.reason = redact(error.reason)
+        log.error("seal failed (%s): %s", error.kind, error.reason)
+        if _gives_up(error, number, max_attempts):
+            break
+        _backoff(number)
+    write_termination_message(failure(-1, error.kind, int(error.exit_code), error.reason),
+                              term_path)
+    return int(error.exit_code)
+
+
+def _start(env: Mapping[str, str]) -> Redactor:
+    """What every command sets up first: redacted logging, SIGTERM as a failure."""
     redact = _redactor(env)
     _setup_logging(env, redact)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    return redact
+
+
+def _invalid(exc: ConfigError, env: Mapping[str, str], redact: Redactor, index: int) -> int:
+    """Report a configuration error found before any attempt; returns its exit code."""
+    reason = redact(exc.reason)
+    log.error("invalid configuration: %s", reason)
+    write_termination_message(failure(index, exc.kind, int(exc.exit_code), reason),
+                              env.get("FERRY_TERMINATION_MESSAGE_PATH"))
+    return int(exc.exit_code)
+
+
+def export_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``export``; returns the exit code."""
+    redact = _start(env)
     try:
         plan = load_plan(env, args.plan_file, args.batch_index)
         secrets = load_secrets(env)
         max_attempts = _int_env(env, "FERRY_MAX_ATTEMPTS", 3)
         retrier = Retrier(budget_s=_int_env(env, "FERRY_S3_RETRY_SECONDS", 120))
     except ConfigError as exc:
-        reason = redact(exc.reason)
-        log.error("invalid configuration: %s", reason)
-        write_termination_message(
-            failure(_fallback_index(env, args.batch_index), exc.kind, int(exc.exit_code), reason),
-            env.get("FERRY_TERMINATION_MESSAGE_PATH"))
-        return int(exc.exit_code)
+        return _invalid(exc, env, redact, _fallback_index(env, args.batch_index))
     return _export(plan, secrets, env, redact, max_attempts, retrier)
+
+
+def seal_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``seal``; returns the exit code."""
+    redact = _start(env)
+    try:
+        plan = load_plan(env, args.plan_file, sealing=True)
+        secrets = load_secrets(env, source=False)
+        max_attempts = _int_env(env, "FERRY_MAX_ATTEMPTS", 3)
+        retrier = Retrier(budget_s=_int_env(env, "FERRY_S3_RETRY_SECONDS", 120))
+    except ConfigError as exc:
+        return _invalid(exc, env, redact, -1)
+    return _seal(plan, secrets, env, redact, max_attempts, retrier)
+
+
+_SEAL_HELP = """\
+Write the run marker <prefix>/<job>/<run>/_run.json once a run has ended: which batches
+below batchCount are committed (their manifests), which are missing, and the sums.
+
+Input: FERRY_PLAN (or FERRY_PLAN_FILE / --plan-file), the run's plan plus
+"seal": {"runId": "<job>.<n>", "outcome": "Succeeded|PartiallySucceeded|Failed|Canceled"};
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN); no FERRY_SOURCE_DSN.
+FERRY_TERMINATION_MESSAGE_PATH, FERRY_MAX_ATTEMPTS, FERRY_S3_RETRY_SECONDS and
+FERRY_LOG_LEVEL as for export. The termination message is {"status": "Sealed", ...}.
+
+Exit codes: 0 sealed, 2 bad command line, 3 fatal configuration error, 75 transient
+failure after the in-process retries, 1 unexpected internal error.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``ferry-worker export --help`` prints the contract)."""
-    parser = argparse.ArgumentParser(prog="ferry-worker",
-                                     description="Ferry's export worker: one batch per run.")
+    parser = argparse.ArgumentParser(
+        prog="ferry-worker",
+        description="Ferry's export worker: one batch per run (export), a run's marker (seal).")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser(
         "export", help="export one batch from PostgreSQL to S3",
@@ -178,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $FERRY_PLAN_FILE, then $FERRY_PLAN)")
     export.add_argument("--batch-index", type=int, help="batch to export (default: the "
                         "plan's batchIndex, then $JOB_COMPLETION_INDEX, then 0)")
+    export.set_defaults(run=export_command)
+    seal = commands.add_parser(
+        "seal", help="write the run marker _run.json of a run that has ended",
+        description=_SEAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seal.add_argument("--plan-file", help="read the JSON plan from this file "
+                      "(default: $FERRY_PLAN_FILE, then $FERRY_PLAN)")
+    seal.set_defaults(run=seal_command)
     return parser
 
 
@@ -210,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     _return_large_buffers_to_the_os()
-    code = export_command(args, os.environ)
+    code: int = args.run(args, os.environ)
     gc.freeze()
     return code
 

@@ -7,7 +7,8 @@ settings arrive as JSON in ``FERRY_PLAN`` (or a file named by ``FERRY_PLAN_FILE`
 references, so they never appear in the Job spec:
 
 ``FERRY_SOURCE_DSN``
-    libpq connection string or URI of the source database (required).
+    libpq connection string or URI of the source database (required by ``export``;
+    ``seal`` reads only the bucket).
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``
     S3 credentials; when absent boto3's default chain applies (e.g. IRSA).
 
@@ -36,12 +37,14 @@ from ferry.worker.errors import ConfigError
 Format = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip", "zstd"]
 Totals = Literal["count", "estimate", "none"]
+RunOutcome = Literal["Succeeded", "PartiallySucceeded", "Failed", "Canceled"]
 FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "notIn", "isNull", "notNull"]
 Scalar = str | int | float | bool
 
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
 COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip", "zstd")
 TOTALS: tuple[Totals, ...] = ("count", "estimate", "none")
+RUN_OUTCOMES: tuple[RunOutcome, ...] = ("Succeeded", "PartiallySucceeded", "Failed", "Canceled")
 FILTER_OPS: tuple[FilterOp, ...] = (
     "eq", "ne", "lt", "le", "gt", "ge", "in", "notIn", "isNull", "notNull",
 )
@@ -125,6 +128,18 @@ class Destination:
 
 
 @dataclasses.dataclass(frozen=True)
+class Seal:
+    """What ``ferry-worker seal`` records about the run that ended (the operator's view).
+
+    ``run_id`` is the run that ended, which for a retry is not the folder's run (the
+    retry exports into the folder of the run it retries); ``outcome`` is its phase.
+    """
+
+    run_id: str
+    outcome: RunOutcome
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """Everything one batch needs, validated."""
 
@@ -153,6 +168,8 @@ class Plan:
     error record. What another ExportJob of the same name (deleted and created again)
     left in this run's folder carries another uid and is removed, so a run's folder
     never presents an earlier job's batches as its own (docs/worker.md, file layout)."""
+    seal: Seal | None = None
+    """Set only for ``ferry-worker seal``: the run marker is written for this run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +177,7 @@ class Secrets:
     """Values taken from Secret-backed environment variables; never logged."""
 
     source_dsn: str
+    """Empty for ``seal``, which never connects to the database."""
     aws_access_key_id: str | None
     aws_secret_access_key: str | None
     aws_session_token: str | None
@@ -402,10 +420,31 @@ def _destination(raw: object) -> Destination:
     )
 
 
+def _seal(raw: object, sealing: bool) -> Seal | None:
+    """The ``seal`` object: required by ``ferry-worker seal``, refused by ``export`` (a
+    batch plan carrying one is the operator confusing its two Jobs)."""
+    if raw is None:
+        if sealing:
+            raise _fail("plan.seal", "is required for ferry-worker seal "
+                        "({runId, outcome} of the run that ended)")
+        return None
+    if not sealing:
+        raise _fail("plan.seal", "only for ferry-worker seal, not in a batch's plan")
+    obj = _obj(raw, "plan.seal")
+    _reject_unknown(obj, {"runId", "outcome"}, "plan.seal")
+    run_id = obj.get("runId")
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise _fail("plan.seal.runId", f"must match {_RUN_ID.pattern}, got {run_id!r}")
+    if "outcome" not in obj:
+        raise _fail("plan.seal.outcome", "is required")
+    outcome = cast(RunOutcome, _choice(obj, "outcome", "plan.seal", RUN_OUTCOMES, ""))
+    return Seal(run_id, outcome)
+
+
 _PLAN_FIELDS = {
     "job", "run", "source", "columns", "filters", "window", "keyRange", "format",
     "compression", "compressionLevel", "fileSplitSize", "destination", "batchIndex",
-    "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince", "jobUid",
+    "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince", "jobUid", "seal",
 }
 _SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition"}
 
@@ -439,10 +478,21 @@ def select_slice(obj: dict[str, Any], env: Mapping[str, str],
     return resolved
 
 
-def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = None) -> Plan:
-    """Validate a decoded plan; ``batch_index`` (CLI) beats the plan beats the env."""
+def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = None, *,
+               sealing: bool = False) -> Plan:
+    """Validate a decoded plan; ``batch_index`` (CLI) beats the plan beats the env.
+
+    ``sealing`` (``ferry-worker seal``) requires the ``seal`` object and ignores
+    ``slices``: the seal looks at every batch below ``batchCount`` whatever slices the
+    ended run's Job had (a retry lists only the batches it redid), and a one-pod Job has
+    no completion index to pick one by. Its ``batch_index`` is 0, a placeholder.
+    """
     obj = _obj(raw, "plan")
     _reject_unknown(obj, _PLAN_FIELDS, "plan")
+    seal = _seal(obj.get("seal"), sealing)
+    if sealing:
+        obj = {k: v for k, v in obj.items() if k != "slices"}
+        batch_index = 0
     if "slices" in obj:
         obj = select_slice(obj, env, batch_index)
         batch_index = None
@@ -501,11 +551,12 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         reuse_committed_since=_timestamp(obj.get("reuseCommittedSince"),
                                          "plan.reuseCommittedSince"),
         job_uid=job_uid,
+        seal=seal,
     )
 
 
 def load_plan(env: Mapping[str, str], plan_file: str | None = None,
-              batch_index: int | None = None) -> Plan:
+              batch_index: int | None = None, *, sealing: bool = False) -> Plan:
     """Read the plan from ``--plan-file``, ``FERRY_PLAN_FILE`` or ``FERRY_PLAN``."""
     path = plan_file or env.get("FERRY_PLAN_FILE")
     if path:
@@ -523,13 +574,14 @@ def load_plan(env: Mapping[str, str], plan_file: str | None = None,
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{origin}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                           f"{exc.msg}") from None
-    return parse_plan(raw, env, batch_index)
+    return parse_plan(raw, env, batch_index, sealing=sealing)
 
 
-def load_secrets(env: Mapping[str, str]) -> Secrets:
-    """Read the Secret-backed variables; only the source DSN is mandatory."""
-    dsn = env.get("FERRY_SOURCE_DSN", "")
-    if not dsn.strip():
+def load_secrets(env: Mapping[str, str], *, source: bool = True) -> Secrets:
+    """Read the Secret-backed variables; only the source DSN is mandatory, and only with
+    ``source`` (``seal`` reads the bucket alone, so its pod is given no DSN)."""
+    dsn = env.get("FERRY_SOURCE_DSN", "") if source else ""
+    if source and not dsn.strip():
         raise ConfigError("FERRY_SOURCE_DSN: is required (source connection string from a Secret)")
     key_id = env.get("AWS_ACCESS_KEY_ID") or None
     secret = env.get("AWS_SECRET_ACCESS_KEY") or None
