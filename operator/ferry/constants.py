@@ -21,6 +21,9 @@ FINALIZER: Final = f"{GROUP}/run-guard"
 LABEL_JOB: Final = f"{GROUP}/job"
 LABEL_RUN: Final = f"{GROUP}/run"
 LABEL_GROUP: Final = f"{GROUP}/group"
+LABEL_SEAL: Final = f"{GROUP}/seal"
+"""On a run's seal Job (its value the run number) instead of LABEL_RUN: the one-pod Job
+that writes the run marker _run.json once the run has ended (docs/worker.md)."""
 
 ANNOTATION_PROGRESS: Final = f"{GROUP}/progress"
 ANNOTATION_RUN_REQUESTED_AT: Final = f"{GROUP}/run-requested-at"

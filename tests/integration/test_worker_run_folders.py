@@ -205,3 +205,21 @@ def test_readers_skip_an_earlier_jobs_batches_before_the_workers_remove_them(
     assert {f.batch for f in listed} == {1}
     assert {f.batch for f in committed_files(cli_folder(s3, s3_bucket, prefix, "uid-old-job"),
                                              REF, None)} == {0, 2, 3}
+
+
+def test_an_earlier_jobs_run_marker_is_removed_before_the_new_run_commits(
+        dsn: str, s3: S3Server, s3_bucket: str, prefix: str, tmp_path: Path) -> None:
+    """A reader waits for _run.json: the old job's "complete" must not stand for the new
+    run, which has not been sealed yet."""
+    marker = f"{prefix}/{JOB}/{RUN}/_run.json"
+    s3.client().put_object(Bucket=s3_bucket, Key=marker, Body=json.dumps(
+        {"version": 1, "job": JOB, "jobUid": "uid-old-job", "run": RUN, "complete": True}))
+    assert run_batches(s3, s3_bucket, prefix, tmp_path, uid="uid-new-job", batches=2,
+                       dsn=dsn) == {0: 0, 1: 0}
+    assert marker not in folder_keys(s3, s3_bucket, prefix)
+
+    s3.client().put_object(Bucket=s3_bucket, Key=marker, Body=json.dumps(
+        {"version": 1, "job": JOB, "jobUid": "uid-new-job", "run": RUN, "complete": False}))
+    assert run_batches(s3, s3_bucket, prefix, tmp_path, uid="uid-new-job", batches=2,
+                       dsn=dsn, only=[0]) == {0: 0}
+    assert marker in folder_keys(s3, s3_bucket, prefix), "the job's own marker stays"

@@ -205,6 +205,11 @@ class RunStatus(FerryModel):
         default=None, description="When records, bytes or finished batches last grew: the "
         "Stalled condition turns True when this is older than the operator's --stall-after.")
 
+    @property
+    def folder(self) -> str:
+        """The run folder: a retry writes into the folder of the run it repairs."""
+        return self.retry_of or self.id
+
 
 class HistoryEntry(FerryModel):
     """Summary of a finished run (also used for status.lastRun)."""
@@ -245,7 +250,24 @@ class HistoryEntry(FerryModel):
     )
     message: Message | None = Field(default=None, description="Result summary or error.")
     started_by: ShortText | None = Field(default=None, description="User who requested it.")
+    sealed: bool | None = Field(
+        default=None, description="False while the run's marker _run.json is being "
+        "written (a one-pod seal Job, after the run ended); True once it is, or once the "
+        "seal gave up (message says why). Absent for a run that never started.")
+    run_marker: Location | None = Field(
+        default=None, description="s3:// URL of the run folder's _run.json, which a "
+        "downstream reader waits for (docs/worker.md): written when the run ended.")
+    complete: bool | None = Field(
+        default=None, description="From the run marker: every batch of the run folder "
+        "committed (after a retry, the folder as a whole).")
+    missing_batches: Annotated[list[int], Field(max_length=MAX_BATCHES)] | None = Field(
+        default=None, description="From the run marker: batches of the folder with no "
+        "committed manifest.")
 
+    @property
+    def folder(self) -> str:
+        """The run folder: a retry writes into the folder of the run it repairs."""
+        return self.retry_of or self.id
 
     def batches_to_retry(self) -> list[int] | None:
         """The batch indexes a retry of this run re-runs; None for all of them (a run

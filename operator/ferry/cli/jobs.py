@@ -171,7 +171,7 @@ def retry_target(job: ExportJob, name: str, number: int | None) -> str:
     last = runs[0]
     if last.phase not in RETRYABLE_RUN_PHASES:
         raise CliError(f"run {last.id} {last.phase.value}: nothing to retry")
-    return last.retry_of or last.id
+    return last.folder
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:

@@ -86,12 +86,12 @@ def pick_run(job: ExportJob, number: int | None) -> RunRef:
             entry = current
         else:
             raise CliError(f'exportjob "{name}" has not run yet')
-        return RunRef(entry.id, entry.retry_of or entry.id, entry)
+        return RunRef(entry.id, entry.folder, entry)
     wanted = run_id(name, number)
     candidates: list[HistoryEntry | RunStatus] = [*([current] if current else []), *finished]
     for candidate in candidates:
         if candidate.id == wanted:
-            return RunRef(wanted, candidate.retry_of or wanted, candidate)
+            return RunRef(wanted, candidate.folder, candidate)
     if 1 <= number <= (status.run_counter or 0):
         return RunRef(wanted, wanted, None)
     raise CliError(f'run {wanted} not found: exportjob "{name}" has no run number {number}')

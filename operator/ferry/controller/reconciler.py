@@ -40,14 +40,23 @@ from pydantic import ValidationError
 
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus, RunPhase
-from ferry.constants import EXPORTJOB_PLURAL, FINALIZER, GROUP, LABEL_JOB, LABEL_RUN, VERSION
+from ferry.constants import (
+    EXPORTJOB_PLURAL,
+    FINALIZER,
+    GROUP,
+    LABEL_JOB,
+    LABEL_RUN,
+    LABEL_SEAL,
+    VERSION,
+)
 from ferry.controller import metrics
 from ferry.controller.groupregistry import GroupRegistry
 from ferry.controller.registry import BodyCache, JobIndex, Registry
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import mark_invalid_spec
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
-from ferry.reconcile.observe import job_observation, parse_time
+from ferry.reconcile.observe import job_finished, job_observation, parse_time, seal_observation
+from ferry.reconcile.progress import JobObservation, SealObservation
 from ferry.reconcile.runs import Decision, Event, Observation, concurrency_key, reconcile
 
 log = logging.getLogger("ferry.controller")
@@ -187,6 +196,7 @@ class Controller:
         queued_at = status.current_run.queued_at if status.current_run and \
             status.current_run.queued_at else now
         async with self.locks.setdefault((namespace, key), asyncio.Lock()):
+            jobs, seals = await self.observe_jobs(namespace, name, status)
             observation = Observation(
                 owner=owner,
                 generation=meta.get("generation") or 0,
@@ -194,7 +204,8 @@ class Controller:
                 annotations=meta.get("annotations") or {},
                 spec=spec,
                 status=status,
-                jobs=await self.observe_jobs(namespace, name, status),
+                jobs=jobs,
+                seals=seals,
                 queue=self.registry.queue_view(namespace, name, key, queued_at),
                 now=now,
                 worker=self.worker,
@@ -218,8 +229,10 @@ class Controller:
             if waiting:
                 self.queue.add(waiting[0], urgent=True)
 
-    async def observe_jobs(self, namespace: str, name: str,
-                           status: ExportJobStatus) -> list[Any]:
+    async def observe_jobs(self, namespace: str, name: str, status: ExportJobStatus
+                           ) -> tuple[list[JobObservation], tuple[SealObservation, ...]]:
+        """The run Jobs (with the current run's pods) and the seal Jobs (with their pods
+        once finished: the seal's summary is its termination message)."""
         current = status.current_run.number if status.current_run else None
         in_progress = status.current_run is not None and \
             status.current_run.phase == RunPhase.IN_PROGRESS
@@ -233,18 +246,29 @@ class Controller:
                               listed["metadata"].get("resourceVersion"), now)
             jobs = listed["items"]
         observations = []
+        seals = []
+        core = client.CoreV1Api(self.api)
         for job in jobs:
             pods: list[dict[str, Any]] = []
-            run = job["metadata"].get("labels", {}).get(LABEL_RUN)
+            labels = job["metadata"].get("labels", {})
+            if LABEL_SEAL in labels:
+                if job_finished(job) is not None:
+                    pods = (await self._json(core.list_namespaced_pod(
+                        namespace, label_selector=f"{LABEL_JOB}={name},"
+                        f"{LABEL_SEAL}={labels[LABEL_SEAL]}", _preload_content=False)))["items"]
+                sealed = seal_observation(job, pods)
+                if sealed is not None:
+                    seals.append(sealed)
+                continue
+            run = labels.get(LABEL_RUN)
             if current is not None and run == str(current):
-                core = client.CoreV1Api(self.api)
                 pods = (await self._json(core.list_namespaced_pod(
                     namespace, label_selector=f"{LABEL_JOB}={name},{LABEL_RUN}={run}",
                     _preload_content=False)))["items"]
             observed = job_observation(job, pods)
             if observed is not None:
                 observations.append(observed)
-        return observations
+        return observations, tuple(seals)
 
     async def act(self, obj: dict[str, Any], old: ExportJobStatus, decision: Decision) -> None:
         meta = obj["metadata"]
@@ -260,8 +284,8 @@ class Controller:
         elif new != old:
             decision.requeue_after = min(decision.requeue_after or STATUS_WRITE_INTERVAL,
                                          STATUS_WRITE_INTERVAL)
-        if decision.create_job is not None:
-            await self.create_job(decision.create_job)
+        for manifest in [*filter(None, [decision.create_job]), *decision.create_seals]:
+            await self.create_job(manifest)
         for job in decision.delete_jobs:
             await self.delete_job(namespace, name, job)
         for event in decision.events:

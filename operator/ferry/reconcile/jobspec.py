@@ -10,12 +10,14 @@ the Job spec, the operator never reads them.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from ferry.api.exportjob import ExportJobSpec
-from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN
+from ferry.api.status import HistoryEntry
+from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN, LABEL_SEAL
 from ferry.reconcile.batches import Slice
 
 WORKER_CONTAINER = "worker"
@@ -133,28 +135,20 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def build_job(
-    owner: Owner,
-    spec: ExportJobSpec,
-    run_number: int,
-    run_dir: str,
-    slices: list[Slice],
-    defaults: WorkerDefaults,
-    reuse_committed_since: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """The Job manifest for one run (or for the failed batches of a retried run).
-
-    ``reuse_committed_since`` (the run's start) lets a Job created again for the same
-    run skip the batches whose manifests that run already committed (docs/worker.md)."""
+def _worker_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
+                plan: dict[str, Any], with_source: bool) -> dict[str, Any]:
+    """The worker pod of a batch (``export``) or of a run's seal (``seal``: the bucket
+    only, no database Secret)."""
     worker = spec.worker
-    plan = worker_plan(owner, spec, run_dir, slices, reuse_committed_since)
     env: list[dict[str, Any]] = [
-        {"name": "FERRY_PLAN", "value": json.dumps(plan, separators=(",", ":"))},
-        _secret_env(
+        {"name": "FERRY_PLAN", "value": json.dumps(plan, separators=(",", ":"))}]
+    if with_source:
+        env.append(_secret_env(
             "FERRY_SOURCE_DSN",
             spec.source.connection_secret_ref.name,
             spec.source.connection_secret_ref.key,
-        ),
+        ))
+    env += [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
@@ -169,7 +163,7 @@ def build_job(
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "image": (worker.image if worker and worker.image else defaults.image),
-        "args": ["export"],
+        "args": args,
         "env": env,
         "securityContext": RESTRICTED_SECURITY_CONTEXT,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -196,45 +190,115 @@ def build_job(
         pod_spec["nodeSelector"] = dict(worker.node_selector)
     if worker and worker.tolerations:
         pod_spec["tolerations"] = [t.to_k8s() for t in worker.tolerations]
+    return pod_spec
+
+
+def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": EXPORTJOB_KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def _fatal_exit_codes_fail_the_index() -> dict[str, Any]:
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailIndex",
+                "onExitCodes": {
+                    "containerName": WORKER_CONTAINER,
+                    "operator": "In",
+                    "values": list(WORKER_FATAL_EXIT_CODES),
+                },
+            },
+        ]
+    }
+
+
+def build_job(
+    owner: Owner,
+    spec: ExportJobSpec,
+    run_number: int,
+    run_dir: str,
+    slices: list[Slice],
+    defaults: WorkerDefaults,
+    reuse_committed_since: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The Job manifest for one run (or for the failed batches of a retried run).
+
+    ``reuse_committed_since`` (the run's start) lets a Job created again for the same
+    run skip the batches whose manifests that run already committed (docs/worker.md)."""
+    plan = worker_plan(owner, spec, run_dir, slices, reuse_committed_since)
     labels = {LABEL_JOB: owner.name, LABEL_RUN: str(run_number)}
     batching = spec.batching
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job_name(owner.name, run_number),
-            "namespace": owner.namespace,
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": EXPORTJOB_KIND,
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
+        "metadata": _metadata(owner, job_name(owner.name, run_number), labels),
         "spec": {
             "completionMode": "Indexed",
             "completions": len(slices),
             "parallelism": min(len(slices), batching.parallelism if batching else 1),
             "backoffLimitPerIndex": batching.retries_per_batch if batching else 2,
             "podReplacementPolicy": "Failed",
-            "podFailurePolicy": {
-                "rules": [
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                    {
-                        "action": "FailIndex",
-                        "onExitCodes": {
-                            "containerName": WORKER_CONTAINER,
-                            "operator": "In",
-                            "values": list(WORKER_FATAL_EXIT_CODES),
-                        },
-                    },
-                ]
-            },
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "podFailurePolicy": _fatal_exit_codes_fail_the_index(),
+            "template": {"metadata": {"labels": labels},
+                         "spec": _worker_pod(spec, defaults, ["export"], plan, True)},
+        },
+    }
+
+
+SEAL_RETRIES = 3
+"""Pods a seal gets (each retries S3 within FERRY_S3_RETRY_SECONDS): only S3 can fail it."""
+
+
+def seal_job_name(export_job: str, run_number: int) -> str:
+    """``<job>-<n>-seal``, shortened with a hash of the name where it would pass 63."""
+    name = f"{export_job}-{run_number}-seal"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(export_job.encode()).hexdigest()[:6]
+    keep = 63 - len(f"-{digest}-{run_number}-seal")
+    return f"{export_job[:keep].rstrip('-')}-{digest}-{run_number}-seal"
+
+
+def build_seal_job(
+    owner: Owner,
+    spec: ExportJobSpec,
+    run: HistoryEntry,
+    run_dir: str,
+    batch_count: int,
+    defaults: WorkerDefaults,
+) -> dict[str, Any]:
+    """The one-pod Job that writes a finished run's marker ``_run.json`` (``ferry-worker
+    seal``): the run's plan over all its batches, plus which run ended and how."""
+    slices = [Slice(i, batch_count, None, None) for i in range(batch_count)]
+    plan = worker_plan(owner, spec, run_dir, slices)
+    plan["seal"] = {"runId": run.id, "outcome": run.phase.value}
+    labels = {LABEL_JOB: owner.name, LABEL_SEAL: str(run.number)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(owner, seal_job_name(owner.name, run.number), labels),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 1,
+            "backoffLimitPerIndex": SEAL_RETRIES,
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": _fatal_exit_codes_fail_the_index(),
+            "template": {"metadata": {"labels": labels},
+                         "spec": _worker_pod(spec, defaults, ["seal"], plan, False)},
         },
     }

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ferry.constants import ANNOTATION_PROGRESS, LABEL_RUN
+from ferry.constants import ANNOTATION_PROGRESS, LABEL_RUN, LABEL_SEAL
 from ferry.reconcile.progress import (
     JobObservation,
     PodObservation,
+    SealObservation,
     parse_indexes,
     parse_json_object,
 )
@@ -62,10 +63,7 @@ def job_observation(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObser
     if not run.isdigit():
         return None
     status = job.get("status") or {}
-    finished = None
-    for condition in status.get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            finished = condition["type"]
+    finished = job_finished(job)
     observed = [p for p in (pod_observation(pod) for pod in pods) if p is not None]
     return JobObservation(
         name=meta["name"],
@@ -78,3 +76,26 @@ def job_observation(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObser
         deleting=meta.get("deletionTimestamp") is not None,
         pods=observed,
     )
+
+
+def job_finished(job: dict[str, Any]) -> str | None:
+    """"Complete" or "Failed" once the Job's condition says so."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def seal_observation(job: dict[str, Any], pods: list[dict[str, Any]]) -> SealObservation | None:
+    """None for a Job that is not a seal Job."""
+    meta = job.get("metadata", {})
+    run = (meta.get("labels") or {}).get(LABEL_SEAL, "")
+    if not run.isdigit():
+        return None
+    observed = sorted((p for p in (pod_observation(pod) for pod in pods) if p is not None),
+                      key=lambda p: p.created_at)
+    last = observed[-1] if observed else None
+    return SealObservation(
+        name=meta["name"], run_number=int(run), finished=job_finished(job),
+        summary=last.summary if last else None, message=last.message if last else None,
+        deleting=meta.get("deletionTimestamp") is not None)

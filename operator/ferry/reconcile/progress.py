@@ -95,6 +95,19 @@ class JobObservation:
     pods: list[PodObservation] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SealObservation:
+    """A run's seal Job (ferry.dev/seal=<run number>): done once it is finished, with
+    its last pod's termination message (`ferry-worker seal`'s summary, or its failure)."""
+
+    name: str
+    run_number: int
+    finished: str | None = None  # "Complete" or "Failed"
+    summary: dict[str, Any] | None = None
+    message: str | None = None
+    deleting: bool = False
+
+
 def parse_indexes(text: str | None) -> frozenset[int]:
     """A Job's index set, written as ranges: "1,3-5" -> {1, 3, 4, 5}."""
     result: set[int] = set()

@@ -200,7 +200,7 @@ def retry(book: RunBook) -> None:
                    f"nothing to retry: run {last.id} {last.phase.value}"
                    if last else "nothing to retry: the job has not run yet")
     else:
-        target = last.retry_of or last.id
+        target = last.folder
         book.new_run("retry", last.scheduled_for or book.now, last.window, retry_of=target,
                      failed=last.batches_to_retry())
 

@@ -45,11 +45,12 @@ from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
 from ferry.reconcile import requests, scheduling
 from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
 from ferry.reconcile.conditions import set_condition
-from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, job_name
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job, job_name
 from ferry.reconcile.progress import (
     PROGRESS_POLL_SECONDS,
     JobObservation,
     RunProgress,
+    SealObservation,
     eta_seconds,
     fold_progress,
     human_duration,
@@ -61,6 +62,7 @@ from ferry.reconcile.progress import (
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, user_annotation
+from ferry.reconcile.seal import apply_seal
 from ferry.reconcile.windows import Window, resolve_window
 
 MAX_MISSED_RUNS = 20
@@ -103,6 +105,8 @@ class Observation:
     deleting: bool = False
     stall_after: dt.timedelta = dt.timedelta(minutes=15)
     group_requests: tuple[GroupRequest, ...] = ()
+    seals: tuple[SealObservation, ...] = ()
+    """The seal Jobs of finished runs (ferry.reconcile.seal)."""
     runs_in_progress: int = 0
     """Runs in progress the operator polls, over all ExportJobs: spaces the progress
     polls so that together they stay within a budget (`progress_poll_interval`)."""
@@ -114,6 +118,7 @@ class Decision:
 
     status: ExportJobStatus
     create_job: dict[str, Any] | None = None
+    create_seals: list[dict[str, Any]] = field(default_factory=list)
     delete_jobs: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
@@ -191,10 +196,6 @@ class _Reconciler:
     def job_for(self, number: int) -> JobObservation | None:
         return next((j for j in self.obs.jobs if j.run_number == number), None)
 
-    def run_dir(self, run: RunStatus) -> str:
-        """Retries write into the folder of the run they repair, so it ends up complete."""
-        return run.retry_of or run.id
-
     def history_entry(self, run_id: str) -> HistoryEntry | None:
         """A finished run; status.lastRun too, which a historyLimit of 0 keeps alone."""
         entries = [*(self.status.history or []), *filter(None, [self.status.last_run])]
@@ -258,6 +259,7 @@ class _Reconciler:
                 self.follow_schedule()
                 requests.continue_backfill(self)
             self.start_queued_run()
+        self.seal_finished_runs()
         self.clean_up_jobs()
         self.finish_status(problem)
         self.expire()
@@ -403,8 +405,10 @@ class _Reconciler:
                 canceled = [b.index for b in run.batch_statuses if b.phase != "Succeeded"]
             elif run.batches_planned is not None:
                 canceled = [s.index for s in self.slices_for(run)]
-        location = run_location(self.spec, self.obs.owner.name, self.run_dir(run))
+        location = run_location(self.spec, self.obs.owner.name, run.folder)
         entry = _history_entry(run, phase, self.now, message, failed, canceled, location)
+        if run.job_name is not None:
+            entry.sealed = False
         history = [entry, *(self.status.history or [])]
         self.status.history = history[: self.spec.history_limit]
         self.status.last_run = entry
@@ -418,6 +422,32 @@ class _Reconciler:
             self.decision.key_released = True
         kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
         self.event(kind, phase.value, f"run {run.id} {phase.value}: {message}")
+
+    def seal_finished_runs(self) -> None:
+        """Start the seal of each run that ended unsealed, record each finished seal, and
+        delete seal Jobs no history entry waits for any more. Not polled: the seal Job's
+        watch events wake the job, as a run's Job's do."""
+        entries = [*(self.status.history or []), *filter(None, [self.status.last_run])]
+        waiting = {h.number: h for h in entries if h.sealed is False}
+        seals = {s.run_number: s for s in self.obs.seals if not s.deleting}
+        for number, entry in waiting.items():
+            seal = seals.get(number)
+            location = run_location(self.spec, self.obs.owner.name, entry.folder)
+            run_job = self.job_for(number)
+            if seal is None and run_job is not None and run_job.finished is None:
+                continue  # a stopped run's pods may still commit: seal once they are gone
+            if seal is None:
+                self.decision.create_seals.append(build_seal_job(
+                    self.obs.owner, self.spec, entry, entry.folder,
+                    entry.batches_planned or 1, self.obs.worker))
+            elif seal.finished is not None:
+                kind, message = apply_seal(entry, seal, location)
+                if self.status.last_run is not None and self.status.last_run.id == entry.id:
+                    self.status.last_run = entry
+                self.event(kind, "RunSealed", message)
+        for number, seal in seals.items():
+            if number not in waiting or seal.finished is not None:
+                self.decision.delete_jobs.append(seal.name)
 
     def follow_schedule(self) -> None:
         schedule = self.spec.schedule
@@ -550,7 +580,7 @@ class _Reconciler:
                 f" for the previous successful run's {records} records")
 
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
-        return build_job(self.obs.owner, self.spec, run.number, self.run_dir(run),
+        return build_job(self.obs.owner, self.spec, run.number, run.folder,
                          self.slices_for(run), self.obs.worker,
                          reuse_committed_since=self.reuse_committed_since(run))
 

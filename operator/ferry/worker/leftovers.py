@@ -15,8 +15,10 @@ by a worker from before uids were recorded):
   gone), then the files that manifest lists, and the error report if no record in it
   is this job's. Files of the earlier job's killed attempts are swept as usual once
   this batch commits (``batch._sweep``).
-* batch 0 also removes every index at or above the run's batch count, whoever wrote
-  it: no batch of this run writes there, so nothing there can be this run's.
+* batch 0 also removes the run marker ``_run.json`` of another uid (first, so that a
+  reader waiting for it never takes the earlier run's for this one), and every index at
+  or above the run's batch count, whoever wrote it: no batch of this run writes there,
+  so nothing there can be this run's.
 
 Only a batch whose plan carries ``jobUid`` does this; a plan written by hand keeps the
 old behaviour (a batch replaces its own index's manifest, nothing else is touched).
@@ -61,6 +63,11 @@ def clear_earlier_jobs(client: Any, retry: Retry[Any], plan: Plan) -> list[str]:
     if _earlier_jobs_error_report(client, retry, plan):
         doomed_files.append(layout.error_key(plan))
     if plan.batch_index == 0:
+        marker = _read_json(client, retry, plan, layout.run_marker_key(plan))
+        if marker is not None and earlier_job(plan, marker):
+            # First of all: a reader waiting for _run.json must not take the earlier
+            # job's "complete" for this run's.
+            doomed_manifests.append(layout.run_marker_key(plan))
         manifests, files = _beyond_batch_count(client, retry, plan)
         doomed_manifests += manifests
         doomed_files += files

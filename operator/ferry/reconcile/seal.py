@@ -1,0 +1,45 @@
+"""Sealing a finished run: its folder's marker ``_run.json``, and its true counts.
+
+A run's batches commit one by one, so a canceled or failed run's folder holds committed
+batches with nothing saying the others are missing, and the operator (no bucket
+credentials) counted only the progress it saw before the end, while a batch may have
+committed after it. So each run that started is sealed once it has ended: a one-pod
+Job (`ferry-worker seal`, `jobspec.build_seal_job`) lists the folder's manifests and
+writes ``_run.json``, and its termination message gives the history entry the counts
+the manifests commit. A history entry is ``sealed: false`` from the run's end until
+then; the schedule, the queue and the next run do not wait for it.
+"""
+
+from __future__ import annotations
+
+from ferry.api.status import HistoryEntry
+from ferry.reconcile.progress import SealObservation
+
+MAX_MESSAGE = 4096
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def apply_seal(entry: HistoryEntry, seal: SealObservation, location: str) -> tuple[str, str]:
+    """Record a finished seal on the run's history entry; returns the Event (type,
+    message) that tells the user. A retry seals the folder of the run it repairs, so its
+    own records stay what it exported and only the folder's completeness is taken."""
+    summary = seal.summary or {}
+    entry.sealed = True
+    if seal.finished != "Complete" or summary.get("status") != "Sealed":
+        reason = str(summary.get("reason") or seal.message or "the seal Job failed")
+        note = f"the run marker {location}/_run.json could not be written: {reason}"
+        entry.message = (f"{entry.message}; {note}" if entry.message else note)[:MAX_MESSAGE]
+        return "Warning", f"run {entry.id}: {note}"
+    entry.run_marker = f"{location}/_run.json"
+    entry.complete = summary.get("complete") is True
+    missing = [m for m in summary.get("missing") or [] if _int(m) is not None]
+    entry.missing_batches = missing or None
+    if not entry.retry_of:
+        entry.records = _int(summary.get("records"))
+        entry.files = _int(summary.get("files"))
+        entry.bytes = _int(summary.get("bytes"))
+    state = "complete" if entry.complete else f"incomplete, batches {missing} missing"
+    return "Normal", f"run {entry.id}: wrote {entry.run_marker} ({state})"
