@@ -580,21 +580,3 @@ def test_console_script_exit_codes(kubeconfig: str, namespace: str, crds: None) 
     assert (usage.returncode, usage.stdout, usage.stderr) == (
         1, "", "error: unrecognized arguments: --x\nSee 'kubectl ferry --help' for usage.\n")
 
-
-# --- kubectl wait (GitOps and scripts wait on conditions, not on the CLI) ----------------
-
-
-def test_kubectl_wait_for_ready(kubectl: Kubectl, namespace: str, crds: None) -> None:
-    apply(kubectl, namespace, exportjob("waited"))
-    ready = {"type": "Ready", "status": "False", "reason": "SecretNotFound",
-             "message": 'Secret "db" not found', "lastTransitionTime": "2026-11-22T12:00:00Z"}
-    set_status(kubectl, namespace, "exportjob", "waited", {"conditions": [ready]})
-    waiting = kubectl("wait", "-n", namespace, "--for=condition=Ready", "exportjob/waited",
-                      "--timeout=2s", check=False)
-    assert waiting.returncode == 1
-    assert "timed out waiting for the condition on exportjobs/waited" in waiting.stderr
-    set_status(kubectl, namespace, "exportjob", "waited",
-               {"conditions": [{**ready, "status": "True", "reason": "Valid", "message": ""}]})
-    done = kubectl("wait", "-n", namespace, "--for=condition=Ready", "exportjob/waited",
-                   "--timeout=30s")
-    assert done.stdout == "exportjob.ferry.dev/waited condition met\n"
