@@ -188,3 +188,25 @@ def test_describe_shows_the_rate_beside_the_eta() -> None:
     status.current_run.records_per_second = 1250
     out = jobviews.describe_job(job(status=status), NOW)
     assert "  ETA:         12m at 1250 rows/s\n" in out
+
+
+def test_a_finished_runs_batches_come_from_its_run_marker() -> None:
+    entry = HistoryEntry(
+        id="contacts.1", number=1, trigger="manual", phase=RunPhase.CANCELED,
+        batches_planned=3, canceled_batches=[1, 2], records=100, files=1,
+        run_marker="s3://exports/ferry/contacts/contacts.1/_run.json", complete=False,
+        message="stopped by request (ferry.dev/stop-requested-at)")
+    marker = {"batches": [{"batch": 0, "records": 100, "files": 1,
+                           "startedAt": "2026-11-22T11:00:00Z",
+                           "finishedAt": "2026-11-22T11:01:00Z"}],
+              "missingBatches": [1, 2]}
+    out = jobviews.finished_run_section(entry, marker, "")
+    assert "Run Marker:  s3://exports/ferry/contacts/contacts.1/_run.json (incomplete)\n" in out
+    assert out.endswith(
+        "Batches:\n"
+        "  BATCH   STATUS      STARTED                FINISHED               RECORDS   FILES\n"
+        "  0       Succeeded   2026-11-22T11:00:00Z   2026-11-22T11:01:00Z   100/100   1\n"
+        "  1       Canceled    -                      -                      -         -\n"
+        "  2       Canceled    -                      -                      -         -\n")
+    unsealed = jobviews.finished_run_section(entry, None, "no marker yet")
+    assert unsealed.endswith("Batches:\n  <no marker yet>\n")

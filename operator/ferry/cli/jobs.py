@@ -18,7 +18,7 @@ from ferry.api.units import parse_duration
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError, UsageError
-from ferry.cli.jobviews import describe_job, filter_rows, history_rows, history_table, list_table
+from ferry.cli.jobviews import filter_rows, history_rows, history_table, list_table
 from ferry.cli.model import finished_runs, parse_job, run_id
 from ferry.constants import (
     ANNOTATION_BACKFILL,
@@ -57,16 +57,6 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     jobs = [parse_job(r) for r in raws]
     ctx.out.write(list_table(jobs, ctx.now, ctx.kube.all_namespaces))
-    return 0
-
-
-def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
-    """Spec summary, current run with batches, recent history, missed runs, conditions."""
-    raw, job = get_job(ctx, args.job)
-    if args.output:
-        ctx.out.write(render.dump(raw, args.output))
-    else:
-        ctx.out.write(describe_job(job, ctx.now))
     return 0
 
 

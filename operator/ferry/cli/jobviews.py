@@ -157,6 +157,51 @@ def window_text(start: dt.datetime | None, end: dt.datetime | None) -> str:
     return f"[{left}, {right})"
 
 
+def batch_state(entry: HistoryEntry, batch: int) -> str:
+    """What became of a batch the run marker lists as missing."""
+    if batch in (entry.failed_batches or []):
+        return "Failed"
+    if batch in (entry.canceled_batches or []):
+        return "Canceled"
+    return "Missing"
+
+
+def finished_run_section(entry: HistoryEntry, marker: dict[str, Any] | None,
+                         note: str) -> str:
+    """A finished run and its batches (the seeds' Job Tracker), from its history entry
+    and its folder's run marker."""
+    pairs = [
+        ("Run", entry.id),
+        ("Trigger", entry.trigger + (f" (retry of {entry.retry_of})" if entry.retry_of else "")),
+        ("Phase", entry.phase.value + (f": {entry.message}" if entry.message else "")),
+    ]
+    if entry.started_by:
+        pairs.append(("Started By", entry.started_by))
+    if entry.window is not None:
+        pairs.append(("Window", window_text(entry.window.from_, entry.window.to)))
+    pairs += [
+        ("Started", render.timestamp(entry.started_at)),
+        ("Finished", render.timestamp(entry.finished_at)),
+        ("Duration", render.duration(entry.duration_seconds)),
+        ("Records", render.text(None if entry.records is None else str(entry.records))),
+        ("Files", render.text(None if entry.files is None else str(entry.files))),
+        ("Run Marker", (f"{entry.run_marker} ({'complete' if entry.complete else 'incomplete'})"
+                        if entry.run_marker else render.NONE)),
+    ]
+    out = render.fields(pairs) + "Batches:\n"
+    if marker is None:
+        return out + f"  <{note}>\n"
+    rows = {int(b["batch"]): [
+        str(b["batch"]), "Succeeded", render.text(b.get("startedAt")),
+        render.text(b.get("finishedAt")), f"{b.get('records')}/{b.get('records')}",
+        str(b.get("files"))] for b in marker.get("batches") or []}
+    for missing in marker.get("missingBatches") or []:
+        rows[int(missing)] = [str(missing), batch_state(entry, int(missing)), render.NONE,
+                              render.NONE, render.NONE, render.NONE]
+    return out + render.table(["BATCH", "STATUS", "STARTED", "FINISHED", "RECORDS", "FILES"],
+                              [rows[i] for i in sorted(rows)], indent="  ")
+
+
 def describe_job(job: ExportJob, now: dt.datetime) -> str:
     """Everything about one job, in kubectl describe's shape."""
     spec, name = job.spec, name_of(job)

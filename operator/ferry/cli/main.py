@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ferry.api.status import RunPhase
-from ferry.cli import files, groups, jobs
+from ferry.cli import files, groups, jobs, runview
 from ferry.cli.context import Context
 from ferry.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, UsageError
 from ferry.cli.kube import Target
@@ -92,9 +92,11 @@ def add_job_verbs(sub: argparse._SubParsersAction[Parser]) -> None:
     p = verb(sub, "list", jobs.cmd_list, "list ExportJobs with phase, progress, ETA, last/next run")
     add_all_namespaces(p)
     add_output(p)
-    p = verb(sub, "describe", jobs.cmd_describe,
-             "show a job: spec summary, current run and batches, history, conditions")
+    p = verb(sub, "describe", runview.cmd_describe,
+             "show a job: spec summary, current run and batches, history, conditions; "
+             "with --run one run and its batches")
     p.add_argument("job")
+    p.add_argument("--run", type=number_arg, help="run number: that run and its batches")
     add_output(p)
     p = verb(sub, "history", jobs.cmd_history, "runs of a job, or of all jobs (newest first)")
     p.add_argument("job", nargs="?")
