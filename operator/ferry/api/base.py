@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ferry.contract.limits import MAX_MESSAGE_CHARACTERS, MAX_SHORT_TEXT_CHARACTERS
+
 VALIDATIONS_KEY = "x-kubernetes-validations"
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -35,8 +37,8 @@ SecretDataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=SECRE
 ResourceName = Annotated[
     str, Field(min_length=1, max_length=RESOURCE_NAME_MAX, pattern=DNS1123_LABEL)
 ]
-ShortText = Annotated[str, Field(max_length=256)]
-Message = Annotated[str, Field(max_length=4096)]
+ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT_CHARACTERS)]
+Message = Annotated[str, Field(max_length=MAX_MESSAGE_CHARACTERS)]
 
 
 class FerryModel(BaseModel):

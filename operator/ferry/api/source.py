@@ -28,6 +28,7 @@ from ferry.api.base import (
     validations,
 )
 from ferry.api.common import SecretKeyRef
+from ferry.contract.limits import MAX_FILTER_VALUES, MAX_QUERY_CHARACTERS, MAX_SELECTED_COLUMNS
 
 IDENTIFIER_MAX_BYTES = 63
 """PostgreSQL's identifier limit (NAMEDATALEN - 1), which the worker enforces too."""
@@ -65,7 +66,9 @@ def _check_unique(columns: list[str]) -> list[str]:
 Identifier = Annotated[
     str, Field(min_length=1, max_length=IDENTIFIER_MAX_BYTES, pattern=IDENTIFIER_PATTERN)
 ]
-ColumnList = Annotated[list[Identifier], Field(max_length=256), AfterValidator(_check_unique)]
+ColumnList = Annotated[
+    list[Identifier], Field(max_length=MAX_SELECTED_COLUMNS), AfterValidator(_check_unique)
+]
 TableName = Annotated[
     str,
     Field(min_length=1, max_length=TABLE_MAX_LENGTH, pattern=TABLE_PATTERN),
@@ -85,6 +88,9 @@ FilterValue = Annotated[str, Field(max_length=1024)]
 FILTER_OPS = ["in_", "not_in", "equals", "is_null"]
 MSG_FILTER_ONE_OP = "set exactly one of in, notIn, equals or isNull in each filter"
 MSG_SOURCE_ONE_OF = "set exactly one of table or query"
+
+
+FilterValues = Annotated[list[FilterValue], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
 
 
 class SourceType(StrEnum):
@@ -111,13 +117,13 @@ class Filter(FerryModel):
     )
 
     column: Identifier = Field(description="Column to filter on (an identifier, e.g. media_type).")
-    in_: Annotated[list[FilterValue], Field(min_length=1, max_length=100)] | None = Field(
+    in_: FilterValues | None = Field(
         default=None,
         alias="in",
         description="Keep rows whose column equals one of these values (1-100 values).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    not_in: Annotated[list[FilterValue], Field(min_length=1, max_length=100)] | None = Field(
+    not_in: FilterValues | None = Field(
         default=None,
         description="Keep rows whose column equals none of these values (NULLs are dropped).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
@@ -152,7 +158,7 @@ class Source(FerryModel):
         description="Table or view to export, optionally schema-qualified (schema.table); "
         "each part at most 63 characters.",
     )
-    query: Annotated[str, Field(min_length=1, max_length=16384)] | None = Field(
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARACTERS)] | None = Field(
         default=None,
         description="A single SELECT statement to export instead of a table. The worker wraps "
         "it as a subquery (filters and the time window apply to its result columns) and runs "

@@ -14,8 +14,8 @@ from pydantic import AwareDatetime, Field
 
 from ferry.api.base import FerryModel, Message, ShortText
 from ferry.api.common import Condition, LastHandledRequests, MissedRun, Window
+from ferry.contract.limits import MAX_BATCHES
 
-MAX_BATCHES = 1000
 MAX_HISTORY = 100
 MAX_MISSED_RUNS = 20
 MAX_CONDITIONS = 16

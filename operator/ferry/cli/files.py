@@ -28,10 +28,9 @@ from ferry.cli.jobs import get_job
 from ferry.cli.model import RunRef, name_of, pick_run
 from ferry.cli.s3 import Bucket, split_url
 from ferry.constants import LABEL_JOB, LABEL_RUN
+from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.reconcile.runs import run_location
 
-MANIFESTS = "_manifests/"
-ERRORS = "_errors/"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 

@@ -18,8 +18,7 @@ from ferry.cli.files import open_folder
 from ferry.cli.jobs import get_job
 from ferry.cli.jobviews import current_run_section, describe_job, finished_run_section
 from ferry.cli.model import pick_run
-
-MARKER = "_run.json"
+from ferry.contract.layout import RUN_MARKER
 
 
 def read_marker(ctx: Context, raw_job: Any, ref: Any) -> tuple[dict[str, Any] | None, str]:
@@ -27,9 +26,9 @@ def read_marker(ctx: Context, raw_job: Any, ref: Any) -> tuple[dict[str, Any] | 
     run's status is still worth showing when the bucket cannot be read)."""
     try:
         folder = open_folder(ctx, raw_job, ref)
-        key = folder.prefix + MARKER
+        key = folder.prefix + RUN_MARKER
         if key not in folder.bucket.keys(key):
-            return None, (f"{folder.url}/{MARKER} does not exist (yet): the run is being "
+            return None, (f"{folder.url}/{RUN_MARKER} does not exist (yet): the run is being "
                           "sealed, or ended before Ferry wrote run markers")
         return folder.bucket.read_json(key), ""
     except CliError as exc:

@@ -26,8 +26,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ferry.api.exportjob import ExportJobSpec
-
-MAX_BATCHES = 1000
+from ferry.contract.limits import MAX_BATCHES
 
 
 @dataclass(frozen=True)

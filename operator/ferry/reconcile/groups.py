@@ -41,10 +41,12 @@ from ferry.api.status import (
 )
 from ferry.constants import (
     ANNOTATION_CREATED_BY,
+    ANNOTATION_REQUESTED_BY,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
+from ferry.contract.limits import fit
 from ferry.reconcile import scheduling
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.request_limits import JOBGROUP_REQUESTS, refuse_oversized_requests
@@ -313,7 +315,7 @@ class _GroupReconciler:
             id=run.id, number=run.number, trigger=run.trigger, scheduled_for=run.scheduled_for,
             retry_of=run.retry_of, started_at=started, finished_at=self.now,
             duration_seconds=int((self.now - started).total_seconds()) if started else None,
-            phase=phase, members=run.members, message=message[:4000],
+            phase=phase, members=run.members, message=fit(message),
             started_by=run.started_by,
         )
         self.status.history = [entry, *(self.status.history or [])][: self.spec.history_limit]
@@ -340,7 +342,7 @@ class _GroupReconciler:
                 self.event("Warning", "RunRequestRejected", refusal)
             else:
                 self.new_run("manual", self.now,
-                             started_by=annotations.get("ferry.dev/requested-by"))
+                             started_by=user_annotation(annotations, ANNOTATION_REQUESTED_BY))
 
     def refusal(self, missing: list[str]) -> str | None:
         """Why no group run can start now, if it cannot."""

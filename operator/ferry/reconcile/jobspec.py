@@ -18,11 +18,10 @@ from typing import Any
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import HistoryEntry
 from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN, LABEL_SEAL
+from ferry.contract.exitcodes import FATAL_EXIT_CODES
 from ferry.reconcile.batches import Slice
 
 WORKER_CONTAINER = "worker"
-WORKER_FATAL_EXIT_CODES = (3, 4)
-"""ferry-worker's exit codes for a plan or data that no retry can fix (docs/worker.md)."""
 
 RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -220,7 +219,7 @@ def _fatal_exit_codes_fail_the_index() -> dict[str, Any]:
                 "onExitCodes": {
                     "containerName": WORKER_CONTAINER,
                     "operator": "In",
-                    "values": list(WORKER_FATAL_EXIT_CODES),
+                    "values": [int(c) for c in FATAL_EXIT_CODES],
                 },
             },
         ]

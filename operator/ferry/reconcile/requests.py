@@ -35,6 +35,7 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
+from ferry.contract.limits import MAX_SHORT_TEXT_CHARACTERS, fit
 from ferry.reconcile.request_limits import request_limit
 from ferry.reconcile.windows import BackfillRun, backfill_windows
 
@@ -105,9 +106,9 @@ def new_request(annotations: Mapping[str, str], key: str, handled: str | None) -
 
 
 def user_annotation(annotations: Mapping[str, str], key: str) -> str | None:
-    """A user name from an annotation, cut to the status field's 256 characters."""
+    """A user name from an annotation, cut to fit the status field."""
     value = annotations.get(key)
-    return value[:256] if value else None
+    return fit(value, MAX_SHORT_TEXT_CHARACTERS) if value else None
 
 
 def handle_stop(book: RunBook) -> None:

@@ -42,6 +42,8 @@ from ferry.api.status import (
     RunStatus,
 )
 from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
+from ferry.contract.layout import ERRORS, MANIFESTS
+from ferry.contract.limits import fit
 from ferry.reconcile import requests, scheduling
 from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
 from ferry.reconcile.conditions import set_condition
@@ -153,8 +155,8 @@ def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: s
         phase=phase, records=run.records_processed, files=run.files, bytes=run.bytes,
         batches_planned=run.batches_planned, failed_batches=failed or None,
         canceled_batches=canceled or None,
-        manifest=f"{location}/_manifests/" if phase != RunPhase.CANCELED else None,
-        error_report=f"{location}/_errors/" if failed else None,
+        manifest=f"{location}/{MANIFESTS}" if phase != RunPhase.CANCELED else None,
+        error_report=f"{location}/{ERRORS}" if failed else None,
         message=message, started_by=run.started_by,
     )
 
@@ -330,11 +332,11 @@ class _Reconciler:
         elif counts.succeeded > 0:
             detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
             self.finish(run, RunPhase.PARTIALLY_SUCCEEDED,
-                        f"{counts.failed} of {counts.total} batches failed: {detail}"[:4000])
+                        fit(f"{counts.failed} of {counts.total} batches failed: {detail}"))
         else:
             detail = "; ".join(f"batch {i}: {m}" for i, m in folded.failed_messages.items())
-            self.finish(run, RunPhase.FAILED, f"no batch succeeded: {detail or job.finished}"
-                        [:4000])
+            self.finish(run, RunPhase.FAILED,
+                        fit(f"no batch succeeded: {detail or job.finished}"))
 
     def apply_progress(self, run: RunStatus, job: JobObservation) -> RunProgress:
         """Fold the Job and its pods into the run's batches, counts, percent and ETA."""

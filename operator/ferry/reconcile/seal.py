@@ -13,9 +13,9 @@ then; the schedule, the queue and the next run do not wait for it.
 from __future__ import annotations
 
 from ferry.api.status import HistoryEntry
+from ferry.contract.layout import RUN_MARKER
+from ferry.contract.limits import fit
 from ferry.reconcile.progress import SealObservation
-
-MAX_MESSAGE = 4096
 
 
 def _int(value: object) -> int | None:
@@ -30,10 +30,10 @@ def apply_seal(entry: HistoryEntry, seal: SealObservation, location: str) -> tup
     entry.sealed = True
     if seal.finished != "Complete" or summary.get("status") != "Sealed":
         reason = str(summary.get("reason") or seal.message or "the seal Job failed")
-        note = f"the run marker {location}/_run.json could not be written: {reason}"
-        entry.message = (f"{entry.message}; {note}" if entry.message else note)[:MAX_MESSAGE]
+        note = f"the run marker {location}/{RUN_MARKER} could not be written: {reason}"
+        entry.message = fit(f"{entry.message}; {note}" if entry.message else note)
         return "Warning", f"run {entry.id}: {note}"
-    entry.run_marker = f"{location}/_run.json"
+    entry.run_marker = f"{location}/{RUN_MARKER}"
     entry.complete = summary.get("complete") is True
     missing = [m for m in summary.get("missing") or [] if _int(m) is not None]
     entry.missing_batches = missing or None

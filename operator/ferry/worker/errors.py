@@ -9,20 +9,13 @@ cannot succeed, while 75 (and any crash) uses the index's retry budget
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable
 
+from ferry.contract.exitcodes import ExitCode
 
-class ExitCode(enum.IntEnum):
-    """Process exit codes of ``ferry-worker`` (documented in docs/worker.md)."""
-
-    OK = 0
-    INTERNAL = 1  # unexpected bug: retried like a transient failure
-    USAGE = 2  # bad command line (argparse's own code)
-    CONFIG = 3  # fatal: invalid plan, missing secret, bad credentials, unknown table/column
-    DATA = 4  # fatal: a value the chosen format cannot represent, record > fileSplitSize
-    TRANSIENT = 75  # EX_TEMPFAIL: connection lost, S3 5xx/throttling after retries
+__all__ = ["ConfigError", "DataError", "ExitCode", "LostRace", "Redactor", "TransientError",
+           "WorkerError", "one_line"]
 
 
 class WorkerError(Exception):

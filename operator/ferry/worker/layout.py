@@ -21,6 +21,7 @@ exports into the same folder and its seal rewrites the marker.
 
 from __future__ import annotations
 
+from ferry.contract import layout as names
 from ferry.worker.formats import file_extension
 from ferry.worker.plan import Plan
 from ferry.worker.upload import join_key
@@ -44,20 +45,20 @@ def data_key(plan: Plan, attempt: str, n: int) -> str:
 
 def manifests_prefix(plan: Plan) -> str:
     """The folder of the run's batch manifests (with its trailing slash)."""
-    return f"{run_prefix(plan)}/_manifests/"
+    return f"{run_prefix(plan)}/{names.MANIFESTS}"
 
 
 def manifest_key(plan: Plan, batch: int | None = None) -> str:
     """Key of the manifest of ``batch`` (default: the plan's own batch)."""
     index = plan.batch_index if batch is None else batch
-    return f"{manifests_prefix(plan)}batch-{index}.json"
+    return f"{run_prefix(plan)}/{names.manifest_name(index)}"
 
 
 def run_marker_key(plan: Plan) -> str:
     """Key of the run marker ``_run.json`` that ``ferry-worker seal`` writes."""
-    return f"{run_prefix(plan)}/_run.json"
+    return f"{run_prefix(plan)}/{names.RUN_MARKER}"
 
 
 def error_key(plan: Plan) -> str:
     """Key of the batch's error report."""
-    return f"{run_prefix(plan)}/_errors/batch-{plan.batch_index}.jsonl"
+    return f"{run_prefix(plan)}/{names.error_report_name(plan.batch_index)}"

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ferry.contract.limits import MAX_FILTER_VALUES, MAX_QUERY_CHARACTERS, MAX_SELECTED_COLUMNS
 from ferry.worker.errors import ConfigError
 
 Format = Literal["csv", "jsonl", "parquet"]
@@ -48,8 +49,6 @@ RUN_OUTCOMES: tuple[RunOutcome, ...] = ("Succeeded", "PartiallySucceeded", "Fail
 FILTER_OPS: tuple[FilterOp, ...] = (
     "eq", "ne", "lt", "le", "gt", "ge", "in", "notIn", "isNull", "notNull",
 )
-MAX_IN_VALUES = 1000
-MAX_COLUMNS = 1600  # PostgreSQL's own limit on columns per table
 MIN_SPLIT_SIZE = 1024
 MIN_PARQUET_SPLIT_SIZE = 64 * 1024
 DEFAULT_LEVELS: Mapping[Compression, int] = {"none": 0, "gzip": 1, "zstd": 3}
@@ -278,8 +277,8 @@ def _source(raw: object) -> Source:
             raise _fail("plan.source.schema", "only allowed with table")
         query = _str(obj, "query", "plan.source")
         assert query is not None
-        if len(query) > 100_000:
-            raise _fail("plan.source.query", "longer than 100000 characters")
+        if len(query) > MAX_QUERY_CHARACTERS:
+            raise _fail("plan.source.query", f"longer than {MAX_QUERY_CHARACTERS} characters")
         return Source(query=query.strip().rstrip(";"))
     table = _ident(obj["table"], "plan.source.table")
     schema = _ident(obj["schema"], "plan.source.schema") if "schema" in obj else None
@@ -291,8 +290,8 @@ def _columns(raw: object) -> tuple[str, ...]:
         return ()
     if not isinstance(raw, list):
         raise _fail("plan.columns", "must be a list of column names")
-    if len(raw) > MAX_COLUMNS:
-        raise _fail("plan.columns", f"more than {MAX_COLUMNS} columns")
+    if len(raw) > MAX_SELECTED_COLUMNS:
+        raise _fail("plan.columns", f"more than {MAX_SELECTED_COLUMNS} columns")
     cols = tuple(_ident(c, f"plan.columns[{i}]") for i, c in enumerate(raw))
     dupes = sorted({c for c in cols if cols.count(c) > 1})
     if dupes:
@@ -320,8 +319,8 @@ def _filters(raw: object) -> tuple[Filter, ...]:
             values = obj.get("values")
             if "value" in obj or not isinstance(values, list) or not values:
                 raise _fail(f"{path}.values", f"op {op} needs a non-empty list 'values'")
-            if len(values) > MAX_IN_VALUES:
-                raise _fail(f"{path}.values", f"more than {MAX_IN_VALUES} values")
+            if len(values) > MAX_FILTER_VALUES:
+                raise _fail(f"{path}.values", f"more than {MAX_FILTER_VALUES} values")
             out.append(Filter(column, op, tuple(
                 _scalar(v, f"{path}.values[{j}]") for j, v in enumerate(values))))
         else:
