@@ -22,6 +22,7 @@ import pytest
 import yaml
 from hack import cluster
 
+from ferry.constants import LABEL_JOB, LABEL_RUN
 from tests.fixtures.services import S3Server
 
 from .support import Kubectl
@@ -185,6 +186,14 @@ def export_job(name: str, wiring: Wiring, s3: S3Server, **spec: Any) -> dict[str
 
 def get(kubectl: Kubectl, namespace: str, resource: str) -> dict[str, Any]:
     return json.loads(kubectl("get", resource, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+
+def run_jobs(kubectl: Kubectl, namespace: str, job: str | None = None) -> list[dict[str, Any]]:
+    """The batch/v1 Jobs of runs, of ExportJob ``job`` or of all: not the one-pod seal
+    Job (label ferry.dev/seal) that writes a finished run's _run.json."""
+    return [j for j in get(kubectl, namespace, "jobs")["items"]
+            if LABEL_RUN in (j["metadata"].get("labels") or {}) and
+            (job is None or j["metadata"]["labels"].get(LABEL_JOB) == job)]
 
 
 def request(kubectl: Kubectl, namespace: str, name: str, annotation: str) -> str:

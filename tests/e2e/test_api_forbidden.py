@@ -39,7 +39,6 @@ import kopf
 import pytest
 import yaml
 
-from ferry.constants import LABEL_JOB
 from ferry.controller.main import API_ERROR_BACKOFFS
 from tests.fixtures.services import S3Server
 
@@ -47,8 +46,8 @@ from .operator_fixtures import (
     OperatorProcess,
     Wiring,
     export_job,
-    get,
     helm_template,
+    run_jobs,
     start_operator,
 )
 from .relay import Relay
@@ -264,8 +263,7 @@ def test_operator_outlasts_forbidden_api_and_recovers_by_itself(
 
     assert [h["id"] for h in history(kubectl, ns, name)] == [f"{name}.2", f"{name}.1"]
     assert {h["phase"] for h in history(kubectl, ns, name)} == {"Succeeded"}
-    jobs = [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
-            if j["metadata"]["labels"][LABEL_JOB] == name]
+    jobs = [j["metadata"]["name"] for j in run_jobs(kubectl, ns, name)]
     assert jobs == [f"{name}-2"]
     for run in (1, 2):
         assert_exactly_once(s3, wiring.bucket, name, f"{name}.{run}", tiny_table)

@@ -24,7 +24,15 @@ from ferry.constants import (
 )
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request, start_operator
+from .operator_fixtures import (
+    OperatorProcess,
+    Wiring,
+    export_job,
+    get,
+    request,
+    run_jobs,
+    start_operator,
+)
 from .support import Kubectl, wait_until
 
 ROWS = 500
@@ -95,7 +103,7 @@ def test_run_now_exports_the_window_in_batches_exactly_once(
     expected = [r[0] for r in source_table if START + dt.timedelta(hours=1) <= r[1]
                 < START + dt.timedelta(hours=5)]
     assert sorted(exported_ids(s3, wiring.bucket, keys)) == expected
-    jobs = get(kubectl, ns, "jobs")["items"]
+    jobs = run_jobs(kubectl, ns)
     assert [(j["metadata"]["name"], j["spec"]["completions"]) for j in jobs] == [
         ("fixed-window-1", 3)]
     status = get(kubectl, ns, "exportjob/fixed-window")["status"]
@@ -200,8 +208,7 @@ def test_operator_killed_mid_run_converges_without_a_second_job(
         assert entry["phase"] == "Succeeded"
         status = get(kubectl, ns, "exportjob/restart")["status"]
         assert [h["id"] for h in status["history"]] == ["restart.1"]
-        jobs = [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
-                if j["metadata"]["labels"][LABEL_JOB] == "restart"]
+        jobs = [j["metadata"]["name"] for j in run_jobs(kubectl, ns, "restart")]
         assert jobs == ["restart-1"]
     finally:
         operator.process = replacement.process

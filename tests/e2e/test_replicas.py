@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import yaml
 
-from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB
+from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
 from tests.fixtures.services import S3Server
 
 from .operator_fixtures import (
@@ -34,6 +34,7 @@ from .operator_fixtures import (
     export_job,
     get,
     request,
+    run_jobs,
     start_operator,
 )
 from .relay import Relay
@@ -202,8 +203,7 @@ def test_one_replica_acts_and_a_killed_leader_hands_over_without_a_second_run(
     assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
     status = status_of(kubectl, ns, name)
     assert [h["id"] for h in status["history"]] == [f"{name}.1"]
-    jobs = [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
-            if j["metadata"]["labels"][LABEL_JOB] == name]
+    jobs = [j["metadata"]["name"] for j in run_jobs(kubectl, ns, name)]
     assert jobs == [f"{name}-1"]
     assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", source_table)
     wait_until(lambda: "standing by: waiting for Lease" in replicas[leader].logs(),
@@ -352,8 +352,7 @@ def test_a_leader_killed_just_before_a_due_slot_hands_over_and_the_slot_runs_onc
     taken_at = dt.datetime.now(dt.UTC)
 
     def jobs() -> list[dict[str, Any]]:
-        return [j for j in get(kubectl, ns, "jobs")["items"]
-                if j["metadata"]["labels"][LABEL_JOB] == name]
+        return run_jobs(kubectl, ns, name)
 
     job = wait_until(jobs, timeout=120, what="the slot's Job", interval=0.2)[0]
     seen_at = dt.datetime.now(dt.UTC)

@@ -17,10 +17,18 @@ import psycopg
 import pytest
 import yaml
 
-from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB
+from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request, start_operator
+from .operator_fixtures import (
+    OperatorProcess,
+    Wiring,
+    export_job,
+    get,
+    request,
+    run_jobs,
+    start_operator,
+)
 from .support import Kubectl, wait_until
 
 ROWS = 300
@@ -52,8 +60,7 @@ def manifests(s3: S3Server, bucket: str, job: str, run_id: str) -> dict[str, dic
 
 
 def job_names(kubectl: Kubectl, namespace: str, job: str) -> list[str]:
-    return [j["metadata"]["name"] for j in get(kubectl, namespace, "jobs")["items"]
-            if j["metadata"]["labels"][LABEL_JOB] == job]
+    return [j["metadata"]["name"] for j in run_jobs(kubectl, namespace, job)]
 
 
 def test_a_job_that_ended_and_vanished_while_the_operator_was_down_is_rebuilt_from_s3(

@@ -22,7 +22,7 @@ import yaml
 from ferry.constants import LABEL_JOB
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, run_jobs
 from .support import Kubectl, wait_until
 
 ZONE = "Asia/Kolkata"
@@ -86,7 +86,7 @@ def test_every_schedule_kind_runs_its_slot_once_with_the_slots_window(
         lambda n=name: (get(kubectl, ns, f"exportjob/{n}").get("status") or {}).get("lastRun"),
         what=f"the {name} run", timeout=110) for name in slots}
 
-    jobs = [j["metadata"]["labels"][LABEL_JOB] for j in get(kubectl, ns, "jobs")["items"]]
+    jobs = [j["metadata"]["labels"][LABEL_JOB] for j in run_jobs(kubectl, ns)]
     for name, (slot, _) in slots.items():
         entry = ended[name]
         start = slot - dt.timedelta(hours=1)

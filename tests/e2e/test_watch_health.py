@@ -25,10 +25,18 @@ import psycopg
 import pytest
 import yaml
 
-from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_JOB
+from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request, start_operator
+from .operator_fixtures import (
+    OperatorProcess,
+    Wiring,
+    export_job,
+    get,
+    request,
+    run_jobs,
+    start_operator,
+)
 from .relay import Relay
 from .support import Kubectl, wait_until
 from .test_faults import assert_exactly_once
@@ -160,8 +168,7 @@ def test_frozen_then_cut_connection_recovers_by_itself_and_liveness_tells(
     assert {h["phase"] for h in history(kubectl, ns, name)} == {"Succeeded"}
     # One Job per run by name (<job>-<run>, created only if absent); a finished run's
     # Job is deleted when the next run starts, so only the last one is left.
-    jobs = [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
-            if j["metadata"]["labels"][LABEL_JOB] == name]
+    jobs = [j["metadata"]["name"] for j in run_jobs(kubectl, ns, name)]
     assert jobs == [f"{name}-3"]
     for run in (1, 2, 3):
         assert_exactly_once(s3, wiring.bucket, name, f"{name}.{run}", tiny_table)

@@ -5,14 +5,16 @@ kopf serves each handler at ``/<handler id>`` on the server that ``ferry-operato
 MutatingWebhookConfiguration point at these paths. kopf does not manage the webhook
 configurations (``settings.admission.managed`` stays unset): the chart owns them.
 
-Imported by ``handlers.py``, which registers them with kopf.
+``register`` adds them to a kopf registry through kopf's public decorators: to kopf's
+default registry when ``handlers.py`` imports this module, and to a standby replica's
+own registry (main.py), which serves only these and kopf's login.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -30,21 +32,15 @@ def _raw(body: kopf.Body | None) -> dict[str, Any] | None:
     return None if body is None else dict(body)
 
 
-@kopf.on.validate(GROUP, VERSION, EXPORTJOB_PLURAL,  # type: ignore[arg-type]
-                  id=admission.VALIDATE_EXPORTJOB, operations=["CREATE", "UPDATE"])
 def validate_exportjob(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                        **_: Any) -> None:
     _refuse(admission.check_exportjob(operation, _raw(new), _raw(old)))
 
 
-@kopf.on.validate(GROUP, VERSION, EXPORTJOB_PLURAL,  # type: ignore[arg-type]
-                  id=admission.GUARD_EXPORTJOB_DELETE, operations=["DELETE"])
 def guard_exportjob_delete(operation: str, old: kopf.Body | None, **_: Any) -> None:
     _refuse(admission.check_exportjob_delete(operation, _raw(old)))
 
 
-@kopf.on.validate(GROUP, VERSION, JOBGROUP_PLURAL,  # type: ignore[arg-type]
-                  id=admission.VALIDATE_JOBGROUP, operations=["CREATE", "UPDATE"])
 def validate_jobgroup(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                       **_: Any) -> None:
     _refuse(admission.check_jobgroup(operation, _raw(new), _raw(old)))
@@ -57,18 +53,34 @@ def _record_users(operation: str, new: kopf.Body | None, old: kopf.Body | None,
         patch.metadata.annotations[key] = value
 
 
-@kopf.on.mutate(GROUP, VERSION, EXPORTJOB_PLURAL,  # type: ignore[arg-type]
-                id=admission.RECORD_USER_EXPORTJOB, operations=["CREATE", "UPDATE"])
 def record_user_exportjob(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                           userinfo: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
     _record_users(operation, new, old, userinfo, patch)
 
 
-@kopf.on.mutate(GROUP, VERSION, JOBGROUP_PLURAL,  # type: ignore[arg-type]
-                id=admission.RECORD_USER_JOBGROUP, operations=["CREATE", "UPDATE"])
 def record_user_jobgroup(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                          userinfo: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
     _record_users(operation, new, old, userinfo, patch)
+
+
+def register(registry: kopf.OperatorRegistry | None = None) -> None:
+    """Serve the admission handlers from ``registry`` (None: kopf's default registry).
+
+    The handlers take only the kwargs they use, so they do not match kopf's full
+    WebhookFn signature (hence the ignores), as with kopf's own decorator syntax."""
+    jobs, groups = (GROUP, VERSION, EXPORTJOB_PLURAL), (GROUP, VERSION, JOBGROUP_PLURAL)
+    writes: list[Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]] = ["CREATE", "UPDATE"]
+    on = kopf.on
+    on.validate(*jobs, id=admission.VALIDATE_EXPORTJOB, operations=writes,
+                registry=registry)(validate_exportjob)  # type: ignore[arg-type]
+    on.validate(*jobs, id=admission.GUARD_EXPORTJOB_DELETE, operations=["DELETE"],
+                registry=registry)(guard_exportjob_delete)  # type: ignore[arg-type]
+    on.validate(*groups, id=admission.VALIDATE_JOBGROUP, operations=writes,
+                registry=registry)(validate_jobgroup)  # type: ignore[arg-type]
+    on.mutate(*jobs, id=admission.RECORD_USER_EXPORTJOB, operations=writes,
+              registry=registry)(record_user_exportjob)  # type: ignore[arg-type]
+    on.mutate(*groups, id=admission.RECORD_USER_JOBGROUP, operations=writes,
+              registry=registry)(record_user_jobgroup)  # type: ignore[arg-type]
 
 
 class NoWebhookServer:

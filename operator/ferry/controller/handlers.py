@@ -26,7 +26,7 @@ import kopf
 from kubernetes_asyncio import config
 
 from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, LABEL_JOB, VERSION
-from ferry.controller import admission, metrics  # noqa: F401 (admission: registers webhooks)
+from ferry.controller import admission, metrics
 from ferry.controller.groupreconciler import GroupController
 from ferry.controller.health import BoundedApiClient
 from ferry.controller.reconciler import Controller
@@ -149,3 +149,4 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, labels: kopf.Labe
 
 
 logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
+admission.register()

@@ -13,10 +13,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import kopf
-from kopf._core.intents.causes import Activity
 from kubernetes_asyncio import config
 
-from ferry.controller import handlers, health
+from ferry.controller import admission, handlers, health
 from ferry.controller.admission import NoWebhookServer
 from ferry.controller.leader import LeaseElector, Timing
 
@@ -46,14 +45,11 @@ def standby_registry() -> kopf.OperatorRegistry:
     """What a standby replica runs of the operator: kopf's login and the admission
     handlers (stateless checks of one request), nothing that watches or acts. So every
     replica serves the webhook and is Ready, and the webhook Service never depends on
-    which one leads."""
-    default = kopf.get_default_registry()
+    which one leads. Built with kopf's public decorators only: the login is the one
+    kopf's default registry falls back to with the `kubernetes` client installed."""
     registry = kopf.OperatorRegistry()
-    for handler in default._webhooks.get_all_handlers():
-        registry._webhooks.append(handler)
-    for activity in default._activities.get_all_handlers():
-        if activity.activity == Activity.AUTHENTICATION:
-            registry._activities.append(activity)
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    admission.register(registry)
     return registry
 
 
