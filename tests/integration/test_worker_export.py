@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from psycopg import ClientCursor, sql
@@ -302,6 +305,8 @@ class _Raw:
 @pytest.mark.parametrize(("sql_type", "value", "parquet_type", "problem"), [
     ("numeric(10, 2)", "NaN", "decimal128(10, 2)",
      "The string 'NaN' is not a valid decimal128 number"),
+    ("numeric(50, 4)", "NaN", "decimal256(50, 4)",
+     "The string 'NaN' is not a valid decimal256 number"),
     ("timestamp", "infinity", "timestamp[us]",
      "CSV conversion error to timestamp[us]: invalid value 'infinity'"),
 ])
@@ -310,7 +315,7 @@ def test_parquet_cannot_hold_a_value_and_says_which_column(
         sql_type: str, value: str, parquet_type: str, problem: str) -> None:
     """What the user reads (termination message, error report) names the column by its SQL
     name, the record and what to do, not Arrow's "In CSV column #1: Row #2"."""
-    table = "cannot_hold_" + sql_type.split("(", maxsplit=1)[0]
+    table = "cannot_hold_" + re.sub(r"\W+", "_", sql_type).strip("_")
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE {table} (id int, "Odd v" {sql_type})')
         conn.execute(f"INSERT INTO {table} VALUES (1, NULL), (2, %s)", (value,))
@@ -406,3 +411,121 @@ def test_jsonl_is_built_by_parallel_workers_and_holds_every_row_once(
     manifest = get_json(s3.client(), s3_bucket, manifest_key(plan))
     _, lines = read_files(s3.client(), s3_bucket, manifest["files"], "jsonl", "none")
     assert sorted(lines) == serial
+
+
+def _pairs(text: str | None) -> Any:
+    """A JSON text parsed with its objects as lists of pairs: key order and duplicate keys
+    count in comparisons."""
+    return None if text is None else json.loads(text, object_pairs_hook=list)
+
+
+@pytest.mark.parametrize("split", [None, 65536])
+def test_jsonl_json_values_with_line_breaks_stay_one_line(
+        pg_db: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory, tmp_path: Path,
+        split: int | None) -> None:
+    """``json`` keeps its input text, line breaks included, and row_to_json copies it
+    verbatim; COPY then quoted the record with its quote character and the file had raw
+    \\x01 bytes and a record over several lines. Each record is one line of JSON whose
+    values are the stored ones: key order and duplicate keys kept (json, not jsonb), in
+    plain columns and in arrays of json; with a split size, files are cut in chunks that
+    held such records."""
+    table = f"json_docs_{split or 0}"
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id int, doc json, docs json[], note text)")
+        conn.execute(
+            f"INSERT INTO {table} VALUES "
+            "(1, %s, ARRAY[%s, %s]::json[], 'dup keys'), (2, %s, NULL, 'crlf'), "
+            "(3, 'null', ARRAY['1']::json[], 'json null'), (4, %s, NULL, 'separators'), "
+            "(5, NULL, NULL, %s)",
+            ('{"b": 1,\n  "a": [1,\n 2], "b": 2}', '{"x":\n1}', "[\r\n]",
+             '\r\n{\r\n"k": "line\\nbreak \\u0001 in a string"\r\n}\r\n',
+             '{"s": "a\u2028b",\n"t": 1}', "text\nwith a line break"))
+        conn.execute(
+            f"INSERT INTO {table} SELECT g, format('{{\"g\": %s,\n \"pad\": \"%s\"}}', g, "
+            "repeat('x', g % 200))::json, ARRAY[format('[%s,\n%s]', g, g)::json], 'bulk' "
+            "FROM generate_series(100, 2099) g")
+        stored = conn.execute(f"SELECT id, doc::text, docs::text[], note FROM {table}")
+        expected = {row[0]: [("id", row[0]), ("doc", _pairs(row[1])),
+                             ("docs", None if row[2] is None else [_pairs(t) for t in row[2]]),
+                             ("note", row[3])]
+                    for row in stored}
+    plan = make_plan(format="jsonl", source={"table": table}, fileSplitSize=split)
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    assert manifest["records"] == len(expected) == 2005
+    assert (len(manifest["files"]) > 1) == (split is not None)
+    for entry in manifest["files"]:
+        assert b"\x01" not in client.get_object(Bucket=s3_bucket, Key=entry["key"])["Body"].read()
+    # read_files: str.splitlines() of every file counts the records its manifest entry lists
+    _, lines = read_files(client, s3_bucket, manifest["files"], "jsonl", "none")
+    assert len(lines) == len(expected)
+    got = {doc[0][1]: doc for doc in map(_pairs, lines)}
+    assert got == expected
+    assert got[1][1] == ("doc", [("b", 1), ("a", [1, 2]), ("b", 2)])
+    assert got[2][1] == ("doc", [("k", "line\nbreak \x01 in a string")])
+    by_id = {json.loads(line)["id"]: line for line in lines}
+    assert by_id[1] == ('{"id":1,"doc":{"b": 1,   "a": [1,  2], "b": 2},"docs":[{"x": 1},[  ]],'
+                        '"note":"dup keys"}')
+    assert by_id[4] == r'{"id":4,"doc":{"s": "a\u2028b", "t": 1},"docs":null,"note":"separators"}'
+
+
+def test_parquet_numeric_beyond_38_digits(pg_db: str, s3: S3Server, s3_bucket: str,
+                                          make_plan: PlanFactory, tmp_path: Path) -> None:
+    """numeric(p, s) with 39-76 digits is decimal256 (Arrow's CSV reader cannot convert
+    to it: the worker failed with exit 1), more than 76 digits and unconstrained numeric
+    are strings holding the exact decimal text; every value equals the source's."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE wide_numbers (id int, big numeric(50, 4), "
+                     "huge numeric(76, 10), beyond numeric(100, 2), free numeric)")
+        conn.execute(
+            "INSERT INTO wide_numbers VALUES (1, %s, %s, %s, %s), (2, NULL, NULL, NULL, NULL), "
+            "(3, 0, '0.0000000001', '-0.01', 'NaN'), (4, '-0.0001', 1, 2, '1e-40')",
+            ("12345678901234567890123456789012345678901234.5678",
+             "-" + "9" * 66 + "." + "9" * 10, "1" * 98 + ".25", "3." + "1" * 60))
+        conn.execute("INSERT INTO wide_numbers SELECT g, g * 1.0001 + 10 ^ 40, -g / 7.0, "
+                     "g * 10 ^ 90, g / 3.0 FROM generate_series(100, 2099) g")
+        expected = conn.execute("SELECT id, big, huge, beyond, free::text FROM wide_numbers "
+                                "ORDER BY id").fetchall()
+    plan = make_plan(format="parquet", source={"table": "wide_numbers"})
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    raw = client.get_object(Bucket=s3_bucket, Key=manifest["files"][0]["key"])["Body"].read()
+    schema = pq.read_schema(io.BytesIO(raw))
+    assert [str(t) for t in schema.types] == [
+        "int32", "decimal256(50, 4)", "decimal256(76, 10)", "string", "string"]
+    _, rows = read_files(client, s3_bucket, manifest["files"], "parquet", "none")
+    got = sorted((tuple(r.values()) for r in rows), key=lambda r: r[0])
+    assert len(got) == len(expected) == 2004
+    for row, want in zip(got, expected, strict=True):
+        assert row[:3] == want[:3], (row, want)
+        assert (None if row[3] is None else Decimal(row[3])) == want[3], (row, want)
+        assert row[4] == want[4]
+
+
+def test_parquet_numeric_with_negative_scale_or_scale_above_precision(
+        pg_db: str, s3: S3Server, s3_bucket: str, make_plan: PlanFactory,
+        tmp_path: Path) -> None:
+    """PostgreSQL 15 takes numeric(5, -2) (rounded to hundreds) and numeric(2, 5) (digits
+    after the point only); Parquet's decimals need 0 <= scale <= precision, so these are
+    decimal128(7, 0) and decimal128(5, 5), which hold the same values."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE odd_scales (id int, hundreds numeric(5, -2), "
+                     "tiny numeric(2, 5), wide numeric(40, -3))")
+        conn.execute("INSERT INTO odd_scales VALUES (1, 12345, 0.00012, %s), "
+                     "(2, -9999900, -0.00099, 0), (3, NULL, NULL, NULL)", ("1" * 43,))
+        expected = conn.execute("SELECT * FROM odd_scales ORDER BY id").fetchall()
+    plan = make_plan(format="parquet", source={"table": "odd_scales"})
+    result = run_worker(plan, pg_db, s3, tmp_path)
+    assert result.code == 0, result.raw_message
+    client = s3.client()
+    manifest = get_json(client, s3_bucket, manifest_key(plan))
+    raw = client.get_object(Bucket=s3_bucket, Key=manifest["files"][0]["key"])["Body"].read()
+    assert [str(t) for t in pq.read_schema(io.BytesIO(raw)).types] == [
+        "int32", "decimal128(7, 0)", "decimal128(5, 5)", "decimal256(43, 0)"]
+    _, rows = read_files(client, s3_bucket, manifest["files"], "parquet", "none")
+    assert sorted((tuple(r.values()) for r in rows), key=lambda r: r[0]) == expected
+    assert expected[0][1:3] == (Decimal("12300"), Decimal("0.00012"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -25,8 +26,16 @@ from ferry.worker.splitting import Chunk
         (ColumnInfo("a", formats.TIMESTAMP), pa.timestamp("us")),
         (ColumnInfo("a", formats.TIMESTAMPTZ), pa.timestamp("us", tz="UTC")),
         (ColumnInfo("a", formats.NUMERIC, 12, 2), pa.decimal128(12, 2)),
+        (ColumnInfo("a", formats.NUMERIC, 38, 38), pa.decimal128(38, 38)),
+        (ColumnInfo("a", formats.NUMERIC, 39, 0), pa.decimal256(39, 0)),
         (ColumnInfo("a", formats.NUMERIC, 50, 10), pa.decimal256(50, 10)),
-        (ColumnInfo("a", formats.NUMERIC), pa.string()),
+        (ColumnInfo("a", formats.NUMERIC, 76, 76), pa.decimal256(76, 76)),
+        (ColumnInfo("a", formats.NUMERIC, 77, 2), pa.string()),  # beyond Arrow's decimals
+        (ColumnInfo("a", formats.NUMERIC, 1000, 0), pa.string()),
+        (ColumnInfo("a", formats.NUMERIC, 5, -2), pa.decimal128(7, 0)),  # to hundreds
+        (ColumnInfo("a", formats.NUMERIC, 2, 5), pa.decimal128(5, 5)),  # 0.000dd
+        (ColumnInfo("a", formats.NUMERIC, 70, -10), pa.string()),
+        (ColumnInfo("a", formats.NUMERIC), pa.string()),  # unconstrained: exact text
         (ColumnInfo("a", formats.TEXT), pa.string()),
         (ColumnInfo("a", 3802), pa.string()),  # jsonb
         (ColumnInfo("a", 2950), pa.string()),  # uuid
@@ -80,6 +89,33 @@ def test_a_value_parquet_cannot_hold_names_the_column_and_the_record() -> None:
         "values) or export as csv or jsonl")
 
 
+def test_decimal256_columns_are_cast_from_their_text_and_name_a_bad_record() -> None:
+    """Arrow's CSV reader cannot convert to decimal256: such columns are read as text and
+    cast, exactly, and a value the cast refuses is reported like the reader's own errors
+    (column, record within the batch across chunks, Arrow's words)."""
+    convert = parquet.CsvToArrow([ColumnInfo("id", formats.INT4),
+                                  ColumnInfo("big", formats.NUMERIC, 50, 4),
+                                  ColumnInfo("small", formats.NUMERIC, 10, 2)])
+    wide = "12345678901234567890123456789012345678901234.5678"
+    rows = [f"{i},-{i}.0001,{i}.25\n".encode() for i in range(150_000)]  # several blocks
+    table = convert.table(Chunk.of([f"-1,{wide},\n".encode(), *rows]))
+    assert table.schema == convert.schema
+    assert table.slice(0, 2).to_pylist() == [
+        {"id": -1, "big": Decimal(wide), "small": None},
+        {"id": 0, "big": Decimal("-0.0001"), "small": Decimal("0.25")}]
+    assert table.column("big")[150_000].as_py() == Decimal("-149999.0001")
+    bad = [f"{i},{i}.0000,1.00\n".encode() for i in range(1000)]
+    bad[700] = b"700,NaN,1.00\n"
+    bad[900] = b"900,NaN,1.00\n"
+    with pytest.raises(DataError) as failure:
+        convert.table(Chunk.of(bad))
+    assert failure.value.reason == (
+        'Parquet: column "big" (decimal256(50, 4)) cannot hold the value of record 150702 '
+        "of this batch: The string 'NaN' is not a valid decimal256 number. Convert the "
+        'column in a query source (e.g. SELECT "big"::text, or NULLIF or CASE to drop such '
+        "values) or export as csv or jsonl")
+
+
 def test_a_malformed_chunk_is_a_data_error_in_arrows_words() -> None:
     """A chunk Arrow cannot even split into columns names no column (it would be a bug in
     the worker, not in the data), but is still a data error with Arrow's reason."""
@@ -104,3 +140,47 @@ def test_json_lines_escape_the_line_separators_unicode_readers_split_at() -> Non
 def test_json_lines_without_line_separators_pass_as_they_are() -> None:
     chunk = Chunk.of([b'{"s": "plain \xe2\x80\x9cquoted\xe2\x80\x9d \xc2\xb0"}\n'], b"\x01")
     assert formats.escape_line_separators(chunk) is chunk
+
+
+def test_json_lines_records_copy_quoted_for_their_line_breaks_are_one_line_each() -> None:
+    """A ``json`` value keeps its line breaks, so COPY wraps its record in the quote
+    \\x01; the records come out unwrapped, one line each, the line breaks (whitespace
+    between tokens) as spaces and the documents equal, key order and duplicates kept."""
+    records = [b'{"id":1,"doc":{"b": 1}}\n',
+               b'\x01{"id":2,"doc":{"b":\n 1,\r\n "a": [\r2], "b": "x\\ny"}}\x01\n',
+               b'{"id":3,"doc":null}\n',
+               b'\x01{"id":4,"doc":\n[1,\n2]}\x01\n', b'\x01{"id":5,"doc":\r\n3}\x01\n']
+    joined = formats.join_quoted_records(Chunk.of(records, b"\x01"))
+    lines = joined.data.decode().splitlines()
+    assert lines == ['{"id":1,"doc":{"b": 1}}',
+                     '{"id":2,"doc":{"b":  1,   "a": [ 2], "b": "x\\ny"}}',
+                     '{"id":3,"doc":null}', '{"id":4,"doc": [1, 2]}', '{"id":5,"doc":  3}']
+    assert json.loads(lines[1], object_pairs_hook=list) == [
+        ("id", 2), ("doc", [("b", 1), ("a", [2]), ("b", "x\ny")])]
+    assert (joined.records, len(joined.ends)) == (5, 5)
+    plain = Chunk.of([b'{"id":1}\n', b'{"id":2}\n'], b"\x01")
+    assert formats.join_quoted_records(plain) is plain
+    to_lines = formats.json_lines([ColumnInfo("s", formats.TEXT), ColumnInfo("t", 114)])
+    assert to_lines(Chunk.of([b'\x01{"s":"\xe2\x80\xa8",\n"t":1}\x01\n'], b"\x01")
+                    ).data == b'{"s":"\\u2028", "t":1}\n'
+
+
+@pytest.mark.parametrize(("type_oids", "joins"), [
+    ([formats.INT4, formats.TEXT, formats.NUMERIC, formats.TIMESTAMPTZ, 3802], False),
+    ([formats.INT4, 114], True),  # json: its text verbatim
+    ([199], True),  # json[]
+    ([1007], True),  # int4[]: arrays and composites are not looked into
+    ([16500], True),  # a type of the database's own (an enum, a composite, hstore, ...)
+])
+def test_only_columns_that_can_bring_a_line_break_pay_for_the_search(
+        type_oids: list[int], joins: bool) -> None:
+    """The common case (built-in scalars, jsonb) skips the search for quoted records."""
+    to_lines = formats.json_lines([ColumnInfo(f"c{i}", oid) for i, oid in enumerate(type_oids)])
+    assert (to_lines is not formats.escape_line_separators) == joins
+
+
+def test_a_json_lines_record_with_a_raw_quote_character_is_a_data_error() -> None:
+    """JSON text cannot hold a raw \\x01 (COPY would double it in a quoted record):
+    rather than drop it, the batch fails."""
+    with pytest.raises(DataError, match="raw control character"):
+        formats.join_quoted_records(Chunk.of([b'\x01{"s":"a\x01\x01b",\n"t":1}\x01\n'], b"\x01"))

@@ -39,7 +39,7 @@ import botocore.exceptions
 from ferry.worker import layout
 from ferry.worker.codecs import make_codec
 from ferry.worker.errors import LostRace, TransientError, WorkerError
-from ferry.worker.formats import ColumnInfo, content_type, csv_header, escape_line_separators
+from ferry.worker.formats import ColumnInfo, content_type, csv_header, json_lines
 from ferry.worker.leftovers import clear_earlier_jobs
 from ferry.worker.manifest import Manifest, utc_now
 from ferry.worker.plan import Plan, Secrets
@@ -262,10 +262,10 @@ def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) ->
     text = TextSplitter(open_file, plan.file_split_size,
                         lambda: make_codec(plan.compression, plan.compression_level),
                         header, at.progress.add)
-    jsonl = plan.format == "jsonl"
+    lines = json_lines(columns) if plan.format == "jsonl" else None
     try:
         for chunk in reader.rows(columns, TEXT_CHUNK_BYTES):
-            text.write_chunk(escape_line_separators(chunk) if jsonl else chunk)
+            text.write_chunk(chunk if lines is None else lines(chunk))
         return text.finish()
     except BaseException:
         text.abort()

@@ -19,6 +19,8 @@ codes, enums) still get dictionaries.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -68,7 +70,12 @@ _SIMPLE: dict[int, pa.DataType] = {
 def arrow_type(col: ColumnInfo) -> pa.DataType:
     """The Parquet/Arrow type for a PostgreSQL column.
 
-    ``numeric(p, s)`` becomes ``decimal128(p, s)`` (``decimal256`` above 38 digits).
+    ``numeric(p, s)`` becomes ``decimal128(p, s)`` up to 38 digits and ``decimal256(p,
+    s)`` up to 76, Arrow's limit; above that a UTF-8 string with the exact decimal text.
+    PostgreSQL 15 also takes a negative scale (``numeric(5, -2)``: rounded to hundreds)
+    and one above the precision (``numeric(2, 5)``: digits after the point only), which
+    Parquet's decimals do not (0 <= scale <= precision); the decimal that holds the same
+    values is taken instead: ``(p - s, 0)`` and ``(s, s)``.
     Unconstrained ``numeric`` has no fixed scale, and any fixed choice would round or
     overflow real values, so it becomes a UTF-8 string holding the exact decimal text.
     Types without a lossless Arrow equivalent (text, uuid, json, jsonb, interval,
@@ -77,9 +84,13 @@ def arrow_type(col: ColumnInfo) -> pa.DataType:
     if col.type_oid == NUMERIC:
         if col.precision is None or col.scale is None:
             return pa.string()
-        if col.precision <= 38:
-            return pa.decimal128(col.precision, col.scale)
-        return pa.decimal256(col.precision, col.scale)
+        scale = max(col.scale, 0)
+        precision = max(col.precision - min(col.scale, 0), col.scale)
+        if precision <= 38:
+            return pa.decimal128(precision, scale)
+        if precision <= 76:
+            return pa.decimal256(precision, scale)
+        return pa.string()
     return _SIMPLE.get(col.type_oid, pa.string())
 
 
@@ -96,13 +107,27 @@ class CsvToArrow:
     a chunk's LFs are counted (one C pass) and compared with its record count, and it
     is searched for CR (which Arrow also takes for a line end), so values with embedded
     line breaks are still parsed exactly.
+
+    The reader cannot convert to ``decimal256`` (ArrowNotImplementedError), so those
+    columns are read as strings and cast afterwards (``pyarrow.compute.cast``, exact:
+    COPY writes every value of ``numeric(p, s)`` with its s digits after the point).
+    ``pyarrow.compute`` is imported only then (65 ms of CPU).
     """
 
     def __init__(self, columns: list[ColumnInfo]) -> None:
         self.schema = arrow_schema(columns)
         self._read = pacsv.ReadOptions(column_names=self.schema.names, use_threads=False)
+        self._cast_later = [i for i, t in enumerate(self.schema.types)
+                            if pa.types.is_decimal256(t)]
+        self._cast: Callable[[Any, pa.DataType], Any] | None = None
+        if self._cast_later:
+            import pyarrow.compute as pc  # noqa: PLC0415 - see above
+
+            self._cast = pc.cast
+        read_types = [pa.string() if i in self._cast_later else t
+                      for i, t in enumerate(self.schema.types)]
         self._convert = pacsv.ConvertOptions(
-            column_types=dict(zip(self.schema.names, self.schema.types, strict=True)),
+            column_types=dict(zip(self.schema.names, read_types, strict=True)),
             null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
             true_values=["t"], false_values=["f"],
         )
@@ -119,25 +144,58 @@ class CsvToArrow:
                                    convert_options=self._convert)
         except pa.ArrowInvalid as exc:
             raise self._conversion_error(str(exc)) from None
+        for i in self._cast_later:
+            assert self._cast is not None
+            field = self.schema.field(i)
+            try:
+                cast = self._cast(table.column(i), field.type)
+            except pa.ArrowInvalid:
+                raise self._cast_error(i, table.column(i).combine_chunks()) from None
+            table = table.set_column(i, field, cast)
         self._records += chunk.records
         return table
 
-    def _conversion_error(self, arrow: str) -> DataError:
-        """Arrow's error in the user's terms, with what to do about it.
+    def _cast_error(self, index: int, values: pa.Array) -> DataError:
+        """The error of the first value of ``values`` that the cast to the column's type
+        refuses (found by bisection: one vectorised cast per step)."""
+        assert self._cast is not None
+        target = self.schema.field(index).type
+        lo, hi = 0, len(values)  # [lo, hi) holds a value the cast refuses
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                self._cast(values.slice(lo, mid - lo), target)
+            except pa.ArrowInvalid:
+                hi = mid
+            else:
+                lo = mid
+        try:
+            self._cast(values.slice(lo, 1), target)
+        except pa.ArrowInvalid as exc:
+            return self._cell_error(index, lo + 1, str(exc))
+        column = sql.Identifier(self.schema.field(index).name).as_string()
+        return DataError(f"Parquet conversion: column {column} cannot be cast to {target}")
 
-        Arrow names the column by its position and the row by its place in this chunk;
-        the user knows the column's SQL name and the record's place in the batch, and
-        can fix it only outside Parquet's types: as text, without the value, or in a
-        text format (docs/worker.md, "Formats and types").
-        """
+    def _conversion_error(self, arrow: str) -> DataError:
+        """Arrow's error in the user's terms (:meth:`_cell_error`)."""
         cell = _ARROW_CELL.match(arrow)
         if cell is None:
             return DataError(f"Parquet conversion: {arrow}")
-        field = self.schema.field(int(cell[1]))
+        return self._cell_error(int(cell[1]), int(cell[2]), cell[3])
+
+    def _cell_error(self, index: int, row: int, problem: str) -> DataError:
+        """A value the column cannot hold, with what to do about it.
+
+        Arrow names the column by its position and the row by its place in this chunk
+        (``row``, from 1); the user knows the column's SQL name and the record's place in
+        the batch, and can fix it only outside Parquet's types: as text, without the
+        value, or in a text format (docs/worker.md, "Formats and types").
+        """
+        field = self.schema.field(index)
         column = sql.Identifier(field.name).as_string()
         return DataError(
             f"Parquet: column {column} ({field.type}) cannot hold the value of record "
-            f"{self._records + int(cell[2])} of this batch: {cell[3]}. Convert the column "
+            f"{self._records + row} of this batch: {problem}. Convert the column "
             f"in a query source (e.g. SELECT {column}::text, or NULLIF or CASE to drop such "
             "values) or export as csv or jsonl"
         )

@@ -173,9 +173,13 @@ def copy_statement(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, li
     """COPY of the batch in the wire shape each format is built from.
 
     CSV and Parquet read COPY's CSV. JSON Lines reads one ``row_to_json`` value per row
-    through COPY's CSV mode with delimiter ``\\x02`` and quote ``\\x01``: JSON text never
-    contains raw control characters or newlines, so no value is ever quoted and every
-    row arrives as exactly one JSON document followed by LF.
+    through COPY's CSV mode with delimiter ``\\x02`` and quote ``\\x01``, so nothing is
+    escaped: JSON text never contains raw control characters, and a row arrives as its
+    JSON document followed by LF. Except where the document holds a line break, which
+    only a ``json`` value copied verbatim (its input text, whitespace included) brings:
+    COPY then wraps the row in ``\\x01``, and the worker unwraps it and turns those line
+    breaks, which lie between tokens, into spaces
+    (:func:`ferry.worker.formats.join_quoted_records`).
     """
     if plan.format == "jsonl":
         query, params = jsonl_query(plan, columns)
@@ -187,7 +191,7 @@ def copy_statement(plan: Plan, columns: Sequence[str]) -> tuple[sql.Composed, li
 
 
 def copy_quote(plan: Plan) -> bytes:
-    """The quote character of :func:`copy_statement`'s CSV (JSON Lines never has one)."""
+    """The quote character of :func:`copy_statement`'s CSV."""
     return b"\x01" if plan.format == "jsonl" else b'"'
 
 
