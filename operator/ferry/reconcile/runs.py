@@ -340,7 +340,11 @@ class _Reconciler:
 
     def apply_progress(self, run: RunStatus, job: JobObservation) -> RunProgress:
         """Fold the Job and its pods into the run's batches, counts, percent and ETA."""
-        folded = fold_progress(job, [s.index for s in self.slices_for(run)])
+        slices = self.slices_for(run)
+        folded = fold_progress(job, [s.index for s in slices])
+        for batch, piece in zip(folded.batches, slices, strict=True):
+            if piece.start is not None or piece.end is not None:
+                batch.window = Window(piece.start, piece.end).to_api()
         run.batches = folded.counts
         run.batch_statuses = folded.batches
         run.records_processed = folded.records_processed
