@@ -21,6 +21,7 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
     LABEL_JOB,
+    LABEL_RUN,
 )
 from tests.fixtures.services import S3Server
 
@@ -411,5 +412,6 @@ def test_a_wrong_password_fails_the_run_once_and_says_so(
     assert "password authentication failed" in ready["message"]
     assert "not-the-password" not in json.dumps(get(kubectl, ns, "exportjob/wrong-password"))
     pods = [p for p in get(kubectl, ns, "pods")["items"]
-            if p["metadata"]["labels"].get(LABEL_JOB) == "wrong-password"]
+            if p["metadata"]["labels"].get(LABEL_JOB) == "wrong-password" and
+            LABEL_RUN in p["metadata"]["labels"]]
     assert len(pods) == 1, "a configuration error is not retried (podFailurePolicy FailIndex)"
