@@ -376,5 +376,8 @@ class ExportJobStatus(FerryModel):
         default=None, description="End of the last successful run's window (incremental start)."
     )
     data_lag_seconds: int | None = Field(
-        default=None, ge=0, description="Age of the newest exported data: now - window end."
+        default=None, ge=0, description="Age of the newest exported data when the operator "
+        "last wrote this status (a run's start or end, a slot, a request): that time minus "
+        "lastSuccessfulWindowEnd. Not refreshed while nothing happens; alert on "
+        "lastSuccessfulWindowEnd, which does not go stale."
     )
