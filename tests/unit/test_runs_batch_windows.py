@@ -55,3 +55,13 @@ def test_a_retry_shows_the_slices_of_the_batches_it_reruns() -> None:
     assert run is not None and run.retry_of == "contacts.1" and run.batch_statuses is not None
     assert [(b.index, b.window) for b in run.batch_statuses] == [
         (1, Window(from_=T0 + HOUR, to=T0 + 2 * HOUR))]
+
+
+def test_the_batches_of_a_run_split_by_key_show_their_hash_partition() -> None:
+    job = spec().hourly().set("source.keyColumn", "id").batches(2).relative("1h").build()
+    started = reconcile(observation(job, T0 + HOUR)).status
+    polled = reconcile(observation(job, T0 + HOUR + MINUTE, status=started,
+                                   jobs=[running_job(1, 2)])).status
+    assert polled.current_run is not None and polled.current_run.batch_statuses is not None
+    assert [b.key_range for b in polled.current_run.batch_statuses] == [
+        "hash(id) mod 2 = 0", "hash(id) mod 2 = 1"]

@@ -128,7 +128,8 @@ class BatchStatus(FerryModel):
     phase: BatchPhase = Field(description="Pending, InProgress, Succeeded, Failed or Canceled.")
     window: Window | None = Field(default=None, description="Time slice of this batch, if any.")
     key_range: ShortText | None = Field(
-        default=None, description="Key range of this batch, e.g. [1000, 2000), if split by key."
+        default=None, description="The batch's share of a run split by source.keyColumn: "
+        'its hash partition, e.g. "hash(id) mod 4 = 1".'
     )
     started_at: AwareDatetime | None = Field(default=None, description="When the batch started.")
     finished_at: AwareDatetime | None = Field(default=None, description="When the batch ended.")

@@ -345,6 +345,9 @@ class _Reconciler:
         for batch, piece in zip(folded.batches, slices, strict=True):
             if piece.start is not None or piece.end is not None:
                 batch.window = Window(piece.start, piece.end).to_api()
+            if piece.by_key and self.spec.source.key_column:
+                batch.key_range = (f"hash({self.spec.source.key_column}) mod {piece.total} "
+                                   f"= {piece.index}")
         run.batches = folded.counts
         run.batch_statuses = folded.batches
         run.records_processed = folded.records_processed
