@@ -26,6 +26,12 @@ TRIGGER_PATTERN = (
 )
 RUN_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[0-9]+$"
 
+def run_id(owner: str, number: int) -> str:
+    """``<name>.<n>``: the id of run ``number`` of an ExportJob or JobGroup (RUN_ID_PATTERN),
+    the name of its S3 folder and what users type after ``--run``."""
+    return f"{owner}.{number}"
+
+
 Trigger = Annotated[str, Field(max_length=80, pattern=TRIGGER_PATTERN)]
 RunId = Annotated[str, Field(max_length=80, pattern=RUN_ID_PATTERN)]
 Location = Annotated[str, Field(max_length=2048)]

@@ -13,13 +13,13 @@ import datetime as dt
 from typing import Any
 
 from ferry.api.exportjob import ExportJob
-from ferry.api.status import RETRYABLE_RUN_PHASES, ExportJobStatus
+from ferry.api.status import RETRYABLE_RUN_PHASES, ExportJobStatus, run_id
 from ferry.api.units import parse_duration
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError, UsageError
 from ferry.cli.jobviews import filter_rows, history_rows, history_table, list_table
-from ferry.cli.model import finished_runs, parse_job, run_id
+from ferry.cli.model import finished_runs, parse_job
 from ferry.constants import (
     ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from ferry.api.exportjob import ExportJob
 from ferry.api.jobgroup import JobGroup
-from ferry.api.status import ExportJobStatus, HistoryEntry, RunStatus
+from ferry.api.status import ExportJobStatus, HistoryEntry, RunStatus, run_id
 from ferry.cli.errors import CliError
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,11 +42,6 @@ def parse_group(raw: dict[str, Any]) -> JobGroup:
 def name_of(obj: ExportJob | JobGroup) -> str:
     """metadata.name (always set on objects read from the API server)."""
     return obj.metadata.name or ""
-
-
-def run_id(name: str, number: int) -> str:
-    """``<job>.<n>``, the id users see everywhere."""
-    return f"{name}.{number}"
 
 
 def finished_runs(status: ExportJobStatus | None) -> list[HistoryEntry]:

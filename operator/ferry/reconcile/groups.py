@@ -38,6 +38,7 @@ from ferry.api.status import (
     JobPhase,
     RunPhase,
     RunStatus,
+    run_id,
 )
 from ferry.constants import (
     ANNOTATION_CREATED_BY,
@@ -420,7 +421,7 @@ class _GroupReconciler:
         members = [*carried, *(MemberRun(name=m, phase=MemberPhase.AWAITING_DEPENDENCY)
                                for m in (names or self.spec.members)[len(carried):])]
         run = GroupRunStatus(
-            id=f"{self.obs.name}.{number}", number=number, trigger=trigger,
+            id=run_id(self.obs.name, number), number=number, trigger=trigger,
             scheduled_for=slot, retry_of=retry_of, phase=RunPhase.QUEUED,
             started_by=started_by, started_at=self.now, member_index=len(carried),
             members=members,

@@ -40,6 +40,7 @@ from ferry.api.status import (
     JobPhase,
     RunPhase,
     RunStatus,
+    run_id,
 )
 from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
 from ferry.contract.layout import ERRORS, MANIFESTS
@@ -523,7 +524,7 @@ class _Reconciler:
             # Set by the mutating webhook with the request annotation (docs/api.md).
             started_by = user_annotation(self.obs.annotations, ANNOTATION_REQUESTED_BY)
         self.status.current_run = RunStatus(
-            id=f"{name}.{number}", number=number, trigger=trigger, scheduled_for=slot,
+            id=run_id(name, number), number=number, trigger=trigger, scheduled_for=slot,
             window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
             started_by=started_by,
             message=f"retrying batches {failed}" if retry_of and failed else
