@@ -32,6 +32,7 @@ from ferry.api.jobgroup import (
     MemberRun,
 )
 from ferry.api.status import (
+    MAX_MISSED_RUNS,
     RETRYABLE_RUN_PHASES,
     GroupRunRecord,
     HistoryEntry,
@@ -52,7 +53,7 @@ from ferry.reconcile import scheduling
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.request_limits import JOBGROUP_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, new_request, user_annotation
-from ferry.reconcile.runs import MAX_MISSED_RUNS, Event
+from ferry.reconcile.runs import Event
 
 FOLLOW_POLL_SECONDS = 30.0
 """Safety net while a member runs: member status changes enqueue the group anyway."""

@@ -35,6 +35,7 @@ from ferry.api.common import (
 from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
+    MAX_MISSED_RUNS,
     ExportJobStatus,
     HistoryEntry,
     JobPhase,
@@ -68,7 +69,6 @@ from ferry.reconcile.requests import GroupRequest, user_annotation
 from ferry.reconcile.seal import apply_seal
 from ferry.reconcile.windows import Window, resolve_window
 
-MAX_MISSED_RUNS = 20
 QUEUE_POLL_SECONDS = 15.0
 
 
