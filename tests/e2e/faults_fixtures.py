@@ -25,7 +25,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -134,6 +134,8 @@ class PrivateMinio:
     secret_key: str
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra MinIO settings, e.g. MINIO_API_STALE_UPLOADS_EXPIRY."""
 
     @property
     def server(self) -> S3Server:
@@ -143,7 +145,7 @@ class PrivateMinio:
     def start(self) -> None:
         env = {**os.environ, "MINIO_ROOT_USER": self.access_key,
                "MINIO_ROOT_PASSWORD": self.secret_key, "MINIO_BROWSER": "off",
-               "MINIO_UPDATE": "off", "MINIO_REGION": "us-east-1"}
+               "MINIO_UPDATE": "off", "MINIO_REGION": "us-east-1", **self.env}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(self.binary), "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
@@ -168,8 +170,10 @@ class PrivateMinio:
         self.process = None
 
 
-@pytest.fixture(scope="module")
-def private_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMinio]:
+@contextlib.contextmanager
+def running_private_minio(tmp_path_factory: pytest.TempPathFactory,
+                          env: dict[str, str] | None = None) -> Iterator[PrivateMinio]:
+    """A private MinIO on a free port and a fresh data directory, stopped on exit."""
     binary = _load_services().minio_binary()
     if not binary.exists():
         pytest.skip(f"MinIO is not built ({binary}): run `make minio`")
@@ -178,12 +182,20 @@ def private_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
     server = PrivateMinio(binary=binary, data=base / "data", port=free_port(),
                           access_key="fault-" + secrets.token_hex(4),
                           secret_key="faultsecret-" + secrets.token_hex(12),
-                          log=base / "minio.log")
+                          log=base / "minio.log", env=env or {})
     server.data.mkdir()
     server.start()
-    yield server
-    server.stop()
-    (STRAYS / f"{os.getpid()}-minio-{server.port}.json").unlink(missing_ok=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+        (STRAYS / f"{os.getpid()}-minio-{server.port}.json").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def private_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMinio]:
+    with running_private_minio(tmp_path_factory) as server:
+        yield server
 
 
 @dataclass
