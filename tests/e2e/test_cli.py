@@ -275,7 +275,8 @@ def test_retry(ferry: Ferry, jobs: None, kubectl: Kubectl, namespace: str) -> No
     [
         (["orders", "--run", "7"], 'run orders.7 not found in the history of exportjob "orders"'),
         (["orders", "--run", "1"],
-         "run orders.1 Succeeded: only a Failed or PartiallySucceeded run can be retried"),
+         "run orders.1 Succeeded: only a Failed, PartiallySucceeded or Canceled run can be "
+         "retried"),
         (["contacts"], "run contacts.3 is InProgress: retry after it ends"),
     ],
 )
