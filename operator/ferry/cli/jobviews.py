@@ -119,8 +119,8 @@ def processed_total(processed: int | None, total: int | None) -> str:
     return f"{processed}/{total}" if total is not None else str(processed)
 
 
-def current_run_section(run: RunStatus, now: dt.datetime) -> str:
-    """The current run: what it is, how far it got, and each batch."""
+def run_identity(run: RunStatus | HistoryEntry) -> list[tuple[str, str]]:
+    """What a run is, current or finished: id, trigger, phase, who, window."""
     pairs = [
         ("ID", run.id),
         ("Trigger", run.trigger + (f" (retry of {run.retry_of})" if run.retry_of else "")),
@@ -128,10 +128,16 @@ def current_run_section(run: RunStatus, now: dt.datetime) -> str:
     ]
     if run.started_by:
         pairs.append(("Started By", run.started_by))
-    if run.blocked_by:
+    if isinstance(run, RunStatus) and run.blocked_by:
         pairs.append(("Waiting For", run.blocked_by))
     if run.window is not None:
         pairs.append(("Window", window_text(run.window.from_, run.window.to)))
+    return pairs
+
+
+def current_run_section(run: RunStatus, now: dt.datetime) -> str:
+    """The current run: what it is, how far it got, and each batch."""
+    pairs = run_identity(run)
     pairs.append(("Started", f"{render.timestamp(run.started_at)} "
                   f"({render.relative(run.started_at, now)})" if run.started_at else render.NONE))
     if run.percent is not None:
@@ -171,15 +177,7 @@ def finished_run_section(entry: HistoryEntry, marker: dict[str, Any] | None,
     """A finished run and its batches (the seeds' Job Tracker), from its history entry
     and its folder's run marker."""
     pairs = [
-        ("Run", entry.id),
-        ("Trigger", entry.trigger + (f" (retry of {entry.retry_of})" if entry.retry_of else "")),
-        ("Phase", entry.phase.value + (f": {entry.message}" if entry.message else "")),
-    ]
-    if entry.started_by:
-        pairs.append(("Started By", entry.started_by))
-    if entry.window is not None:
-        pairs.append(("Window", window_text(entry.window.from_, entry.window.to)))
-    pairs += [
+        *run_identity(entry),
         ("Started", render.timestamp(entry.started_at)),
         ("Finished", render.timestamp(entry.finished_at)),
         ("Duration", render.duration(entry.duration_seconds)),

@@ -26,6 +26,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import os
@@ -33,8 +34,9 @@ import secrets as random_ids
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
+from typing import TypeVar
 
 import psycopg
 
@@ -48,6 +50,7 @@ from ferry.worker.seal import seal_run, sealed_message
 from ferry.worker.upload import MAX_IN_FLIGHT, Retrier, make_client
 
 log = logging.getLogger("ferry.worker")
+T = TypeVar("T")
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -112,6 +115,18 @@ def _backoff(number: int) -> None:
     time.sleep(min(30, 2 ** (number + 1)))
 
 
+def _attempt(step: Callable[[], T]) -> T | WorkerError:
+    """One try of ``step``: its result, or the failure as a WorkerError (an unexpected
+    exception is an internal error, logged with its traceback, and retried as one)."""
+    try:
+        return step()
+    except WorkerError as exc:
+        return exc
+    except Exception as exc:
+        log.exception("unexpected error")
+        return WorkerError(f"internal error: {type(exc).__name__}: {exc}")
+
+
 def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor,
             max_attempts: int, retrier: Retrier) -> int:
     term_path = env.get("FERRY_TERMINATION_MESSAGE_PATH")
@@ -129,20 +144,15 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
             progress.records = progress.bytes = progress.files = 0
             log.info("batch %d of %s.%s: attempt %s (%d/%d)", plan.batch_index, plan.job,
                      plan.run, at.attempt, number, max_attempts)
-            try:
-                outcome = run_attempt(at)
-            except WorkerError as exc:
-                error = exc
-            except Exception as exc:
-                log.exception("unexpected error")
-                error = WorkerError(f"internal error: {type(exc).__name__}: {exc}")
-            else:
+            outcome = _attempt(functools.partial(run_attempt, at))
+            if not isinstance(outcome, WorkerError):
                 text = summary(outcome.document, layout.manifest_key(plan), outcome.note)
                 write_termination_message(redact(text), term_path)
                 log.info("batch %d done: %s", plan.batch_index, redact(text))
                 if publisher:
                     publisher.stop("Succeeded")
                 return ExitCode.OK
+            error = outcome
             error.reason = redact(error.reason)
             log.error("attempt %s failed (%s): %s", at.attempt, error.kind, error.reason)
             try:
@@ -169,19 +179,14 @@ def _seal(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor
     error: WorkerError = TransientError("no attempt made")
     for number in range(1, max_attempts + 1):
         log.info("sealing %s.%s (%d/%d)", plan.job, plan.run, number, max_attempts)
-        try:
-            marker = seal_run(client, retrier, plan)
-        except WorkerError as exc:
-            error = exc
-        except Exception as exc:
-            log.exception("unexpected error")
-            error = WorkerError(f"internal error: {type(exc).__name__}: {exc}")
-        else:
+        marker = _attempt(lambda: seal_run(client, retrier, plan))
+        if not isinstance(marker, WorkerError):
             text = redact(sealed_message(marker, layout.run_marker_key(plan)))
             write_termination_message(text, term_path)
             log.info("sealed: complete=%s, %d of %d batches, %d records", marker["complete"],
                      len(marker["batches"]), plan.batch_count, marker["records"])
             return ExitCode.OK
+        error = marker
         error.reason = redact(error.reason)
         log.error("seal failed (%s): %s", error.kind, error.reason)
         if _gives_up(error, number, max_attempts):
