@@ -22,7 +22,10 @@ JOB = spec().hourly().batches(4).relative("1h").build()
 def step(now: dt.datetime, status: ExportJobStatus | None = None,
          jobs: list[JobObservation] | None = None, seals: tuple[SealObservation, ...] = (),
          annotations: dict[str, str] | None = None) -> Decision:
-    obs = observation(JOB, now, status=status, jobs=jobs, annotations=annotations)
+    """One pass, with the status read back from its JSON as the operator reads it (so
+    history and lastRun are separate objects, as in the API server's answer)."""
+    stored = ExportJobStatus.model_validate(status.to_k8s()) if status else None
+    obs = observation(JOB, now, status=stored, jobs=jobs, annotations=annotations)
     return reconcile(replace(obs, seals=seals))
 
 

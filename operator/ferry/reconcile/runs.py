@@ -437,7 +437,8 @@ class _Reconciler:
         """Start the seal of each run that ended unsealed, record each finished seal, and
         delete seal Jobs no history entry waits for any more. Not polled: the seal Job's
         watch events wake the job, as a run's Job's do."""
-        entries = [*(self.status.history or []), *filter(None, [self.status.last_run])]
+        history, last = self.status.history or [], self.status.last_run
+        entries = [*history, *([last] if last and last.id not in {h.id for h in history} else [])]
         waiting = {h.number: h for h in entries if h.sealed is False}
         seals = {s.run_number: s for s in self.obs.seals if not s.deleting}
         for number, entry in waiting.items():
