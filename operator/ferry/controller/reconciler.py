@@ -252,7 +252,7 @@ class Controller:
             pods: list[dict[str, Any]] = []
             labels = job["metadata"].get("labels", {})
             if LABEL_SEAL in labels:
-                if job_finished(job) is not None:
+                if job_finished(job) is not None and not job["metadata"].get("deletionTimestamp"):
                     pods = (await self._json(core.list_namespaced_pod(
                         namespace, label_selector=f"{LABEL_JOB}={name},"
                         f"{LABEL_SEAL}={labels[LABEL_SEAL]}", _preload_content=False)))["items"]
