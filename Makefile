@@ -19,7 +19,6 @@ export GOFLAGS := -mod=mod
 
 .PHONY: deps tools tools-chart k8s minio postgres cluster-up cluster-down cluster-status \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
-        test-faults \
         demo demo-down bench-worker bench-operator kind-up clean
 
 deps: $(VENV)/.installed postgres
@@ -88,12 +87,10 @@ test-unit: deps
 test-integration: deps minio
 	$(PYTEST) tests/integration
 
+# Includes the fault-injection scenarios (docs/reliability.md): the ones that stop a
+# server stop a private one.
 test-e2e: deps k8s minio tools-chart
-	$(PYTEST) -m "not faults" tests/e2e
-
-# Fault injection that does not fit CI's time or stops servers (docs/reliability.md).
-test-faults: deps k8s minio tools-chart
-	$(PYTEST) -m faults tests/e2e
+	$(PYTEST) tests/e2e
 
 test: lint lint-chart test-unit test-integration test-e2e
 

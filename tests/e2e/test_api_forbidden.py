@@ -57,7 +57,7 @@ from .test_watch_health import health, health_url, history, run_now, tiny_table
 
 __all__ = ["health_url", "tiny_table"]
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 
 def kopf_default_backoffs() -> tuple[float, ...]:

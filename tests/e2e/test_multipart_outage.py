@@ -31,9 +31,8 @@ one starts, the first attempt's upload is aborted by id (Attempt.stranded) when 
 second commits. Every test ends with no incomplete upload of the run on the server.
 
 No cluster is involved: the worker reads the shared PostgreSQL (its own database) and
-writes to a private MinIO, the only server this module stops. Marked ``faults`` (it
-stops a server and takes a minute or two), so `make test-faults` runs it and `make
-test` does not.
+writes to a private MinIO, the only server this module stops (about a minute a test),
+so `make test` runs it.
 """
 
 from __future__ import annotations
@@ -342,7 +341,6 @@ def committed_file(client: Any, bucket: str,
     return manifest, entry
 
 
-@pytest.mark.faults
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("moment", ["between-parts", "mid-part"])
 def test_s3_down_during_a_multipart_upload_commits_every_row_once(
@@ -454,7 +452,6 @@ def next_pod(minio: PrivateMinio, plan: dict[str, Any], pg_db: str, tmp_path: Pa
              **worker_env(minio, pg_db)})
 
 
-@pytest.mark.faults
 @pytest.mark.timeout(600)
 def test_s3_unreachable_past_the_retry_budget_the_next_pod_exports_once_and_aborts_the_upload(
     pg_db: str, source: list[tuple[str, str]], private_minio: PrivateMinio, tmp_path: Path,
@@ -504,7 +501,6 @@ enough to watch: what docs/worker.md tells MinIO users to rely on, since MinIO r
 the AbortIncompleteMultipartUpload lifecycle rule."""
 
 
-@pytest.mark.faults
 @pytest.mark.timeout(600)
 def test_s3_down_past_the_retry_budget_and_restarted_the_open_upload_is_left_to_minios_expiry(
     pg_db: str, source: list[tuple[str, str]], own_minio: PrivateMinio, tmp_path: Path,
@@ -555,7 +551,6 @@ def test_s3_down_past_the_retry_budget_and_restarted_the_open_upload_is_left_to_
           f"until MinIO's expiry removed it")
 
 
-@pytest.mark.faults
 @pytest.mark.timeout(600)
 def test_s3_down_past_the_first_attempt_the_second_exports_once_and_aborts_its_upload(
     pg_db: str, source: list[tuple[str, str]], private_minio: PrivateMinio, tmp_path: Path,

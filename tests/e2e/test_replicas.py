@@ -307,7 +307,6 @@ def test_a_standby_serves_the_admission_webhook_and_liveness_but_acts_on_nothing
         assert standby.process.wait(30) == 0
 
 
-@pytest.mark.faults
 def test_a_leader_killed_just_before_a_due_slot_hands_over_and_the_slot_runs_once(
     kubectl: Kubectl, replicas: dict[str, OperatorProcess], wiring: Wiring, s3: S3Server,
     pg_db: str, lease_name: str, launch: Launch, relay: Relay,
@@ -315,8 +314,7 @@ def test_a_leader_killed_just_before_a_due_slot_hands_over_and_the_slot_runs_onc
     """The leader dies 4 s before an hourly slot; the standby, taking over ~15 s later,
     finds the slot due but not yet decided and runs it once, as the slot's run: same
     scheduledFor, same window (the hour before the slot, not before the takeover) as if
-    nothing had happened. Slow (up to a minute to the slot, then the handover and the
-    run), hence `faults`."""
+    nothing had happened (up to a minute to the slot, then the handover and the run)."""
     ns, name = wiring.namespace, "due-slot"
     # The tests before this one leave a cut-off replica exited and the relay frozen:
     # bring both replicas back, as their pods would be.

@@ -2,9 +2,8 @@
 its run 1 writes into the old job's run-1 folder, and afterwards that folder holds
 exactly the new run's batches (docs/worker.md, "One run per folder").
 
-Slow (two runs, a delete, an operator of its own), so under the `faults` marker; the
-integration test tests/integration/test_worker_run_folders.py covers the same rule in
-the default run.
+Two runs, a delete and an operator of its own (under a minute); the integration test
+tests/integration/test_worker_run_folders.py covers the same rule at the worker level.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from tests.fixtures.services import S3Server
 
 from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request
 from .support import Kubectl, wait_until
-
-pytestmark = pytest.mark.faults
 
 NAME = "reborn"
 FOLDER = f"e2e/{NAME}/{NAME}.1/"
