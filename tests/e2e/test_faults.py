@@ -49,6 +49,7 @@ from .operator_fixtures import (
     get,
     pod_log_dir,
     request,
+    run_jobs,
     start_operator,
 )
 from .support import Kubectl, wait_until
@@ -139,8 +140,10 @@ def last_run(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
 
 
 def worker_pods(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
+    """The batch pods of ExportJob ``name``'s runs (not a finished run's seal pod)."""
     return [p for p in get(kubectl, ns, "pods")["items"]
-            if p["metadata"]["labels"].get(LABEL_JOB) == name]
+            if p["metadata"]["labels"].get(LABEL_JOB) == name and
+            LABEL_RUN in p["metadata"]["labels"]]
 
 
 def running_pod(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any] | None:
@@ -188,8 +191,7 @@ def test_worker_pod_deleted_mid_batch_is_retried_and_exports_once(
                        timeout=180)
     assert (entry["id"], entry["phase"], entry["records"]) == (f"{name}.1", "Succeeded", ROWS)
     assert [h["id"] for h in status_of(kubectl, ns, name)["history"]] == [f"{name}.1"]
-    assert [j["metadata"]["name"] for j in get(kubectl, ns, "jobs")["items"]
-            if j["metadata"]["labels"][LABEL_JOB] == name] == [f"{name}-1"]
+    assert [j["metadata"]["name"] for j in run_jobs(kubectl, ns, name)] == [f"{name}-1"]
     assert_exactly_once(s3, wiring.bucket, name, f"{name}.1", source_table)
     index = victim["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
     batch = next(m for m in manifests(s3, wiring.bucket, name, f"{name}.1")
@@ -677,8 +679,7 @@ def test_apiserver_restarted_mid_run_operator_reconnects_and_the_run_completes(
     assert sorted(m["batch"] for m in batches) == [0, 1]
     assert entry["files"] == sum(len(m["files"]) for m in batches)
     assert_exactly_once(s3, s3_bucket, name, f"{name}.1", source_table)
-    assert [j["metadata"]["name"] for j in get(pc.kubectl, ns, "jobs")["items"]] == [
-        f"{name}-1"]
+    assert [j["metadata"]["name"] for j in run_jobs(pc.kubectl, ns)] == [f"{name}-1"]
 
 
 # ---- (7) a missing bucket (missing Secret, wrong password: test_exportjob_controller) --
