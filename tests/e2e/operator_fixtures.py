@@ -7,6 +7,7 @@ cluster; worker pods run through the node agent with their own ServiceAccount.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 from hack import cluster
@@ -91,6 +93,16 @@ class OperatorProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
+    def stop(self) -> None:
+        """SIGTERM, as a pod's deletion sends, then SIGKILL after 15 s; nothing if it ended."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
 
 def start_operator(kubeconfig: str, log: Path, namespace: str,
                    extra_args: Sequence[str] = ()) -> OperatorProcess:
@@ -114,12 +126,7 @@ def operator(operator_kubeconfig: str, namespace: str,
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     running = start_operator(operator_kubeconfig, log, namespace)
     yield running
-    if running.process.poll() is None:
-        running.process.terminate()
-        try:
-            running.process.wait(15)
-        except subprocess.TimeoutExpired:
-            running.kill()
+    running.stop()
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,27 @@ def run_jobs(kubectl: Kubectl, namespace: str, job: str | None = None) -> list[d
     return [j for j in get(kubectl, namespace, "jobs")["items"]
             if LABEL_RUN in (j["metadata"].get("labels") or {}) and
             (job is None or j["metadata"]["labels"].get(LABEL_JOB) == job)]
+
+
+def minute_rows(pg_db: str, before: int, ahead: int) -> list[dt.datetime]:
+    """Table `interactions`: one row a minute (at :30) from ``before`` minutes ago to
+    ``ahead`` minutes from now, for schedules that fire on the real clock."""
+    now = dt.datetime.now(dt.UTC).replace(second=30, microsecond=0)
+    stamps = [now - dt.timedelta(minutes=i) for i in range(-ahead, before)]
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE interactions (id bigint PRIMARY KEY, "
+                     "created_at timestamptz NOT NULL)")
+        with conn.cursor().copy("COPY interactions FROM STDIN") as copy:
+            for i, stamp in enumerate(stamps):
+                copy.write_row((i, stamp))
+    return stamps
+
+
+def plugin(kubeconfig: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `kubectl-ferry`, as a user runs it."""
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "kubectl-ferry"), "-n", namespace,
+                           *args], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "KUBECONFIG": kubeconfig})
 
 
 def request(kubectl: Kubectl, namespace: str, name: str, annotation: str) -> str:

@@ -81,12 +81,7 @@ def operator(operator_kubeconfig: str, namespace: str, pki: Path, webhook_port: 
         f"--webhook-port={webhook_port}", "--webhook-host=127.0.0.1",
         f"--webhook-cert={pki / 'tls.crt'}", f"--webhook-key={pki / 'tls.key'}"])
     yield running
-    if running.process.poll() is None:
-        running.process.terminate()
-        try:
-            running.process.wait(15)
-        except subprocess.TimeoutExpired:
-            running.kill()
+    running.stop()
 
 
 def serving(port: int, ca: Path) -> bool:

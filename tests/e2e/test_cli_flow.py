@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -23,7 +21,7 @@ import yaml
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, plugin, request
 from .support import Kubectl, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +41,6 @@ def half_broken(pg_db: str) -> list[int]:
     return list(range(30))
 
 
-def ferry(kubeconfig: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "kubectl-ferry"), "-n", namespace,
-                           *args], capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "KUBECONFIG": kubeconfig})
-
-
 def test_history_errors_download_and_clone_of_a_run_the_operator_ran(
     kubectl: Kubectl, kubeconfig: str, operator: OperatorProcess, wiring: Wiring,
     s3: S3Server, half_broken: list[int], tmp_path: Path,
@@ -63,7 +55,7 @@ def test_history_errors_download_and_clone_of_a_run_the_operator_ran(
                        .get("lastRun"), what="the run to end", timeout=180)
     assert (entry["phase"], entry["failedBatches"]) == ("PartiallySucceeded", [1])
 
-    history = ferry(kubeconfig, ns, "history", NAME)
+    history = plugin(kubeconfig, ns, "history", NAME)
     assert history.returncode == 0, history.stderr
     header, row = history.stdout.splitlines()
     assert header.split() == ["RUN", "TRIGGER", "STARTED", "FINISHED", "DURATION", "RESULT",
@@ -72,18 +64,18 @@ def test_history_errors_download_and_clone_of_a_run_the_operator_ran(
     assert (cells[0], cells[1], cells[5], cells[6], cells[7]) == (
         f"{NAME}.1", "manual", "PartiallySucceeded", "30", "1")
 
-    errors = ferry(kubeconfig, ns, "errors", NAME, "-o", "json")
+    errors = plugin(kubeconfig, ns, "errors", NAME, "-o", "json")
     assert errors.returncode == 0, errors.stderr
     [record] = json.loads(errors.stdout)
     assert record["batch"] == 1 and "division by zero" in record["reason"]
     # A class 22 error met before the first rows arrive counts as the plan's (a filter
     # value), so on a table this small it is config/3, else data/4 (docs/worker.md).
     assert (record["kind"], record["exitCode"]) in {("config", 3), ("data", 4)}
-    table = ferry(kubeconfig, ns, "errors", NAME)
+    table = plugin(kubeconfig, ns, "errors", NAME)
     assert table.stdout.splitlines()[0].split() == [
         "TIME", "BATCH", "ATTEMPT", "KIND", "EXIT", "REASON"]
 
-    downloaded = ferry(kubeconfig, ns, "download", NAME, "-o", str(tmp_path))
+    downloaded = plugin(kubeconfig, ns, "download", NAME, "-o", str(tmp_path))
     assert downloaded.returncode == 0, downloaded.stderr
     [file] = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert file.name.startswith(f"{NAME}-0-0-") and file.suffix == ".csv"
@@ -91,7 +83,7 @@ def test_history_errors_download_and_clone_of_a_run_the_operator_ran(
         ids = [int(r["id"]) for r in csv.DictReader(handle)]
     assert sorted(ids) == half_broken, "the committed batch, every row once"
 
-    cloned = ferry(kubeconfig, ns, "clone", NAME, f"{NAME}-copy")
+    cloned = plugin(kubeconfig, ns, "clone", NAME, f"{NAME}-copy")
     assert (cloned.returncode, cloned.stdout) == (
         0, f"exportjob.ferry.dev/{NAME}-copy created from {NAME} (suspended)\n")
     copy = get(kubectl, ns, f"exportjob/{NAME}-copy")

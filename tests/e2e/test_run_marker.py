@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ import yaml
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, ANNOTATION_STOP_REQUESTED_AT
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, plugin, request
 from .support import Kubectl, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,13 +63,6 @@ def committed_ids(s3: S3Server, bucket: str, marker: dict[str, Any]) -> Counter[
     return ids
 
 
-def ferry(kubeconfig: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The installed plugin, as a user runs it."""
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "kubectl-ferry"), "-n", namespace,
-                           *args], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "KUBECONFIG": kubeconfig})
-
-
 def sealed_entry(kubectl: Kubectl, namespace: str, run_id: str) -> dict[str, Any]:
     return wait_until(  # type: ignore[no-any-return]
         lambda: (e := status(kubectl, namespace).get("lastRun")) and e["id"] == run_id and
@@ -109,13 +100,13 @@ def test_a_stopped_run_is_marked_incomplete_and_retry_finishes_it_exactly_once(
     assert stopped["canceledBatches"] == sorted(
         set(stopped["canceledBatches"]) | set(marker["missingBatches"]))
 
-    described = ferry(kubeconfig, ns, "describe", NAME, "--run", "1")
+    described = plugin(kubeconfig, ns, "describe", NAME, "--run", "1")
     assert described.returncode == 0, described.stderr
     table = described.stdout.split("Batches:\n", 1)[1].splitlines()
     assert [line.split()[:2] for line in table[1:]] == [
         [str(b), "Succeeded" if b in committed else "Canceled"] for b in range(4)]
 
-    retried = ferry(kubeconfig, ns, "retry", NAME)
+    retried = plugin(kubeconfig, ns, "retry", NAME)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.startswith(
         f"exportjob.ferry.dev/{NAME} retry of run {NAME}.1 requested")

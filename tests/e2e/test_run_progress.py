@@ -55,12 +55,7 @@ def operator(operator_kubeconfig: str, namespace: str,
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     running = start_operator(operator_kubeconfig, log, namespace, ["--stall-after", "1"])
     yield running
-    if running.process.poll() is None:
-        running.process.terminate()
-        try:
-            running.process.wait(15)
-        except subprocess.TimeoutExpired:
-            running.kill()
+    running.stop()
 
 
 @pytest.fixture(scope="module")

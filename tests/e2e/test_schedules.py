@@ -15,14 +15,13 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
 from ferry.constants import LABEL_JOB
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, run_jobs
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, minute_rows, run_jobs
 from .support import Kubectl, wait_until
 
 ZONE = "Asia/Kolkata"
@@ -35,15 +34,7 @@ def rfc3339(moment: dt.datetime) -> str:
 @pytest.fixture(scope="module")
 def recent_rows(pg_db: str) -> list[dt.datetime]:
     """`interactions`: one row a minute over the last three hours (and a little ahead)."""
-    now = dt.datetime.now(dt.UTC).replace(second=30, microsecond=0)
-    stamps = [now - dt.timedelta(minutes=i) for i in range(-5, 180)]
-    with psycopg.connect(pg_db, autocommit=True) as conn:
-        conn.execute("CREATE TABLE interactions (id bigint PRIMARY KEY, "
-                     "created_at timestamptz NOT NULL)")
-        with conn.cursor().copy("COPY interactions FROM STDIN") as copy:
-            for i, stamp in enumerate(stamps):
-                copy.write_row((i, stamp))
-    return stamps
+    return minute_rows(pg_db, before=180, ahead=5)
 
 
 def scheduled(name: str, wiring: Wiring, s3: S3Server, schedule: dict[str, Any]

@@ -33,14 +33,13 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
 from ferry.constants import LABEL_JOB, LABEL_RUN
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, minute_rows
 from .support import Kubectl, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,15 +57,7 @@ def parse(text: str) -> dt.datetime:
 @pytest.fixture(scope="module")
 def recent_rows(pg_db: str) -> list[dt.datetime]:
     """`interactions`: one row a minute over the last six hours (and a little ahead)."""
-    now = dt.datetime.now(UTC).replace(second=30, microsecond=0)
-    stamps = [now - dt.timedelta(minutes=i) for i in range(-10, 360)]
-    with psycopg.connect(pg_db, autocommit=True) as conn:
-        conn.execute("CREATE TABLE interactions (id bigint PRIMARY KEY, "
-                     "created_at timestamptz NOT NULL)")
-        with conn.cursor().copy("COPY interactions FROM STDIN") as copy:
-            for i, stamp in enumerate(stamps):
-                copy.write_row((i, stamp))
-    return stamps
+    return minute_rows(pg_db, before=360, ahead=10)
 
 
 def status_of(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
