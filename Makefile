@@ -54,19 +54,19 @@ tools-chart:
 tools: k8s minio tools-chart
 
 cluster-up: deps k8s
-	$(PY) hack/cluster.py up
+	$(PY) -m hack.cluster up
 
 cluster-down:
-	@if [ -x $(PY) ]; then $(PY) hack/cluster.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m hack.cluster down; fi
 
 cluster-status:
-	$(PY) hack/cluster.py status
+	$(PY) -m hack.cluster status
 
 services-up: deps minio
-	$(PY) hack/services.py up
+	$(PY) -m hack.services up
 
 services-down:
-	@if [ -x $(PY) ]; then $(PY) hack/services.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m hack.services down; fi
 
 lint: deps
 	$(VENV)/bin/ruff check operator tests hack bench
@@ -95,10 +95,10 @@ test-e2e: deps k8s minio tools-chart
 test: lint lint-chart test-unit test-integration test-e2e
 
 demo: deps k8s minio
-	$(PY) hack/demo.py
+	$(PY) -m hack.demo
 
 demo-down:
-	@if [ -x $(PY) ]; then $(PY) hack/demo.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m hack.demo down; fi
 
 # For users with Docker: a kind cluster with the images and the chart (not run by CI).
 kind-up:
@@ -110,11 +110,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 # Benchmarks print ratios against baselines measured in the same run (BENCHMARKS.md).
 bench-worker: deps minio $(VENV)/.bench-installed
-	$(PY) hack/services.py up
-	$(PY) bench/worker.py --rows 5000000 --rss-rows 1000000
+	$(PY) -m hack.services up
+	$(PY) -m bench.worker --rows 5000000 --rss-rows 1000000
 
 bench-operator: deps k8s
-	$(PY) bench/operator_scale.py
+	$(PY) -m bench.operator_scale
 
 clean: demo-down cluster-down services-down
 	rm -rf $(CACHE)/cluster $(CACHE)/services

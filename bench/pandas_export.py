@@ -1,7 +1,10 @@
 """Baseline: the export script a user would write with pandas (read_sql in chunks).
 
 Reads ``FERRY_SOURCE_DSN``, writes the table as one CSV or Parquet file to a local temp
-file chunk by chunk, then uploads it with boto3's ``upload_file`` to the local S3 server.
+file chunk by chunk, then uploads it with boto3's ``upload_file`` to ``BENCH_S3_ENDPOINT``
+(region ``BENCH_S3_REGION``, keys ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``): a
+standalone program, as a user's script would be, run by bench/worker.py with
+``python -P``.
 """
 
 from __future__ import annotations
@@ -10,17 +13,12 @@ import argparse
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 import boto3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack"))
-import services  # type: ignore[import-not-found]  # noqa: E402
 
 
 def main() -> int:
@@ -32,7 +30,6 @@ def main() -> int:
     args = parser.parse_args()
     dsn = os.environ["FERRY_SOURCE_DSN"].replace("postgresql://", "postgresql+psycopg://", 1)
     engine = sqlalchemy.create_engine(dsn)
-    ep = services.endpoints()
     with tempfile.NamedTemporaryFile(suffix=f".{args.format}") as out, engine.connect() as raw:
         conn = raw.execution_options(stream_results=True)
         writer: pq.ParquetWriter | None = None
@@ -49,9 +46,9 @@ def main() -> int:
         if writer is not None:
             writer.close()
         out.flush()
-        boto3.client("s3", endpoint_url=ep.s3_endpoint, aws_access_key_id=ep.s3_access_key,
-                     aws_secret_access_key=ep.s3_secret_key, region_name=ep.s3_region
-                     ).upload_file(out.name, args.bucket, f"pandas/{args.table}.{args.format}")
+        s3 = boto3.client("s3", endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
+                          region_name=os.environ["BENCH_S3_REGION"])
+        s3.upload_file(out.name, args.bucket, f"pandas/{args.table}.{args.format}")
     return 0
 
 

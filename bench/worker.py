@@ -2,10 +2,10 @@
 
 Usage (``make bench-worker``)::
 
-    python bench/worker.py [--rows 5000000] [--rss-rows 1000000] [--repeat 3]
+    python -m bench.worker [--rows 5000000] [--rss-rows 1000000] [--repeat 3]
                            [--skip-baselines]
 
-Starts the local services (hack/services.py), creates ``bench_<rows>`` (12 columns: int,
+Starts the local services (hack.services), creates ``bench_<rows>`` (12 columns: int,
 bigint, 2x text, 2x timestamptz, 2x numeric, 2x boolean, jsonb, int) once in the
 database ``ferry_bench``, then times each exporter as a separate process under
 ``/usr/bin/time`` (wall seconds, CPU seconds of the exporter's own process, peak RSS of
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from hack import services
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "worker.json"
@@ -57,13 +58,6 @@ FERRY_RUNS = [
     ("ferry parquet", "parquet", "none"),
     ("ferry parquet zstd", "parquet", "zstd"),
 ]
-
-
-def _services() -> Any:
-    sys.path.insert(0, str(REPO / "hack"))
-    import services  # type: ignore[import-not-found]  # noqa: PLC0415 - hack/ is not a package
-
-    return services
 
 
 @dataclasses.dataclass
@@ -170,12 +164,12 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    with psycopg.connect(_services().endpoints().pg_dsn) as conn:
+    with psycopg.connect(services.endpoints().pg_dsn) as conn:
         version = conn.execute("SHOW server_version").fetchone()
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
             "python": platform.python_version(),
             "postgresql": version[0] if version else "?",
-            "s3": _services().endpoints().s3_backend}
+            "s3": services.endpoints().s3_backend}
 
 
 def main() -> int:
@@ -190,7 +184,6 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    services = _services()
     ep = services.ensure_up()
     dsn = (f"postgresql://{ep.pg_user}:{ep.pg_password}@{ep.pg_host}:{ep.pg_port}/{DATABASE}")
     table = ensure_table(ep.pg_dsn, dsn, args.rows)
@@ -202,7 +195,7 @@ def main() -> int:
                       aws_secret_access_key=ep.s3_secret_key, region_name=ep.s3_region)
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
-    _services().empty_bucket(s3, BUCKET)  # so that no deferred delete lands in a timed run
+    services.empty_bucket(s3, BUCKET)  # so that no deferred delete lands in a timed run
 
     env = {**os.environ, "PGPASSWORD": ep.pg_password, "FERRY_SOURCE_DSN": dsn}
     results: list[Result] = []
@@ -241,7 +234,7 @@ def main() -> int:
             cmd = [sys.executable, "-P", pandas_script, "--table", table, "--format", fmt,
                    "--bucket", BUCKET]
             try:
-                results.append(timed(f"pandas {fmt}", args.rows, cmd, env))
+                results.append(timed(f"pandas {fmt}", args.rows, cmd, upload_env))
             except RunFailedError as exc:
                 failures.append(str(exc))
         sling = sling_binary()
@@ -295,7 +288,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "machine": machine(),
-        "command": " ".join(["python", "bench/worker.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "bench.worker", *sys.argv[1:]]),
         "table": {"name": table, "rows": args.rows, "columns": 12, "csv_bytes": csv_bytes},
         "repeat": args.repeat,
         "load_average_1m": {"start": round(load_start[0], 2),
@@ -305,7 +298,7 @@ def main() -> int:
         "rss_flatness": rss_check,
         "failed_baselines": failures,
     }, indent=2) + "\n")
-    _services().empty_bucket(s3, BUCKET)  # gigabytes of results, not kept
+    services.empty_bucket(s3, BUCKET)  # gigabytes of results, not kept
     for failed in failures:
         print(f"baseline not measured: {failed[:300]}")
     print(f"\nwrote {args.output}")

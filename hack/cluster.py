@@ -1,7 +1,7 @@
 """A real local Kubernetes control plane on loopback, for e2e tests and the demo.
 
-`python hack/cluster.py up|down|status`. It runs etcd, kube-apiserver,
-kube-controller-manager (the real Job controller and garbage collector),
+`python -m hack.cluster up|down|status` (from the repo root). It runs etcd,
+kube-apiserver, kube-controller-manager (the real Job controller and garbage collector),
 kube-scheduler and the node agent (hack/nodeagent.py) as local processes, all
 built from their Go modules by hack/build-kubernetes.sh. `up` is idempotent:
 components already running are left alone. State lives in .cache/cluster/.
@@ -22,12 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    from hack.pki import NODE_NAME, ensure_pki
-    from hack.ports import reserve, wait_bindable
-except ModuleNotFoundError:  # run as a script: hack/ is sys.path[0]
-    from pki import NODE_NAME, ensure_pki  # type: ignore[no-redef]
-    from ports import reserve, wait_bindable  # type: ignore[no-redef]
+from hack.pki import NODE_NAME, ensure_pki
+from hack.ports import reserve, wait_bindable
 
 ROOT = Path(__file__).resolve().parent.parent
 # Both overridable so that a second, throwaway cluster can run beside the main one.

@@ -10,7 +10,7 @@ three rows of one. Everything stays up afterwards to play with:
     export KUBECONFIG=.cache/cluster/admin.kubeconfig
     .venv/bin/kubectl-ferry -n ferry-demo list
 
-`python hack/demo.py down` stops the demo's operator.
+`python -m hack.demo down` stops the demo's operator.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ import boto3
 import psycopg
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from hack import cluster, services
 
-from hack import cluster, services  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NAMESPACE = "ferry-demo"
 DATABASE = "contacts"

@@ -1,7 +1,7 @@
 """Local backing services for the integration tests and the benchmark.
 
-``python hack/services.py up|down|status`` starts, stops or reports a private
-PostgreSQL 15 and an S3 server (MinIO, or moto's standalone server when MinIO has not
+``python -m hack.services up|down|status`` (from the repo root) starts, stops or reports
+a private PostgreSQL 15 and an S3 server (MinIO, or moto's standalone server when MinIO has not
 been built). Importable too: ``ensure_up()`` starts whatever is not running and returns
 the endpoints, which is what the pytest fixtures in ``tests/fixtures/services.py`` call.
 
@@ -43,10 +43,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-try:
-    from hack.ports import reserve, wait_bindable
-except ModuleNotFoundError:  # run as a script, or loaded with hack/ on sys.path
-    from ports import reserve, wait_bindable  # type: ignore[no-redef]
+from hack.ports import reserve, wait_bindable
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".cache" / "services"

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hack import services
 
-from tests.fixtures.services import S3Server, _load_services
+from tests.fixtures.services import S3Server
 
 from .operator_fixtures import (
     OPERATOR_NAMESPACE,
@@ -44,7 +45,8 @@ from .operator_fixtures import (
 )
 from .support import Kubectl, wait_until
 
-CLUSTER_SCRIPT = ROOT / "hack" / "cluster.py"
+CLUSTER_COMMAND = (sys.executable, "-m", "hack.cluster")
+"""Run from ROOT (cwd), where `hack` is a package."""
 PRIVATE_PORT_OFFSET = 200
 STRAYS = ROOT / ".cache" / "faults" / "private-servers"
 """One JSON record per running set of private servers: the pytest that owns them and
@@ -174,7 +176,7 @@ class PrivateMinio:
 def running_private_minio(tmp_path_factory: pytest.TempPathFactory,
                           env: dict[str, str] | None = None) -> Iterator[PrivateMinio]:
     """A private MinIO on a free port and a fresh data directory, stopped on exit."""
-    binary = _load_services().minio_binary()
+    binary = services.minio_binary()
     if not binary.exists():
         pytest.skip(f"MinIO is not built ({binary}): run `make minio`")
     sweep_strays()
@@ -210,7 +212,7 @@ class PrivateCluster:
     operator_kubeconfig: str
 
     def script(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(CLUSTER_SCRIPT), command], env=self.env,
+        return subprocess.run([*CLUSTER_COMMAND, command], env=self.env, cwd=ROOT,
                               text=True, capture_output=True, timeout=300, check=False)
 
     def apiserver_pid(self) -> int:
@@ -271,7 +273,7 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
     directory = tmp_path_factory.mktemp("private-cluster") / "c"
     env = {**os.environ, "FERRY_CLUSTER_DIR": str(directory),
            "FERRY_CLUSTER_PORT_OFFSET": str(PRIVATE_PORT_OFFSET)}
-    up = subprocess.run([sys.executable, str(CLUSTER_SCRIPT), "up"], env=env, text=True,
+    up = subprocess.run([*CLUSTER_COMMAND, "up"], env=env, cwd=ROOT, text=True,
                         capture_output=True, timeout=300, check=False)
     operator: OperatorProcess | None = None
     record = record_cluster(directory, None)
@@ -303,6 +305,6 @@ def private_cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_binary: st
     finally:
         if operator is not None and operator.process.poll() is None:
             operator.kill()
-        subprocess.run([sys.executable, str(CLUSTER_SCRIPT), "down"], env=env, text=True,
+        subprocess.run([*CLUSTER_COMMAND, "down"], env=env, cwd=ROOT, text=True,
                        capture_output=True, timeout=300, check=False)
         record.unlink(missing_ok=True)

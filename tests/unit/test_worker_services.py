@@ -1,16 +1,14 @@
-"""hack/services.py: a busy port is reported by number, versions come from versions.mk."""
+"""hack.services: a busy port is reported by number, versions come from versions.mk."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
-
-from tests.fixtures.services import _load_services
+from hack import services
 
 
 def test_busy_port_error_names_the_port() -> None:
-    services = _load_services()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
@@ -20,6 +18,5 @@ def test_busy_port_error_names_the_port() -> None:
 
 
 def test_minio_version_is_pinned_in_versions_mk() -> None:
-    services = _load_services()
     assert services.minio_version().startswith("v0.0.0-")
     assert services.minio_version() in str(services.minio_binary())
