@@ -4,7 +4,7 @@
   slot = the creation time), then the job stays suspended for good.
 - `hourly` counts hours from 00:00 UTC: `status.upcomingRuns` of an every-4h job, and a
   live fire. The operator has no clock that a test could shift (it runs on the real
-  clock; `ferry.controller.reconciler.Controller.clock` is no option or environment
+  clock; `ferry.controller.loop.Loop.clock` is no option or environment
   variable), so a slot a minute ahead can only be an every-4h slot when the current UTC
   hour is a multiple of 4. In the other hours the live fire uses `every: <hour>`
   instead (slots at 00:MM and <hour>:MM UTC, right only when hours are counted from

@@ -1,6 +1,9 @@
-"""Fluent builders for the controller's pure inputs (after velero's pkg/builder).
+"""Fluent builders for the controller's inputs (after velero's pkg/builder).
 
-A test states only what matters to it: `spec().hourly(every=4, minute=15).build()`.
+A test states only what matters to it: `spec().hourly(every=4, minute=15).build()` for
+the pure reconcile functions, `exportjob("contacts").hourly().with_status(...).build()`
+and `jobgroup("nightly", "a", "b").build()` for whole objects as the API server
+stores them (the controller's I/O tests, tests/unit/test_controller_loop.py).
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ import datetime as dt
 from typing import Any
 
 from ferry.api.exportjob import ExportJobSpec
-from ferry.api.status import ExportJobStatus
+from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus
+from ferry.api.status import ExportJobStatus, RunPhase, RunStatus, run_id
+from ferry.constants import EXPORTJOB_KIND, FINALIZER, JOBGROUP_KIND
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.progress import JobObservation, PodObservation
 from ferry.reconcile.runs import Observation, QueueView
@@ -109,3 +114,96 @@ def finished_job(run_number: int, completions: int, failed: set[int] | None = No
         completed_indexes=frozenset(set(range(completions)) - failed),
         failed_indexes=frozenset(failed), pods=pods,
     )
+
+
+class ExportJobBuilder:
+    """An ExportJob object: metadata, a typed spec (`SpecBuilder`) and a typed status."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self.name, self.namespace = name, namespace
+        self.spec = SpecBuilder()
+        self.status: ExportJobStatus | None = None
+        self.annotations: dict[str, str] = {}
+        self.finalizers: list[str] = []
+
+    def hourly(self, every: int = 1, minute: int = 0) -> ExportJobBuilder:
+        self.spec.hourly(every, minute)
+        return self
+
+    def once(self, at: str | None = None) -> ExportJobBuilder:
+        self.spec.once(at)
+        return self
+
+    def suspended(self) -> ExportJobBuilder:
+        self.spec.set("suspend", True)
+        return self
+
+    def annotated(self, key: str, value: str) -> ExportJobBuilder:
+        self.annotations[key] = value
+        return self
+
+    def finalized(self) -> ExportJobBuilder:
+        """As the operator leaves it after its first pass: holding Ferry's finalizer."""
+        self.finalizers = [FINALIZER]
+        return self
+
+    def with_status(self, status: ExportJobStatus) -> ExportJobBuilder:
+        self.status = status
+        return self
+
+    def running(self, number: int, phase: RunPhase = RunPhase.IN_PROGRESS,
+                trigger: str = "manual") -> ExportJobBuilder:
+        """A status whose current run is ``number``, in ``phase``."""
+        self.status = ExportJobStatus(
+            run_counter=number,
+            current_run=RunStatus(id=run_id(self.name, number), number=number,
+                                  trigger=trigger, phase=phase, queued_at=T0,
+                                  job_name=f"{self.name}-{number}"))
+        return self
+
+    def build(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        if self.finalizers:
+            meta["finalizers"] = list(self.finalizers)
+        body: dict[str, Any] = {"apiVersion": "ferry.dev/v1alpha1", "kind": EXPORTJOB_KIND,
+                                "metadata": meta, "spec": self.spec.build().to_k8s()}
+        if self.status is not None:
+            body["status"] = self.status.to_k8s()
+        return body
+
+
+def exportjob(name: str = "contacts", namespace: str = "team-a") -> ExportJobBuilder:
+    return ExportJobBuilder(name, namespace)
+
+
+class JobGroupBuilder:
+    """A JobGroup object: its members in order, a typed status."""
+
+    def __init__(self, name: str, namespace: str, members: list[str]) -> None:
+        self.name, self.namespace = name, namespace
+        self.doc: dict[str, Any] = {"title": "Nightly load", "members": members}
+        self.status: JobGroupStatus | None = None
+
+    def hourly(self, every: int = 1, minute: int = 0) -> JobGroupBuilder:
+        self.doc["schedule"] = {"hourly": {"every": every, "minute": minute}}
+        return self
+
+    def with_status(self, status: JobGroupStatus) -> JobGroupBuilder:
+        self.status = status
+        return self
+
+    def build(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "apiVersion": "ferry.dev/v1alpha1", "kind": JOBGROUP_KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": JobGroupSpec.model_validate(self.doc).to_k8s()}
+        if self.status is not None:
+            body["status"] = self.status.to_k8s()
+        return body
+
+
+def jobgroup(name: str = "nightly", *members: str, namespace: str = "team-a"
+             ) -> JobGroupBuilder:
+    return JobGroupBuilder(name, namespace, list(members) or ["contacts"])

@@ -23,14 +23,14 @@ import os
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import config
 
 from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, LABEL_JOB, VERSION
 from ferry.controller import admission, metrics
-from ferry.controller.groupreconciler import GroupController
-from ferry.controller.health import BoundedApiClient
-from ferry.controller.reconciler import Controller
-from ferry.controller.registry import Registry
+from ferry.controller.events import EventPoster
+from ferry.controller.exportjobs import ExportJobLoop, ExportJobs
+from ferry.controller.jobgroups import JobGroupLoop, JobGroups
+from ferry.controller.kube import Kube, load_config
+from ferry.controller.loop import Loop, utc_now
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.jobspec import WorkerDefaults
 
@@ -71,26 +71,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()
-    controller = Controller(
-        api=BoundedApiClient(),  # requests with a deadline (health.py)
-        queue=WorkQueue(),
-        registry=Registry(),
+    await load_config()
+    kube = Kube()
+    queue = WorkQueue()
+    events = EventPoster(kube=kube, calm=queue.calm, clock=utc_now)
+    exportjobs = ExportJobs(
+        kube=kube,
         worker=WorkerDefaults(
             image=os.environ.get("FERRY_WORKER_IMAGE", "ferry-worker:0.1.0"),
             service_account=os.environ.get("FERRY_WORKER_SERVICE_ACCOUNT", "ferry-worker"),
         ),
         stall_after=memo.get("stall_after", dt.timedelta(minutes=15)),
     )
-    memo.controller = controller
-    memo.groups = GroupController(jobs=controller, registry=controller.groups)
+    memo.kube = kube
+    memo.events = events
+    memo.exportjobs = exportjobs
+    memo.exportjob_loop = Loop(kube=kube, kind=exportjobs, events=events, queue=queue)
+    memo.jobgroup_loop = Loop(kube=kube, events=events, kind=JobGroups(
+        members=memo.exportjob_loop, registry=exportjobs.groups))
     if memo.get("metrics_port"):
-        metrics.serve(memo.metrics_port, controller.queue, controller.registry.queued)
-    memo.tasks = [asyncio.create_task(controller.run_worker()) for _ in range(WORKERS)]
-    memo.tasks += [asyncio.create_task(memo.groups.run_worker()) for _ in range(GROUP_WORKERS)]
+        metrics.serve(memo.metrics_port, queue, exportjobs.registry.queued)
+    memo.tasks = [asyncio.create_task(memo.exportjob_loop.run_worker()) for _ in range(WORKERS)]
+    memo.tasks += [asyncio.create_task(memo.jobgroup_loop.run_worker())
+                   for _ in range(GROUP_WORKERS)]
 
 
 @kopf.on.cleanup()
@@ -98,27 +101,31 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.get("tasks", []):
         task.cancel()
     await asyncio.gather(*memo.get("tasks", []), return_exceptions=True)
-    await memo.controller.drain_events(EVENT_DRAIN_SECONDS)
-    await memo.controller.api.close()
+    if "events" in memo:
+        await memo.events.drain(EVENT_DRAIN_SECONDS)
+        await memo.kube.close()
 
 
 @kopf.on.event(GROUP, VERSION, EXPORTJOB_PLURAL)  # type: ignore[arg-type]
 async def exportjob_changed(
     event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller: Controller = memo.controller
+    """Reconcile the job (unless the event is the operator's own write), and wake the
+    groups it belongs to when something they follow changed."""
+    loop: ExportJobLoop = memo.exportjob_loop
+    exportjobs: ExportJobs = memo.exportjobs
     deleted = event["type"] == "DELETED"
-    if controller.groups.member_changed(namespace, name, None if deleted else dict(body)):
-        for group in controller.groups.groups_of(namespace, name):
-            memo.groups.queue.add(group)
+    obj = None if deleted else dict(body)
     if deleted:
-        controller.forget(namespace, name)
-        return
-    obj = dict(body)
-    controller.bodies.keep(namespace, name, obj)
-    controller.registry.observe(namespace, name, obj)
-    if not controller.is_echo(namespace, name, obj):
-        controller.queue.add((namespace, name))
+        loop.forget(namespace, name)
+    else:
+        assert obj is not None
+        exportjobs.registry.observe(namespace, name, obj)
+        if loop.observed(namespace, name, obj):
+            loop.queue.add((namespace, name))
+    if exportjobs.groups.member_changed(namespace, name, obj):
+        for group in exportjobs.groups.groups_of(namespace, name):
+            memo.jobgroup_loop.queue.add(group)
 
 
 @kopf.on.event(GROUP, VERSION, JOBGROUP_PLURAL)  # type: ignore[arg-type]
@@ -126,26 +133,28 @@ async def jobgroup_changed(
     event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
     """Reconcile the group, and wake the members it asks something of."""
-    groups: GroupController = memo.groups
+    loop: JobGroupLoop = memo.jobgroup_loop
+    exportjobs: ExportJobs = memo.exportjobs
     if event["type"] == "DELETED":
-        groups.registry.forget(namespace, name)
-        groups.queue.forget((namespace, name))
+        loop.forget(namespace, name)
         return
-    for member in groups.registry.observe(namespace, name, dict(body)):
-        groups.jobs.queue.add((namespace, member))
-    groups.queue.add((namespace, name))
+    obj = dict(body)
+    for member in exportjobs.groups.observe(namespace, name, obj):
+        memo.exportjob_loop.queue.add((namespace, member))
+    if loop.observed(namespace, name, obj):
+        loop.queue.add((namespace, name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})  # type: ignore[arg-type]
 async def child_changed(event: kopf.RawEvent, body: kopf.Body, labels: kopf.Labels,
                         namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller = memo.controller
+    exportjobs: ExportJobs = memo.exportjobs
     owner = labels[LABEL_JOB]
     if event["type"] == "DELETED":
-        controller.jobs.drop(namespace, owner, name)
+        exportjobs.jobs.drop(namespace, owner, name)
     else:
-        controller.jobs.observe(namespace, owner, dict(body))
-    controller.queue.add((namespace, owner))
+        exportjobs.jobs.observe(namespace, owner, dict(body))
+    memo.exportjob_loop.queue.add((namespace, owner))
 
 
 logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)

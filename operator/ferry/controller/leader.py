@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.rest import ApiException
+from ferry.controller.kube import TRANSPORT_ERRORS, ApiError, KubeApi
 
 log = logging.getLogger("ferry.leader")
 
@@ -97,13 +94,9 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-API_ERRORS = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
-"""What one election round trip may fail with; the election then tries again."""
-
-
 @dataclass
 class LeaseElector:
-    api: client.ApiClient
+    kube: KubeApi
     namespace: str
     name: str
     identity: str
@@ -113,13 +106,6 @@ class LeaseElector:
     observation: Observation | None = None
     renewed_at: float | None = None
     """Monotonic time of our last successful write as holder."""
-
-    @property
-    def leases(self) -> Any:
-        """coordination.k8s.io/v1, used with JSON bodies in and out: the typed V1Lease
-        would turn MicroTimes into datetimes and back (losing the fixed six fraction
-        digits the API server's parser wants when the microseconds are zero)."""
-        return client.CoordinationV1Api(self.api)
 
     async def acquire(self) -> None:
         """Return once this replica holds the Lease; until then only look at it."""
@@ -152,29 +138,22 @@ class LeaseElector:
         try:
             async with asyncio.timeout(limit):
                 return await self._attempt()
-        except API_ERRORS as e:
+        except TRANSPORT_ERRORS as e:
             status = getattr(e, "status", None)
             if status != 409:
                 log.warning("Lease %s/%s: %s", self.namespace, self.name,
-                            f"API {status} {e.reason}" if isinstance(e, ApiException)
+                            f"API {status} {e.reason}" if isinstance(e, ApiError)
                             else type(e).__name__ + (f": {e}" if str(e) else ""))
             return False
 
     async def _read(self) -> dict[str, Any] | None:
         """The Lease as JSON (MicroTimes stay the strings the server wrote), or None."""
-        response = await self.leases.read_namespaced_lease(self.name, self.namespace,
-                                                           _preload_content=False)
-        body = await response.read()
-        if response.status == 404:
-            return None
-        if response.status >= 400:
-            raise ApiException(status=response.status, reason=body.decode(errors="replace"))
-        return json.loads(body)  # type: ignore[no-any-return]
+        return await self.kube.read_lease(self.namespace, self.name)
 
     async def _attempt(self) -> bool:
         lease = await self._read()
         if lease is None:
-            await self.leases.create_namespaced_lease(self.namespace, {
+            await self.kube.create_lease(self.namespace, {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name}, "spec": self._spec({})})
             self.renewed_at = self.clock()
@@ -190,7 +169,7 @@ class LeaseElector:
         if not may_take(self.observation, self.identity, now):
             return False
         lease["spec"] = self._spec(spec)
-        await self.leases.replace_namespaced_lease(self.name, self.namespace, lease)
+        await self.kube.replace_lease(self.namespace, self.name, lease)
         self.renewed_at = now
         return True
 
@@ -219,7 +198,7 @@ class LeaseElector:
                 lease["spec"] = {"leaseDurationSeconds": 1,
                                  "renewTime": micro_time(self.wall()),
                                  "leaseTransitions": spec.get("leaseTransitions") or 0}
-                await self.leases.replace_namespaced_lease(self.name, self.namespace, lease)
+                await self.kube.replace_lease(self.namespace, self.name, lease)
             log.info("released Lease %s/%s", self.namespace, self.name)
-        except API_ERRORS as e:
+        except TRANSPORT_ERRORS as e:
             log.warning("could not release Lease %s/%s: %s", self.namespace, self.name, e)

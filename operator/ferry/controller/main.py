@@ -13,10 +13,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import config
 
 from ferry.controller import admission, handlers, health
 from ferry.controller.admission import NoWebhookServer
+from ferry.controller.kube import Kube, load_config
 from ferry.controller.leader import LeaseElector, Timing
 
 log = logging.getLogger("ferry.main")
@@ -60,12 +60,9 @@ async def run_elected(options: argparse.Namespace,
     within the renew deadline exits at once (os._exit, as a crash would): a standby
     takes the Lease only after the lease duration, so by then this replica has stopped
     acting. A clean exit (SIGTERM) releases the Lease."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()
+    await load_config()
     elector = LeaseElector(
-        api=health.BoundedApiClient(), namespace=options.leader_elect_namespace,
+        kube=Kube(), namespace=options.leader_elect_namespace,
         name=options.leader_elect_lease_name, identity=options.leader_elect_identity,
         timing=Timing(options.leader_elect_lease_duration, options.leader_elect_renew_deadline,
                       options.leader_elect_retry_period))
@@ -74,7 +71,7 @@ async def run_elected(options: argparse.Namespace,
     await asyncio.wait({standby, acquiring}, return_when=asyncio.FIRST_COMPLETED)
     if not acquiring.done():  # stopped (SIGTERM) while standing by
         acquiring.cancel()
-        await elector.api.close()
+        await elector.kube.close()
         standby.result()
         return 0
     standby.cancel()
@@ -89,7 +86,7 @@ async def run_elected(options: argparse.Namespace,
         os._exit(1)
     holding.cancel()
     await elector.release()
-    await elector.api.close()
+    await elector.kube.close()
     running.result()
     return 0
 
