@@ -6,7 +6,7 @@ at a given second, and hourly, daily (in a time zone that is not UTC), weekly an
 monthly at the next whole minute. Their next slots are an hour or more away, so what
 a run per slot means here is checked as "this slot ran exactly once": one run, one
 history entry, one Job. The DST, month-skipping and catch-up rules are unit-tested
-with an injected clock (tests/unit/test_scheduling.py).
+with an injected clock (tests/unit/test_schedule_fires.py, test_schedule_slots.py).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ TEXT_GLOBS = ("README.md", "docs/**/*.md", "docs/gitops/*", "examples/*.yaml",
 
 REASON_SOURCES = ("operator/ferry/reconcile/runs.py", "operator/ferry/reconcile/groups.py",
                   "operator/ferry/reconcile/conditions.py",
-                  "operator/ferry/reconcile/scheduling.py")
+                  "operator/ferry/reconcile/schedule/validate.py",
+                  "operator/ferry/reconcile/schedule/fires.py")
 
 
 def user_facing_files() -> list[Path]:

@@ -16,7 +16,7 @@ from ferry.api.jobgroup import (
 from ferry.cli import render
 from ferry.cli.jobviews import RECENT_RUNS
 from ferry.cli.model import name_of
-from ferry.reconcile.scheduling import describe as describe_schedule
+from ferry.reconcile.schedule.describe import describe as describe_schedule
 
 
 def group_runs(status: JobGroupStatus | None) -> list[GroupHistoryEntry]:

@@ -12,7 +12,7 @@ from ferry.api.status import BatchStatus, ExportJobStatus, HistoryEntry, RunPhas
 from ferry.cli import render
 from ferry.cli.model import finished_runs, name_of
 from ferry.reconcile.runs import run_location
-from ferry.reconcile.scheduling import describe as describe_schedule
+from ferry.reconcile.schedule.describe import describe as describe_schedule
 
 RECENT_RUNS = 5
 

@@ -36,7 +36,8 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
-from ferry.reconcile.scheduling import InvalidScheduleError, check_schedule
+from ferry.reconcile.schedule.fires import check_schedule
+from ferry.reconcile.schedule.validate import InvalidScheduleError
 
 # The webhook endpoints: kopf serves each handler at /<handler id>, and the chart's
 # webhook configurations (charts/ferry/templates/webhook.yaml) name these paths.

@@ -49,11 +49,14 @@ from ferry.constants import (
     ANNOTATION_STOP_REQUESTED_AT,
 )
 from ferry.contract.limits import fit
-from ferry.reconcile import scheduling
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.request_limits import JOBGROUP_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, new_request, user_annotation
 from ferry.reconcile.runs import Event
+from ferry.reconcile.schedule.describe import schedule_view
+from ferry.reconcile.schedule.fires import schedule_problem
+from ferry.reconcile.schedule.slots import ON_TIME_GRACE, due_slots
+from ferry.reconcile.schedule.validate import InvalidScheduleError
 
 FOLLOW_POLL_SECONDS = 30.0
 """Safety net while a member runs: member status changes enqueue the group anyway."""
@@ -190,7 +193,7 @@ class _GroupReconciler:
     # --- the pass ----------------------------------------------------------------------
 
     def run(self) -> GroupDecision:
-        problem = scheduling.schedule_problem(self.spec.schedule)
+        problem = schedule_problem(self.spec.schedule)
         missing = self.missing_members()
         self.handled, refused = refuse_oversized_requests(self.obs.annotations, self.handled,
                                                           JOBGROUP_REQUESTS)
@@ -376,7 +379,7 @@ class _GroupReconciler:
         schedule = self.spec.schedule
         if schedule is None:
             return
-        due = scheduling.due_slots(schedule, self.status.last_scheduled_slot, self.now,
+        due = due_slots(schedule, self.status.last_scheduled_slot, self.now,
                                    not_before=self.obs.created_at)
         if due.next_fire is not None:
             self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
@@ -397,7 +400,7 @@ class _GroupReconciler:
             decided = due.last_decided
         elif due.run_slots:
             decided = slot = due.run_slots[0]
-            self.new_run("schedule" if slot >= self.now - scheduling.ON_TIME_GRACE
+            self.new_run("schedule" if slot >= self.now - ON_TIME_GRACE
                          else "catchup", slot)
         else:
             decided = due.last_decided
@@ -439,7 +442,7 @@ class _GroupReconciler:
         return f"member {names} not found" if len(missing) == 1 else \
             f"members {names} not found"
 
-    def finish_status(self, problem: scheduling.InvalidScheduleError | None,
+    def finish_status(self, problem: InvalidScheduleError | None,
                       missing: list[str]) -> None:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
         status.observed_generation = generation
@@ -449,7 +452,7 @@ class _GroupReconciler:
         schedule = spec.schedule
         once_done = schedule is not None and schedule.once is not None and \
             status.last_scheduled_slot is not None
-        view = scheduling.schedule_view(
+        view = schedule_view(
             schedule, now, not_before=self.obs.created_at,
             active=problem is None and not spec.suspend and not once_done)
         status.schedule_summary = view.summary

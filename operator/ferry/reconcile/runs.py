@@ -46,7 +46,7 @@ from ferry.api.status import (
 from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
 from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.contract.limits import fit
-from ferry.reconcile import requests, scheduling
+from ferry.reconcile import requests
 from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job, job_name
@@ -66,6 +66,10 @@ from ferry.reconcile.progress import (
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest, user_annotation
+from ferry.reconcile.schedule.describe import schedule_view
+from ferry.reconcile.schedule.fires import schedule_problem
+from ferry.reconcile.schedule.slots import ON_TIME_GRACE, due_slots
+from ferry.reconcile.schedule.validate import InvalidScheduleError
 from ferry.reconcile.seal import apply_seal
 from ferry.reconcile.windows import Window, resolve_window
 
@@ -243,7 +247,7 @@ class _Reconciler:
     # --- the pass ----------------------------------------------------------------------
 
     def run(self) -> Decision:
-        problem = scheduling.schedule_problem(self.spec.schedule)
+        problem = schedule_problem(self.spec.schedule)
         self.handled, refused = refuse_oversized_requests(self.obs.annotations, self.handled,
                                                           EXPORTJOB_REQUESTS)
         for message in refused:
@@ -468,7 +472,7 @@ class _Reconciler:
             last_slot = self.status.one_time_started_at
         else:
             last_slot = self.status.last_scheduled_slot
-        due = scheduling.due_slots(schedule, last_slot, self.now,
+        due = due_slots(schedule, last_slot, self.now,
                                    not_before=self.obs.created_at)
         if self.status.current_run is not None and due.run_slots:
             # The slot waits for the current run. One in progress ends by a Job event,
@@ -487,7 +491,7 @@ class _Reconciler:
         elif due.run_slots:
             slot = due.run_slots[0]
             decided = slot
-            self.new_run("schedule" if slot >= self.now - scheduling.ON_TIME_GRACE
+            self.new_run("schedule" if slot >= self.now - ON_TIME_GRACE
                          else "catchup", slot, None)
             if schedule.once is not None:
                 self.status.one_time_started_at = self.now
@@ -606,7 +610,7 @@ class _Reconciler:
             if not job.finished or job.run_number != keep:
                 self.decision.delete_jobs.append(job.name)
 
-    def finish_status(self, problem: scheduling.InvalidScheduleError | None) -> None:
+    def finish_status(self, problem: InvalidScheduleError | None) -> None:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
         status.observed_generation = generation
         status.last_handled = self.handled
@@ -616,7 +620,7 @@ class _Reconciler:
         schedule = spec.schedule
         one_time_done = schedule is not None and schedule.once is not None and \
             status.one_time_started_at is not None
-        view = scheduling.schedule_view(
+        view = schedule_view(
             schedule, now, not_before=self.obs.created_at,
             active=problem is None and not spec.suspend and not one_time_done)
         status.schedule_summary = view.summary
@@ -662,7 +666,7 @@ class _Reconciler:
         status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
                                           suspended[1], suspended[2], now, generation)
 
-    def readiness(self, problem: scheduling.InvalidScheduleError | None
+    def readiness(self, problem: InvalidScheduleError | None
                   ) -> tuple[bool, str, str]:
         """Ready, with the reason and what to do. A configuration failure stays until a
         run succeeds or the spec changes: the operator cannot read Secrets, so a run is

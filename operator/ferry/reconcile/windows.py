@@ -14,7 +14,7 @@ from ferry.api.common import Window as ApiWindow
 from ferry.api.schedule import Schedule
 from ferry.api.timeframe import RelativeTimeframe, Timeframe
 from ferry.api.units import parse_duration
-from ferry.reconcile.scheduling import as_utc, fire_times_between, previous_fire_before
+from ferry.reconcile.schedule.fires import as_utc, fire_times_between, previous_fire_before
 
 MAX_BACKFILL_RUNS = 1000
 """Most runs one backfill request may create; a larger range must be split."""

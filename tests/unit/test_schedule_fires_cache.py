@@ -1,4 +1,4 @@
-"""The schedule caches of ferry.reconcile.scheduling answer exactly as a fresh computation.
+"""The schedule caches of ferry.reconcile.schedule.fires answer exactly as a fresh computation.
 
 The operator asks every job's fire times on every pass, in no particular order of
 ``now`` across jobs; the cache keeps the times around the last instant asked per rule.
@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from ferry.api.schedule import Schedule
-from ferry.reconcile import scheduling
-from ferry.reconcile.scheduling import due_slots, next_fire_after, upcoming
+from ferry.reconcile.schedule import fires
+from ferry.reconcile.schedule.fires import next_fire_after, upcoming
+from ferry.reconcile.schedule.slots import due_slots
 
 SCHEDULES = [
     {"hourly": {"every": 1, "minute": 7}},
@@ -48,7 +49,7 @@ def instants(seed: int) -> list[datetime]:
 
 
 def fresh_upcoming(schedule: Schedule, now: datetime, not_before: datetime) -> list[datetime]:
-    return list(islice(scheduling._fires(schedule, now, forward=True, not_before=not_before), 3))
+    return list(islice(fires._fires(schedule, now, forward=True, not_before=not_before), 3))
 
 
 @pytest.mark.parametrize("spec", SCHEDULES, ids=lambda s: next(iter(s)))
@@ -67,10 +68,10 @@ def test_cached_due_decision_equals_a_fresh_one(spec: dict[str, Any]) -> None:
     including for a slot found late and for a job created after the slot."""
     schedule = sched(spec)
     for now in instants(seed=7)[:60]:
-        previous = scheduling.previous_fire_before(schedule, now + timedelta(microseconds=1))
+        previous = fires.previous_fire_before(schedule, now + timedelta(microseconds=1))
         for last_slot in (previous, previous - timedelta(hours=1) if previous else None):
             for created in (now - timedelta(days=2), now - timedelta(minutes=3)):
-                scheduling._AROUND.clear()
+                fires._AROUND.clear()
                 fresh = due_slots(schedule, last_slot, now, not_before=created)
                 assert due_slots(schedule, last_slot, now, not_before=created) == fresh
                 due_slots(schedule, last_slot, now + timedelta(hours=2), not_before=created)

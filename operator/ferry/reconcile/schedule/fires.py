@@ -1,8 +1,8 @@
-"""When a schedule fires, and which missed slots to run after a pause.
+"""When a schedule fires: cron, hourly and once, in time zones and across DST.
 
 Everything here is pure: ``now`` is always a parameter, datetimes in and out are
 timezone-aware and returned in UTC. A *slot* is a fire time; it is the identity of a
-scheduled run, so a slot at or before the last decided slot is never returned again.
+scheduled run (which slots are due, and what a missed one becomes, is ``slots``).
 
 Every recurring kind is compiled to a cron expression over local wall-clock times
 (hourly over UTC, the others over ``schedule.timeZone``) and croniter enumerates the
@@ -33,25 +33,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import islice, takewhile
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from ferry.api.common import ConditionReason, MissedRun, MissedRunReason
-from ferry.api.schedule import (
-    DEFAULT_MAX_CATCH_UP,
-    MissedRunPolicy,
-    OnceSchedule,
-    Schedule,
-    Weekday,
+from ferry.api.schedule import OnceSchedule, Schedule, Weekday
+from ferry.reconcile.schedule.validate import (
+    CRON_MACROS,
+    InvalidScheduleError,
+    invalid_cron,
+    never_fires,
+    time_zone,
 )
 
 SCAN_LIMIT = 1000
-"""Most missed slots enumerated one by one; older ones are summarised in one entry."""
-
-ON_TIME_GRACE = timedelta(seconds=60)
-"""With missedRunPolicy Skip, a slot found up to this late still counts as on time:
-the scheduler loop needs a moment to notice a slot, and that is not a missed run."""
+"""Most fire times one enumeration lists: missed slots are enumerated one by one up to
+it (``slots`` summarises older ones in one entry), so a long downtime costs bounded work."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -72,64 +68,6 @@ _CRON_WEEKDAY = {
     Weekday.FRIDAY: 5,
     Weekday.SATURDAY: 6,
 }
-_CRON_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-class InvalidScheduleError(ValueError):
-    """A schedule the API schema accepts but that cannot work.
-
-    ``reason`` is the Ready condition reason (InvalidSchedule or InvalidTimeZone); the
-    message says what to fix.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class SkippedSlot:
-    """A slot that will not run, and why (recorded in status.missedRuns)."""
-
-    slot: datetime
-    reason: MissedRunReason
-    message: str
-
-    def to_missed_run(self) -> MissedRun:
-        """The status.missedRuns entry for this slot."""
-        return MissedRun(scheduled_for=self.slot, reason=self.reason, message=self.message)
-
-
-@dataclass(frozen=True)
-class DueDecision:
-    """What to do with a schedule at ``now``.
-
-    ``run_slots`` are the slots to start now, oldest first; ``skipped_slots`` the slots
-    that will never run, oldest first; ``next_fire`` the next slot after ``now``. Every
-    skipped slot is older than every run slot, so a caller that starts only the first
-    run slot may persist it as ``last_slot`` and get the others back on the next call.
-    """
-
-    run_slots: tuple[datetime, ...]
-    skipped_slots: tuple[SkippedSlot, ...]
-    next_fire: datetime | None
-
-    @property
-    def last_decided(self) -> datetime | None:
-        """The newest slot run or skipped: persist it and pass it back as ``last_slot``.
-
-        Persisting this (not only the last run's slot) is what keeps a skipped slot from
-        coming back on the next call.
-        """
-        slots = [*self.run_slots, *(s.slot for s in self.skipped_slots)]
-        return max(slots, default=None)
 
 
 @dataclass(frozen=True)
@@ -155,17 +93,13 @@ class _Rule:
 def check_schedule(schedule: Schedule) -> None:
     """Raise :class:`InvalidScheduleError` if the schedule cannot fire as written.
 
-    The API server only checks the shape of a time zone or a cron expression; this is
-    the full check behind the Ready=False condition (unknown zone, bad or never-firing
-    cron expression).
+    The full check behind the Ready=False condition (unknown zone, bad or never-firing
+    cron expression): it lives with the engine because "never fires" is a question
+    only the engine can answer.
     """
-    _zone(schedule.time_zone)
+    time_zone(schedule.time_zone)
     if schedule.cron is not None and not _ever_fires(_rule(schedule)):
-        raise InvalidScheduleError(
-            ConditionReason.INVALID_SCHEDULE,
-            f"spec.schedule.cron.expression {schedule.cron.expression!r} never fires "
-            "(e.g. day 30 of February): fix the day and month fields",
-        )
+        raise never_fires(schedule.cron.expression)
 
 
 def schedule_problem(schedule: Schedule | None) -> InvalidScheduleError | None:
@@ -187,28 +121,16 @@ def _ever_fires(rule: _Rule) -> bool:
 
 def display_zone(schedule: Schedule) -> tzinfo:
     """The zone to show this schedule's times in (``timeZone``, also for hourly)."""
-    return _zone(schedule.time_zone)
-
-
-def _zone(name: str) -> tzinfo:
-    """The IANA zone ``name``; a clear error instead of a KeyError for an unknown one."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidScheduleError(
-            ConditionReason.INVALID_TIME_ZONE,
-            f"spec.schedule.timeZone {name!r} is not an IANA time zone "
-            "(use e.g. UTC, Europe/Berlin, America/New_York)",
-        ) from exc
+    return time_zone(schedule.time_zone)
 
 
 def _rule(schedule: Schedule) -> _Rule:
-    """Compile a recurring schedule; once has no rule (see :func:`_once_slot`)."""
+    """Compile a recurring schedule; once has no rule (see :func:`once_slot`)."""
     if schedule.hourly is not None:
         hourly = schedule.hourly
         # "*/N" in the hour field is 0, N, 2N, ... < 24: anchored at 00:00 UTC each day.
         return _Rule(f"{hourly.minute} */{hourly.every} * * *", UTC, repeat_folds=False)
-    zone = _zone(schedule.time_zone)
+    zone = time_zone(schedule.time_zone)
     if schedule.daily is not None:
         return _Rule(_at_expression(schedule.daily.at, "*", "*"), zone, repeat_folds=False)
     if schedule.weekly is not None:
@@ -235,14 +157,10 @@ def _cron_rule(expression: str, zone: tzinfo) -> _Rule:
     That is Vixie cron's rule: a job at a fixed hour is a wall-clock appointment and
     runs once, a job "every hour" runs by elapsed time.
     """
-    text = _CRON_MACROS.get(expression.strip().lower(), expression.strip())
+    text = CRON_MACROS.get(expression.strip().lower(), expression.strip())
     fields = text.split()
     if len(fields) != 5 or not croniter.is_valid(text):
-        raise InvalidScheduleError(
-            ConditionReason.INVALID_SCHEDULE,
-            f"spec.schedule.cron.expression {expression!r} is not a valid five-field cron "
-            'expression ("minute hour day-of-month month day-of-week", e.g. "15 */4 * * 1-5")',
-        )
+        raise invalid_cron(expression)
     return _Rule(text, zone, repeat_folds=fields[1].startswith("*"))
 
 
@@ -365,7 +283,7 @@ def _micros(instant: datetime) -> int:
     return (instant - _EPOCH) // _MICROSECOND
 
 
-def _once_slot(once: OnceSchedule, not_before: datetime | None) -> datetime:
+def once_slot(once: OnceSchedule, not_before: datetime | None) -> datetime:
     """The single slot of a one-time schedule: ``at``, or the creation time.
 
     Without ``at`` (or with an ``at`` before the job existed) the slot is ``not_before``,
@@ -386,7 +304,7 @@ def _fires(
     """All fire times strictly beyond ``origin`` in the scan direction, none before
     ``not_before`` (the job's creation: a new job never fires for the past)."""
     if schedule.once is not None:
-        slot = _once_slot(schedule.once, not_before)
+        slot = once_slot(schedule.once, not_before)
         if _beyond(slot, origin, forward):
             yield slot
         return
@@ -471,169 +389,14 @@ def upcoming(
     return list(islice(fires, count))
 
 
-@dataclass(frozen=True)
-class ScheduleView:
-    """What an ExportJob's or JobGroup's status shows about its schedule."""
-
-    summary: str
-    upcoming: list[datetime] | None
-    next_run_at: datetime | None
+def last_fire(schedule: Schedule, now: datetime) -> datetime | None:
+    """The last fire time at or before ``now`` (UTC) of a recurring schedule, from the
+    cache: what tells ``slots.due_slots`` in one lookup that nothing is due."""
+    return _around(_rule(schedule), now).previous
 
 
-def schedule_view(schedule: Schedule | None, now: datetime, *, not_before: datetime,
-                  active: bool) -> ScheduleView:
-    """Summary, the next three slots (in the schedule's zone) and the next slot (UTC);
-    no slots while the schedule cannot fire (``active`` false: invalid, suspended, or a
-    one-time schedule that has run)."""
-    if schedule is None:
-        return ScheduleView("on demand", None, None)
-    if not active:
-        return ScheduleView(describe(schedule), None, None)
-    slots = upcoming(schedule, now, not_before=not_before)
-    zone = display_zone(schedule)
-    return ScheduleView(describe(schedule), [t.astimezone(zone) for t in slots] or None,
-                        slots[0] if slots else None)
-
-
-# --- printer column ------------------------------------------------------------------
-
-
-def describe(schedule: Schedule) -> str:
-    """A short human summary for ``kubectl get``, e.g. "daily at 02:30 Europe/Berlin"."""
-    zone = schedule.time_zone
-    if schedule.once is not None:
-        at = schedule.once.at
-        return f"once at {_short_iso(at)}" if at is not None else "once (immediately)"
-    if schedule.hourly is not None:
-        every, minute = schedule.hourly.every, schedule.hourly.minute
-        prefix = "hourly" if every == 1 else f"every {every}h"
-        return f"{prefix} at :{minute:02d} UTC"
-    if schedule.daily is not None:
-        return f"daily at {schedule.daily.at} {zone}"
-    if schedule.weekly is not None:
-        return f"weekly {schedule.weekly.day.value[:3]} at {schedule.weekly.at} {zone}"
-    if schedule.monthly is not None:
-        return f"monthly day {schedule.monthly.day} at {schedule.monthly.at} {zone}"
-    if schedule.cron is not None:
-        return f"cron {schedule.cron.expression} {zone}"
-    raise ValueError(f"unknown schedule kind {schedule.kind!r}")
-
-
-def _short_iso(value: datetime) -> str:
-    """2026-12-01T10:00Z: UTC, seconds only when set."""
-    utc = as_utc(value)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S" if utc.second else "%Y-%m-%dT%H:%M")
-    return f"{text}Z"
-
-
-# --- missed runs -----------------------------------------------------------------------
-
-
-def due_slots(
-    schedule: Schedule,
-    last_slot: datetime | None,
-    now: datetime,
-    *,
-    not_before: datetime | None = None,
-    on_time_grace: timedelta = ON_TIME_GRACE,
-    scan_limit: int = SCAN_LIMIT,
-) -> DueDecision:
-    """Which slots to run now, which to record as missed, and the next slot.
-
-    ``last_slot`` is the newest slot already decided (``DueDecision.last_decided`` of the
-    previous call): nothing at or before it is returned again, whatever DST, restarts or
-    re-applies do. ``not_before`` is the job's creation time (or when its schedule last
-    changed): no slot before it fires. The policy, deadline and catch-up cap come from
-    the schedule (missedRunPolicy, startingDeadlineSeconds, maxCatchUp).
-
-    At most ``scan_limit`` missed slots are enumerated, newest first, so a long downtime
-    costs bounded work; everything older is recorded as one summary entry.
-    """
-    now = as_utc(now)
-    floor = as_utc(last_slot) if last_slot is not None else None
-    if schedule.once is not None:
-        return _once_decision(schedule.once, floor, now, not_before)
-    latest = _around(_rule(schedule), now).previous
-    if latest is None or (floor is not None and latest <= floor) or \
-            (not_before is not None and latest < as_utc(not_before)):
-        # Nothing due since the last decided slot: every pass but one per slot.
-        return DueDecision((), (), next_fire_after(schedule, now, not_before=not_before))
-    newest_first = _fires(schedule, now + _MICROSECOND, forward=False, not_before=not_before)
-    unseen = takewhile(lambda t: floor is None or t > floor, newest_first)
-    missed = list(islice(unseen, scan_limit + 1))[::-1]
-    overflow, missed = missed[: len(missed) - scan_limit], missed[-scan_limit:]
-    run = _policy_runs(schedule, missed, now, on_time_grace)
-    skipped = [_skip(schedule, s, now) for s in missed if s not in run]
-    skipped[:0] = [_summary(_skip(schedule, s, now), scan_limit, floor) for s in overflow]
-    next_fire = next_fire_after(schedule, now, not_before=not_before)
-    return DueDecision(tuple(run), tuple(skipped), next_fire)
-
-
-def _once_decision(
-    once: OnceSchedule, floor: datetime | None, now: datetime, not_before: datetime | None
-) -> DueDecision:
-    """A one-time job runs its slot once, however late: it is the job's only run, so
-    dropping it for a deadline would silently do nothing. Any ``last_slot`` means it
-    has started (pass status.oneTimeStartedAt)."""
-    if floor is not None:
-        return DueDecision((), (), None)
-    slot = _once_slot(once, not_before)
-    if slot <= now:
-        return DueDecision((slot,), (), None)
-    return DueDecision((), (), slot)
-
-
-def _policy_runs(
-    schedule: Schedule, missed: list[datetime], now: datetime, on_time_grace: timedelta
-) -> list[datetime]:
-    """The slots (ascending) the missed-run policy starts now; every other one is skipped.
-
-    All keeps the newest maxCatchUp slots rather than the oldest: after a long outage
-    the freshest data matters most, and ``last_slot`` then lands on the newest slot.
-    """
-    live = [s for s in missed if not _expired(schedule, s, now)]
-    policy = schedule.missed_run_policy
-    if policy is MissedRunPolicy.ALL:
-        return live[-(schedule.max_catch_up or DEFAULT_MAX_CATCH_UP) :]
-    if policy is MissedRunPolicy.SKIP:
-        return [s for s in live[-1:] if now - s <= on_time_grace]
-    return live[-1:]
-
-
-def _expired(schedule: Schedule, slot: datetime, now: datetime) -> bool:
-    """The slot is later than startingDeadlineSeconds allows (never, without one)."""
-    deadline = schedule.starting_deadline_seconds
-    return deadline is not None and now - slot > timedelta(seconds=deadline)
-
-
-def _skip(schedule: Schedule, slot: datetime, now: datetime) -> SkippedSlot:
-    """The missedRuns entry for a slot the policy does not run."""
-    deadline = schedule.starting_deadline_seconds
-    if deadline is not None and _expired(schedule, slot, now):
-        late = int((now - slot).total_seconds())
-        return SkippedSlot(
-            slot,
-            MissedRunReason.DEADLINE_EXCEEDED,
-            f"found {late}s after its time, later than startingDeadlineSeconds ({deadline})",
-        )
-    policy = schedule.missed_run_policy
-    if policy is MissedRunPolicy.ALL:
-        cap = schedule.max_catch_up or DEFAULT_MAX_CATCH_UP
-        message = f"more than maxCatchUp ({cap}) slots were missed: only the newest {cap} run"
-        return SkippedSlot(slot, MissedRunReason.CATCH_UP_LIMIT, message)
-    if policy is MissedRunPolicy.SKIP:
-        return SkippedSlot(slot, MissedRunReason.SKIPPED, "missedRunPolicy Skip: not run late")
-    return SkippedSlot(
-        slot, MissedRunReason.SKIPPED, "missedRunPolicy Latest: only the newest missed slot runs"
-    )
-
-
-def _summary(oldest: SkippedSlot, scan_limit: int, floor: datetime | None) -> SkippedSlot:
-    """One entry standing for every slot older than the enumerated ones."""
-    since = f"after {floor.isoformat()}" if floor is not None else "since the job was created"
-    return SkippedSlot(
-        oldest.slot,
-        oldest.reason,
-        f"more than {scan_limit} slots were missed: this slot and every earlier one "
-        f"{since} did not run ({oldest.message})",
-    )
+def fires_until(schedule: Schedule, now: datetime, *,
+                not_before: datetime | None = None) -> Iterator[datetime]:
+    """Fire times at or before ``now`` (and not before ``not_before``), newest first,
+    enumerated lazily: a caller takes as many as it will look at."""
+    return _fires(schedule, as_utc(now) + _MICROSECOND, forward=False, not_before=not_before)
