@@ -24,6 +24,7 @@ from ferry.cli.errors import CliError
 from ferry.cli.files import RunFolder, committed_files, error_records
 from ferry.cli.model import RunRef
 from ferry.cli.s3 import Bucket
+from ferry.contract.plan import plan_document
 from ferry.reconcile.batches import plan_slices, retry_slices
 from ferry.reconcile.jobspec import Owner, worker_plan
 from tests.fixtures.services import S3Server
@@ -76,7 +77,8 @@ def run_batches(s3: S3Server, bucket: str, prefix: str, tmp_path: Path, *, uid: 
     if only is not None:
         slices = retry_slices(slices, only)
     owner = Owner(name=JOB, namespace="team-a", uid=uid or "")
-    plan = worker_plan(owner, spec, RUN, slices, reuse_committed_since=dt.datetime.now(dt.UTC))
+    plan = plan_document(worker_plan(owner, spec, RUN, slices,
+                                     reuse_committed_since=dt.datetime.now(dt.UTC)))
     codes = {}
     for position, piece in enumerate(slices):
         database = (failing or {}).get(piece.index, dsn)
@@ -196,8 +198,8 @@ def test_readers_skip_an_earlier_jobs_batches_before_the_workers_remove_them(
     assert run_batches(s3, s3_bucket, prefix, tmp_path, uid="uid-old-job", batches=4,
                        dsn=dsn) == {0: 0, 1: 0, 2: 0, 3: 0}
     spec = job_spec(s3, s3_bucket, prefix, 2)
-    plan = worker_plan(Owner(JOB, "team-a", "uid-new-job"), spec, RUN,
-                       plan_slices(spec, 2, None, None), dt.datetime.now(dt.UTC))
+    plan = plan_document(worker_plan(Owner(JOB, "team-a", "uid-new-job"), spec, RUN,
+                                     plan_slices(spec, 2, None, None), dt.datetime.now(dt.UTC)))
     assert run_worker(plan, dsn, s3, tmp_path, extra_env={"JOB_COMPLETION_INDEX": "1"}).code == 0
 
     assert sorted(manifests(s3, s3_bucket, prefix)) == [0, 1, 2, 3]

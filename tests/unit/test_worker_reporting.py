@@ -8,8 +8,9 @@ import time
 import botocore.exceptions
 import pytest
 
+from ferry.contract.limits import TERMINATION_MESSAGE_BYTES as TERMINATION_LIMIT
 from ferry.worker.errors import ConfigError, Redactor, TransientError, one_line
-from ferry.worker.manifest import TERMINATION_LIMIT, failure, summary
+from ferry.worker.manifest import failure, summary
 from ferry.worker.progress import Progress, Publisher, pod_patcher
 from ferry.worker.upload import Retrier
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from ferry.contract.limits import TERMINATION_MESSAGE_BYTES as TERMINATION_LIMIT
 from ferry.worker.main import build_parser, seal_command
-from ferry.worker.manifest import TERMINATION_LIMIT
 from ferry.worker.plan import parse_plan
 from ferry.worker.seal import Committed, committed, run_marker, sealed_message
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, validations
 from ferry.api.units import QUANTITY_PATTERN, parse_quantity
+from ferry.contract.limits import MAX_PREFIX_CHARACTERS, MIN_FILE_SPLIT_BYTES
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 ENDPOINT_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"  # no user:password@ (Secrets only)
@@ -22,12 +23,13 @@ _PREFIX_SEGMENT = (rf"(?:{_PREFIX_START}|\.{_PREFIX_START}|\.\.{_PREFIX_CHAR})"
 PREFIX_PATTERN = rf"^{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*/?$"
 REGION_PATTERN = r"^[a-z0-9-]+$"
 
-MIN_FILE_SPLIT_BYTES = 2**20
 MSG_BUCKET_DOTS = (
     "bucket must not contain two adjacent periods (S3 bucket naming rules): rename it, "
     "e.g. my.bucket instead of my..bucket"
 )
-MSG_FILE_SPLIT_MIN = "fileSplitSize must be at least 1Mi (a Kubernetes quantity such as 1024Mi)"
+MIN_FILE_SPLIT_QUANTITY = f"{MIN_FILE_SPLIT_BYTES // 2**20}Mi"
+MSG_FILE_SPLIT_MIN = (f"fileSplitSize must be at least {MIN_FILE_SPLIT_QUANTITY} "
+                      "(a Kubernetes quantity such as 1024Mi)")
 
 
 def _check_file_split_size(value: int | str) -> int | str:
@@ -54,8 +56,9 @@ FileSplitSize = Annotated[
             QUANTITY_PATTERN,
             **validations(
                 cel(
-                    "type(self) == int ? self >= 1048576 : "
-                    "(isQuantity(self) && quantity(self).compareTo(quantity('1Mi')) >= 0)",
+                    f"type(self) == int ? self >= {MIN_FILE_SPLIT_BYTES} : "
+                    f"(isQuantity(self) && quantity(self).compareTo(quantity("
+                    f"'{MIN_FILE_SPLIT_QUANTITY}')) >= 0)",
                     MSG_FILE_SPLIT_MIN,
                 )
             ),
@@ -88,7 +91,8 @@ class S3Destination(FerryModel):
     bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)] = Field(
         description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
     )
-    prefix: Annotated[str, Field(min_length=1, max_length=512, pattern=PREFIX_PATTERN)] | None = (
+    prefix: Annotated[str, Field(min_length=1, max_length=MAX_PREFIX_CHARACTERS,
+                                pattern=PREFIX_PATTERN)] | None = (
         Field(default=None, description="Key prefix, without a leading slash: segments of "
               "letters, digits and !_.*'()=+- separated by /, none empty, . or .. "
               "(e.g. team-a/exports). Absent: bucket root.")

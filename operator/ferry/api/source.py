@@ -28,10 +28,16 @@ from ferry.api.base import (
     validations,
 )
 from ferry.api.common import SecretKeyRef
-from ferry.contract.limits import MAX_FILTER_VALUES, MAX_QUERY_CHARACTERS, MAX_SELECTED_COLUMNS
+from ferry.contract.limits import (
+    MAX_FILTER_VALUES,
+    MAX_IDENTIFIER_BYTES,
+    MAX_QUERY_CHARACTERS,
+    MAX_SELECTED_COLUMNS,
+)
 
-IDENTIFIER_MAX_BYTES = 63
-"""PostgreSQL's identifier limit (NAMEDATALEN - 1), which the worker enforces too."""
+IDENTIFIER_MAX_BYTES = MAX_IDENTIFIER_BYTES
+"""PostgreSQL's identifier limit (NAMEDATALEN - 1), the contract's, which the worker
+enforces too."""
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 TABLE_MAX_LENGTH = 2 * IDENTIFIER_MAX_BYTES + 1

@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ferry.api.exportjob import ExportJobSpec
+from ferry.api.source import Filter as SourceFilter
 from ferry.api.status import HistoryEntry
 from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN, LABEL_SEAL
 from ferry.contract.exitcodes import FATAL_EXIT_CODES
+from ferry.contract.plan import (
+    DEFAULT_LEVELS,
+    BatchSlice,
+    Compression,
+    Destination,
+    Filter,
+    KeyPartition,
+    Plan,
+    RunOutcome,
+    Seal,
+    Source,
+    Window,
+    encode_plan,
+)
 from ferry.reconcile.batches import Slice
 
 WORKER_CONTAINER = "worker"
@@ -55,79 +69,59 @@ def job_name(export_job: str, run_number: int) -> str:
     return f"{export_job}-{run_number}"
 
 
-def _timestamp(moment: dt.datetime | None) -> str | None:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if moment else None
+def _filter(item: SourceFilter) -> Filter:
+    if item.in_ is not None:
+        return Filter(item.column, "in", tuple(item.in_))
+    if item.not_in is not None:
+        return Filter(item.column, "notIn", tuple(item.not_in))
+    if item.equals is not None:
+        return Filter(item.column, "eq", (item.equals,))
+    return Filter(item.column, "isNull" if item.is_null else "notNull")
+
+
+def _slice(spec: ExportJobSpec, part: Slice) -> BatchSlice:
+    """A batch's time slice on the timestamp column and, split by key, its partition."""
+    source = spec.source
+    window = (Window(source.timestamp_column, part.start, part.end)
+              if source.timestamp_column and (part.start or part.end) else None)
+    partition = (KeyPartition(source.key_column, part.index, part.total)
+                 if part.by_key and source.key_column else None)
+    return BatchSlice(part.index, window=window, key_partition=partition)
 
 
 def worker_plan(
     owner: Owner, spec: ExportJobSpec, run_dir: str, slices: list[Slice],
-    reuse_committed_since: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """The FERRY_PLAN document (docs/worker.md): everything but the secrets."""
+    reuse_committed_since: dt.datetime | None = None, seal: Seal | None = None,
+) -> Plan:
+    """The FERRY_PLAN of a run's Job (docs/worker.md): everything but the secrets, one
+    slice per completion index; with ``seal``, the plan of the run's seal Job."""
     source = spec.source
-    plan_source: dict[str, Any]
     if source.table is not None:
         schema, _, table = source.table.rpartition(".")
-        plan_source = {"table": table, **({"schema": schema} if schema else {})}
+        plan_source = Source(table=table, schema=schema or None)
     else:
-        plan_source = {"query": source.query}
-    filters = []
-    for f in source.filters or []:
-        if f.in_ is not None:
-            filters.append({"column": f.column, "op": "in", "values": list(f.in_)})
-        elif f.not_in is not None:
-            filters.append({"column": f.column, "op": "notIn", "values": list(f.not_in)})
-        elif f.equals is not None:
-            filters.append({"column": f.column, "op": "eq", "value": f.equals})
-        else:
-            filters.append({"column": f.column, "op": "isNull" if f.is_null else "notNull"})
+        plan_source = Source(query=source.query)
     s3 = spec.output.s3
-    destination: dict[str, Any] = {"bucket": s3.bucket, "pathStyle": s3.force_path_style}
-    for key, value in (("prefix", s3.prefix), ("endpoint", s3.endpoint), ("region", s3.region)):
-        if value:
-            destination[key] = value
-    plan: dict[str, Any] = {
-        "job": owner.name,
-        **({"jobUid": owner.uid} if owner.uid else {}),
-        "run": run_dir,
-        "source": plan_source,
-        "filters": filters,
-        "format": spec.output.format.value,
-        "compression": spec.output.compression.value,
-        "destination": destination,
-        "batchCount": slices[0].total,
-        "slices": [
-            {
-                "batchIndex": s.index,
-                **(
-                    {
-                        "window": {
-                            "column": source.timestamp_column,
-                            **({"from": _timestamp(s.start)} if s.start else {}),
-                            **({"to": _timestamp(s.end)} if s.end else {}),
-                        }
-                    }
-                    if source.timestamp_column and (s.start or s.end)
-                    else {}
-                ),
-                **(
-                    {"keyPartition": {"column": source.key_column, "index": s.index,
-                                      "count": s.total}}
-                    if s.by_key and source.key_column
-                    else {}
-                ),
-            }
-            for s in slices
-        ],
-    }
-    if source.columns:
-        plan["columns"] = list(source.columns)
-    split = spec.output.file_split_bytes
-    if split:
-        plan["fileSplitSize"] = split
-    if reuse_committed_since is not None:
-        plan["reuseCommittedSince"] = _timestamp(reuse_committed_since)
-    return plan
+    compression: Compression = spec.output.compression.value
+    return Plan(
+        job=owner.name,
+        job_uid=owner.uid or None,
+        run=run_dir,
+        source=plan_source,
+        columns=tuple(source.columns or ()),
+        filters=tuple(_filter(f) for f in source.filters or []),
+        format=spec.output.format.value,
+        compression=compression,
+        compression_level=DEFAULT_LEVELS[compression],
+        file_split_size=spec.output.file_split_bytes or None,
+        destination=Destination(bucket=s3.bucket, prefix=s3.prefix or "", endpoint=s3.endpoint,
+                                region=s3.region, path_style=s3.force_path_style),
+        batch_index=0,
+        batch_count=slices[0].total,
+        slices=tuple(_slice(spec, s) for s in slices),
+        reuse_committed_since=reuse_committed_since,
+        seal=seal,
+    )
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -135,12 +129,12 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def _worker_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
-                plan: dict[str, Any], with_source: bool) -> dict[str, Any]:
+                plan: Plan, with_source: bool) -> dict[str, Any]:
     """The worker pod of a batch (``export``) or of a run's seal (``seal``: the bucket
     only, no database Secret)."""
     worker = spec.worker
     env: list[dict[str, Any]] = [
-        {"name": "FERRY_PLAN", "value": json.dumps(plan, separators=(",", ":"))}]
+        {"name": "FERRY_PLAN", "value": encode_plan(plan)}]
     if with_source:
         env.append(_secret_env(
             "FERRY_SOURCE_DSN",
@@ -284,8 +278,8 @@ def build_seal_job(
     """The one-pod Job that writes a finished run's marker ``_run.json`` (``ferry-worker
     seal``): the run's plan over all its batches, plus which run ended and how."""
     slices = [Slice(i, batch_count, None, None) for i in range(batch_count)]
-    plan = worker_plan(owner, spec, run_dir, slices)
-    plan["seal"] = {"runId": run.id, "outcome": run.phase.value}
+    plan = worker_plan(owner, spec, run_dir, slices,
+                       seal=Seal(run.id, cast(RunOutcome, run.phase.value)))
     labels = {LABEL_JOB: owner.name, LABEL_SEAL: str(run.number)}
     return {
         "apiVersion": "batch/v1",

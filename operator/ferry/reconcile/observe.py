@@ -11,13 +11,8 @@ import datetime as dt
 from typing import Any
 
 from ferry.constants import ANNOTATION_PROGRESS, LABEL_RUN, LABEL_SEAL
-from ferry.reconcile.progress import (
-    JobObservation,
-    PodObservation,
-    SealObservation,
-    parse_indexes,
-    parse_json_object,
-)
+from ferry.contract.summary import json_object
+from ferry.reconcile.progress import JobObservation, PodObservation, SealObservation, parse_indexes
 
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -46,8 +41,8 @@ def pod_observation(pod: dict[str, Any]) -> PodObservation | None:
         phase=status.get("phase") or "Pending",
         created_at=parse_time(meta.get("creationTimestamp")) or dt.datetime.min.replace(
             tzinfo=dt.UTC),
-        progress=parse_json_object((meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)),
-        summary=parse_json_object(message),
+        progress=json_object((meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)),
+        summary=json_object(message),
         message=message,
         started_at=parse_time(status.get("startTime")),
         finished_at=parse_time(terminated.get("finishedAt")),

@@ -9,13 +9,13 @@ of those observations and the clock.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ferry.api.common import ConditionReason
 from ferry.api.status import BatchCounts, BatchPhase, BatchStatus
+from ferry.contract.report import batch_report
 
 PROGRESS_POLL_SECONDS = 5.0
 """How often a run in progress is polled while few are: its pods' progress annotations,
@@ -52,7 +52,9 @@ class PodObservation:
     phase: str
     created_at: dt.datetime
     progress: dict[str, Any] | None = None
+    """The ``ferry.dev/progress`` annotation, decoded (ferry.contract.progress)."""
     summary: dict[str, Any] | None = None
+    """The termination message, decoded (ferry.contract.summary); ``message`` is its text."""
     message: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -119,17 +121,6 @@ def parse_indexes(text: str | None) -> frozenset[int]:
     return frozenset(result)
 
 
-def parse_json_object(text: str | None) -> dict[str, Any] | None:
-    """A worker's JSON annotation or termination message; anything else is None."""
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 @dataclass(frozen=True)
 class RunProgress:
     counts: BatchCounts
@@ -149,23 +140,6 @@ def _latest_by_index(pods: list[PodObservation]) -> dict[int, PodObservation]:
     for pod in sorted(pods, key=lambda p: p.created_at):
         latest[pod.completion_index] = pod
     return latest
-
-
-def _int(document: dict[str, Any] | None, key: str) -> int | None:
-    value = (document or {}).get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _file_count(document: dict[str, Any] | None) -> int:
-    """Progress annotations count files; termination messages count them in fileCount
-    and list at most those that fit in 4 KiB."""
-    count = (document or {}).get("fileCount")
-    if isinstance(count, int) and not isinstance(count, bool):
-        return count
-    files = (document or {}).get("files")
-    if isinstance(files, list):
-        return len(files)
-    return files if isinstance(files, int) and not isinstance(files, bool) else 0
 
 
 def estimated_total(batch_totals: list[int | None]) -> int | None:
@@ -192,7 +166,7 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
     stuck: dict[int, str] = {}
     for completion_index, batch in enumerate(batch_ids):
         pod = latest.get(completion_index)
-        document = (pod.summary or pod.progress) if pod else None
+        report = batch_report((pod.summary or pod.progress) if pod else None)
         if completion_index in job.completed_indexes:
             phase = BatchPhase.SUCCEEDED
         elif completion_index in job.failed_indexes:
@@ -203,28 +177,29 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
             phase = BatchPhase.CANCELED
         else:
             phase = BatchPhase.PENDING
-        records = _int(document, "records") or 0
-        batch_total = _int(document, "total")
+        records = report.records or 0
+        batch_total = report.total
         if phase == BatchPhase.SUCCEEDED and batch_total is None:
             batch_total = records
         message = None
         if phase == BatchPhase.FAILED and pod is not None:
-            message = str((pod.summary or {}).get("reason") or pod.message or "batch failed")
+            said = batch_report(pod.summary)
+            message = said.reason or pod.message or "batch failed"
             failed_messages[batch] = message
-            failed_kinds[batch] = str((pod.summary or {}).get("kind") or "unknown")
+            failed_kinds[batch] = said.kind or "unknown"
         elif pod is not None and pod.waiting_reason in STUCK_REASONS:
             message = f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip()
             stuck[batch] = message
         processed += records
-        byte_count += _int(document, "bytes") or 0
-        file_count += _file_count(document)
+        byte_count += report.bytes or 0
+        file_count += report.files
         statuses.append(
             BatchStatus(
                 index=batch,
                 phase=phase,
                 records_processed=records,
                 records_total=batch_total,
-                bytes=_int(document, "bytes"),
+                bytes=report.bytes,
                 attempts=attempts.get(completion_index),
                 started_at=pod.started_at if pod else None,
                 finished_at=pod.finished_at

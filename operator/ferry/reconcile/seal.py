@@ -15,31 +15,29 @@ from __future__ import annotations
 from ferry.api.status import HistoryEntry
 from ferry.contract.layout import RUN_MARKER
 from ferry.contract.limits import fit
+from ferry.contract.summary import BatchFailed, RunSealed, decode_summary
 from ferry.reconcile.progress import SealObservation
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def apply_seal(entry: HistoryEntry, seal: SealObservation, location: str) -> tuple[str, str]:
     """Record a finished seal on the run's history entry; returns the Event (type,
     message) that tells the user. A retry seals the folder of the run it repairs, so its
     own records stay what it exported and only the folder's completeness is taken."""
-    summary = seal.summary or {}
+    summary = decode_summary(seal.summary)
     entry.sealed = True
-    if seal.finished != "Complete" or summary.get("status") != "Sealed":
-        reason = str(summary.get("reason") or seal.message or "the seal Job failed")
+    if seal.finished != "Complete" or not isinstance(summary, RunSealed):
+        said = summary.reason if isinstance(summary, BatchFailed) else None
+        reason = said or seal.message or "the seal Job failed"
         note = f"the run marker {location}/{RUN_MARKER} could not be written: {reason}"
         entry.message = fit(f"{entry.message}; {note}" if entry.message else note)
         return "Warning", f"run {entry.id}: {note}"
     entry.run_marker = f"{location}/{RUN_MARKER}"
-    entry.complete = summary.get("complete") is True
-    missing = [m for m in summary.get("missing") or [] if _int(m) is not None]
+    entry.complete = summary.complete
+    missing = list(summary.missing)
     entry.missing_batches = missing or None
     if not entry.retry_of:
-        entry.records = _int(summary.get("records"))
-        entry.files = _int(summary.get("files"))
-        entry.bytes = _int(summary.get("bytes"))
+        entry.records = summary.records
+        entry.files = summary.files
+        entry.bytes = summary.bytes
     state = "complete" if entry.complete else f"incomplete, batches {missing} missing"
     return "Normal", f"run {entry.id}: wrote {entry.run_marker} ({state})"

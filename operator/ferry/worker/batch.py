@@ -36,13 +36,14 @@ from typing import Any
 
 import botocore.exceptions
 
+from ferry.contract.plan import Plan
 from ferry.worker import layout
 from ferry.worker.codecs import make_codec
 from ferry.worker.errors import LostRace, TransientError, WorkerError
 from ferry.worker.formats import ColumnInfo, content_type, csv_header, json_lines
 from ferry.worker.leftovers import clear_earlier_jobs
 from ferry.worker.manifest import Manifest, utc_now
-from ferry.worker.plan import Plan, Secrets
+from ferry.worker.plan import Secrets
 from ferry.worker.progress import Progress
 from ferry.worker.source import BatchReader
 from ferry.worker.splitting import SplitFile, TextSplitter

@@ -25,8 +25,8 @@ import dataclasses
 import io
 from collections.abc import Callable
 
+from ferry.contract.plan import Compression, Format
 from ferry.worker.errors import DataError
-from ferry.worker.plan import Compression, Format
 from ferry.worker.splitting import Chunk
 
 # PostgreSQL type OIDs (pg_type.oid; stable across versions).

@@ -22,8 +22,8 @@ exports into the same folder and its seal rewrites the marker.
 from __future__ import annotations
 
 from ferry.contract import layout as names
+from ferry.contract.plan import Plan
 from ferry.worker.formats import file_extension
-from ferry.worker.plan import Plan
 from ferry.worker.upload import join_key
 
 

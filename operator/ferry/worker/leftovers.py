@@ -34,8 +34,8 @@ import logging
 import re
 from typing import Any
 
+from ferry.contract.plan import Plan
 from ferry.worker import layout
-from ferry.worker.plan import Plan
 from ferry.worker.upload import Retry, read_object
 
 log = logging.getLogger(__name__)

@@ -40,11 +40,12 @@ from typing import TypeVar
 
 import psycopg
 
+from ferry.contract.plan import Plan
 from ferry.worker import layout
 from ferry.worker.batch import Attempt, append_error, run_attempt
 from ferry.worker.errors import ConfigError, ExitCode, Redactor, TransientError, WorkerError
 from ferry.worker.manifest import failure, summary, write_termination_message
-from ferry.worker.plan import Plan, Secrets, load_plan, load_secrets
+from ferry.worker.plan import Secrets, load_plan, load_secrets
 from ferry.worker.progress import Progress, Publisher, pod_patcher
 from ferry.worker.seal import seal_run, sealed_message
 from ferry.worker.upload import MAX_IN_FLIGHT, Retrier, make_client

@@ -1,10 +1,9 @@
 """The batch manifest (the commit record in S3) and the pod's termination message.
 
 The manifest holds the full detail (every file with size, SHA-256 and record count);
-the termination message is what the controller reads from the pod status, and
-Kubernetes truncates it at 4096 bytes, so it is one line of JSON kept under
-:data:`TERMINATION_LIMIT` by dropping the file list first and shortening the reason
-last.
+the termination message is what the controller reads from the pod status: a
+:mod:`ferry.contract.summary` message, which its encoder keeps under the kubelet's 4096
+bytes by listing fewer files or shortening the reason.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ferry.contract.summary import BatchFailed, BatchSucceeded, FileRef, encode_summary
 from ferry.worker.splitting import SplitFile
 
-TERMINATION_LIMIT = 3900
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 MANIFEST_VERSION = 1
 
@@ -88,39 +87,15 @@ class Manifest:
 
 def summary(document: dict[str, Any], manifest_key: str, note: str | None = None) -> str:
     """Success termination message from a manifest document (ours or the winner's)."""
-    files = [{"key": f["key"], "size": f["size"], "sha256": f["sha256"]}
-             for f in document.get("files", [])]
-    message: dict[str, Any] = {
-        "status": "Succeeded",
-        "batch": document.get("batch"),
-        "records": document.get("records"),
-        "bytes": document.get("bytes"),
-        "fileCount": len(files),
-        "manifest": manifest_key,
-        "files": files,
-    }
-    if note:
-        message["note"] = note
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    while len(text.encode()) > TERMINATION_LIMIT and message["files"]:
-        message["files"] = message["files"][: len(message["files"]) // 2]
-        message["filesOmitted"] = len(files) - len(message["files"])
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    return text
+    files = tuple(FileRef(f["key"], f["size"], f["sha256"]) for f in document.get("files", []))
+    return encode_summary(BatchSucceeded(
+        batch=document["batch"], records=document["records"], bytes=document["bytes"],
+        manifest=manifest_key, files=files, file_count=len(files), note=note))
 
 
 def failure(batch: int, kind: str, exit_code: int, reason: str) -> str:
     """Failure termination message: one line, the reason shortened to fit."""
-    def render(why: str) -> str:
-        return json.dumps({"status": "Failed", "batch": batch, "kind": kind,
-                           "exitCode": exit_code, "reason": why},
-                          separators=(",", ":"), ensure_ascii=False)
-
-    text = render(reason)
-    while len(text.encode()) > TERMINATION_LIMIT:
-        reason = reason[: len(reason) * 3 // 4]
-        text = render(reason + "...")
-    return text
+    return encode_summary(BatchFailed(batch, kind, exit_code, reason))
 
 
 def write_termination_message(text: str, path: str | None) -> None:

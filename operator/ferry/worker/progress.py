@@ -7,7 +7,8 @@ API server never stalls the export. Publishing is on only when ``POD_NAME`` is s
 failing patch is logged once and otherwise ignored (progress is advisory, the
 termination message and the manifest are authoritative).
 
-Annotation value (JSON)::
+The annotation's value is :class:`ferry.contract.progress.Progress`, which the
+operator decodes with the same module::
 
     {"batch": 3, "phase": "Running", "records": 1200, "total": 5000, "bytes": 81234,
      "files": 1, "updatedAt": "2026-01-01T00:00:02.000Z"}
@@ -15,13 +16,13 @@ Annotation value (JSON)::
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ferry.constants import ANNOTATION_PROGRESS
+from ferry.contract import progress as annotation
 from ferry.worker.manifest import utc_now
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,10 @@ class Progress:
         self.records += records
         self.bytes += nbytes
 
-    def snapshot(self) -> dict[str, Any]:
-        """The annotation document (without the timestamp)."""
-        return {"batch": self.batch, "phase": self.phase, "records": self.records,
-                "total": self.total, "bytes": self.bytes, "files": self.files}
+    def snapshot(self) -> annotation.Progress:
+        """The annotation's counts (without the timestamp)."""
+        return annotation.Progress(batch=self.batch, phase=self.phase, records=self.records,
+                                   total=self.total, bytes=self.bytes, files=self.files)
 
 
 class Publisher:
@@ -60,7 +61,7 @@ class Publisher:
         self._patch = patch
         self._interval = interval_s
         self._stop = threading.Event()
-        self._last: dict[str, Any] | None = None
+        self._last: annotation.Progress | None = None
         self._failed = False
         self._thread = threading.Thread(target=self._loop, name="ferry-progress", daemon=True)
 
@@ -75,7 +76,8 @@ class Publisher:
             return
         self._last = snap
         try:
-            self._patch(json.dumps({**snap, "updatedAt": utc_now()}, separators=(",", ":")))
+            self._patch(annotation.encode_progress(
+                dataclasses.replace(snap, updated_at=utc_now())))
         except Exception as exc:
             if not self._failed:
                 log.warning("progress annotation not published: %s", type(exc).__name__)

@@ -27,10 +27,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from ferry.contract.plan import Plan
+from ferry.contract.summary import RunSealed, SealedBatch, encode_summary
 from ferry.worker import layout
 from ferry.worker.leftovers import earlier_job
-from ferry.worker.manifest import TERMINATION_LIMIT, utc_now
-from ferry.worker.plan import Plan
+from ferry.worker.manifest import utc_now
 from ferry.worker.upload import Retry, read_object
 
 log = logging.getLogger(__name__)
@@ -102,39 +103,14 @@ def run_marker(plan: Plan, batches: Sequence[Committed], sealed_at: str) -> dict
     }
 
 
-def _render(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-
-
-def _fits(text: str) -> bool:
-    return len(text.encode()) <= TERMINATION_LIMIT
-
-
 def sealed_message(marker: dict[str, Any], marker_key: str) -> str:
-    """The seal's termination message: one line of JSON under the limit.
-
-    The batches table goes first when it does not fit (``batchesOmitted`` says how many
-    rows it had; the marker has them all), then the tail of the missing list
-    (``missingOmitted``): a 1000-batch run canceled early misses nearly all of them.
-    """
-    batches = [[b["batch"], b["records"], b["files"], b["bytes"], b["startedAt"],
-                b["finishedAt"]] for b in marker["batches"]]
-    missing = list(marker["missingBatches"])
-    message: dict[str, Any] = {
-        "status": "Sealed", "complete": marker["complete"], "records": marker["records"],
-        "files": marker["files"], "bytes": marker["bytes"], "marker": marker_key,
-        "missing": missing, "batches": batches,
-    }
-    text = _render(message)
-    if not _fits(text):
-        del message["batches"]
-        message["batchesOmitted"] = len(batches)
-        text = _render(message)
-    while not _fits(text) and message["missing"]:
-        message["missing"] = message["missing"][: len(message["missing"]) // 2]
-        message["missingOmitted"] = len(missing) - len(message["missing"])
-        text = _render(message)
-    return text
+    """The seal's termination message: the marker's sums and batch rows, shortened by
+    the contract's encoder to fit (ferry.contract.summary; the marker has everything)."""
+    return encode_summary(RunSealed(
+        complete=marker["complete"], records=marker["records"], files=marker["files"],
+        bytes=marker["bytes"], marker=marker_key, missing=tuple(marker["missingBatches"]),
+        batches=tuple(SealedBatch(b["batch"], b["records"], b["files"], b["bytes"],
+                                  b["startedAt"], b["finishedAt"]) for b in marker["batches"])))
 
 
 def _listed_manifests(client: Any, retry: Retry[Any], plan: Plan) -> set[str]:

@@ -41,11 +41,11 @@ from typing import Any
 import psycopg
 from psycopg import ClientCursor, pq, sql
 
+from ferry.contract.plan import Plan
 from ferry.worker import _copyrows
 from ferry.worker import sql as batch_sql
 from ferry.worker.errors import ConfigError, DataError, TransientError, WorkerError
 from ferry.worker.formats import NUMERIC, ColumnInfo
-from ferry.worker.plan import Plan
 from ferry.worker.splitting import Chunk
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from typing import Any
 
 from psycopg import sql
 
-from ferry.worker.plan import Filter, KeyPartition, KeyRange, Plan, Source, Window
+from ferry.contract.plan import Filter, KeyPartition, KeyRange, Plan, Source, Window
 
 SRC = sql.Identifier("ferry_src")
 ROW = sql.Identifier("ferry_row")

@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 
+from ferry.contract.plan import Plan
 from ferry.worker.errors import WorkerError
-from ferry.worker.plan import Plan
 from ferry.worker.progress import Progress
 from ferry.worker.source import COUNT_APPLICATION_NAME, BatchReader, count_rows, open_session
 

@@ -32,9 +32,10 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from ferry.contract.plan import Destination
 from ferry.worker.codecs import Bytes
 from ferry.worker.errors import ConfigError, TransientError
-from ferry.worker.plan import Destination, Secrets
+from ferry.worker.plan import Secrets
 from ferry.worker.splitting import StoredObject
 
 T = TypeVar("T")
