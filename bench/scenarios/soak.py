@@ -5,7 +5,8 @@ congruent to i mod K, so N/K runs start in every minute. Worker pods stay Pendin
 the benchmark stops every run once its Job exists (the stop annotation): each run
 starts, is canceled, folds into history and its Job is deleted. Every minute: the
 operator's RSS (read then, and by its own metrics), the largest status, the longest
-history, runs started, the ExportJobs' Events and the Jobs and pods left.
+history, runs started, the ExportJobs' Events and the Jobs (seal Jobs apart) and pods
+left.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bench.harness import exportjobs, metrics, namespaces
 from bench.harness.operator_process import OperatorProcess
 from bench.harness.report import log
 from bench.harness.settings import Settings
-from ferry.constants import EXPORTJOB_KIND
+from ferry.constants import EXPORTJOB_KIND, LABEL_SEAL
 
 HISTORY_LIMIT = 3
 """Small, so that a soak of a few minutes already runs into the bound."""
@@ -80,6 +81,7 @@ def sample(operator: OperatorProcess, namespace: str, minute: int,
     largest, history, runs = exportjobs.status_sizes(namespace)
     events = core.list_namespaced_event(
         namespace, field_selector=f"involvedObject.kind={EXPORTJOB_KIND}").items
+    jobs = client.BatchV1Api().list_namespaced_job(namespace).items
     return {
         "minute": minute,
         "rss_mb": operator.rss_mb(),
@@ -88,6 +90,8 @@ def sample(operator: OperatorProcess, namespace: str, minute: int,
         "runs_started": runs, "stop_requests": stops,
         "events": len(events),
         "events_count_total": sum(e.count or 1 for e in events),
-        "jobs": len(client.BatchV1Api().list_namespaced_job(namespace).items),
+        "jobs": len(jobs),
+        # Seal Jobs: their pods stay Pending like the workers', so none ends and is deleted.
+        "seal_jobs": sum(LABEL_SEAL in (j.metadata.labels or {}) for j in jobs),
         "pods": len(core.list_namespaced_pod(namespace).items),
     }
