@@ -29,6 +29,7 @@ TEXT_GLOBS = ("README.md", "docs/**/*.md", "docs/gitops/*", "examples/*.yaml",
 
 REASON_SOURCES = ("operator/ferry/reconcile/runs.py", "operator/ferry/reconcile/groups.py",
                   "operator/ferry/reconcile/conditions.py",
+                  "operator/ferry/reconcile/lifecycle.py",
                   "operator/ferry/reconcile/schedule/validate.py",
                   "operator/ferry/reconcile/schedule/fires.py")
 
@@ -95,8 +96,8 @@ def test_no_text_names_objects_the_worker_does_not_write() -> None:
 
 def literal_reasons_in(source: str) -> set[str]:
     """Condition reasons written as bare string literals: the reason argument of
-    set_condition and of InvalidScheduleError, and the (status, reason, message) triples
-    the reconcilers build. Reasons belong in ConditionReason, where they are documented."""
+    set_condition, of InvalidScheduleError and of a lifecycle Verdict, and the (status,
+    reason, message) triples the reconcilers build. Reasons belong in ConditionReason, where they are documented."""
     found: set[str] = set()
     tree = ast.parse((ROOT / source).read_text(encoding="utf-8"))
 
@@ -111,6 +112,8 @@ def literal_reasons_in(source: str) -> set[str]:
                 found |= literals(node.args[3])
             elif name == "InvalidScheduleError" and node.args:
                 found |= literals(node.args[0])
+            elif name == "Verdict" and len(node.args) >= 2:
+                found |= literals(node.args[1])
         elif isinstance(node, ast.Tuple) and len(node.elts) == 3:
             first, second = node.elts[0], node.elts[1]
             if isinstance(first, ast.Constant) and isinstance(first.value, bool) and \

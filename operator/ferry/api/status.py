@@ -7,6 +7,7 @@ remove a field with a merge-patch null.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated
 
@@ -14,7 +15,8 @@ from pydantic import AwareDatetime, Field
 
 from ferry.api.base import FerryModel, Message, ShortText
 from ferry.api.common import Condition, LastHandledRequests, MissedRun, Window
-from ferry.contract.limits import MAX_BATCHES
+from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
+from ferry.contract.limits import MAX_BATCHES, MAX_SHORT_TEXT_CHARACTERS, fit
 
 MAX_HISTORY = 100
 MAX_MISSED_RUNS = 20
@@ -30,6 +32,25 @@ def run_id(owner: str, number: int) -> str:
     """``<name>.<n>``: the id of run ``number`` of an ExportJob or JobGroup (RUN_ID_PATTERN),
     the name of its S3 folder and what users type after ``--run``."""
     return f"{owner}.{number}"
+
+
+def user_name(value: str) -> str:
+    """A user name as status holds it (createdBy, startedBy are ShortText): cut to fit,
+    as the admission webhook cuts it and the operator again when it reads it back."""
+    return fit(value, MAX_SHORT_TEXT_CHARACTERS)
+
+
+def created_by(annotations: Mapping[str, str]) -> str | None:
+    """status.createdBy: the user the mutating webhook recorded at CREATE, if any."""
+    value = annotations.get(ANNOTATION_CREATED_BY)
+    return user_name(value) if value else None
+
+
+def requested_by(annotations: Mapping[str, str]) -> str | None:
+    """A requested run's startedBy (ExportJob and JobGroup alike): the user the mutating
+    webhook recorded with the latest run or retry request, if any."""
+    value = annotations.get(ANNOTATION_REQUESTED_BY)
+    return user_name(value) if value else None
 
 
 Trigger = Annotated[str, Field(max_length=80, pattern=TRIGGER_PATTERN)]

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.jobgroup import JobGroupSpec
 from ferry.api.schedule import Schedule
+from ferry.api.status import user_name
 from ferry.constants import (
     ANNOTATION_CREATED_BY,
     ANNOTATION_REQUESTED_BY,
@@ -36,6 +37,7 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
+from ferry.contract.limits import MAX_SHORT_TEXT_CHARACTERS
 from ferry.reconcile.schedule.fires import check_schedule
 from ferry.reconcile.schedule.validate import InvalidScheduleError
 
@@ -49,8 +51,8 @@ RECORD_USER_JOBGROUP = "record-user-jobgroup"
 WEBHOOK_IDS = (VALIDATE_EXPORTJOB, GUARD_EXPORTJOB_DELETE, VALIDATE_JOBGROUP,
                RECORD_USER_EXPORTJOB, RECORD_USER_JOBGROUP)
 
-MAX_USER_LENGTH = 256
-"""status.createdBy / startedBy are ShortText (at most 256 characters)."""
+MAX_USER_LENGTH = MAX_SHORT_TEXT_CHARACTERS
+"""status.createdBy / startedBy are ShortText: a user name is cut by ``user_name``."""
 
 REQUEST_ANNOTATIONS = (ANNOTATION_RUN_REQUESTED_AT, ANNOTATION_RETRY_REQUESTED_AT)
 """Requests that start a run, whose requester becomes the run's startedBy."""
@@ -155,7 +157,7 @@ def check_exportjob_delete(operation: str, old: Mapping[str, Any] | None) -> Ref
 
 def _user(userinfo: Mapping[str, Any] | None) -> str | None:
     username = (userinfo or {}).get("username")
-    return str(username)[:MAX_USER_LENGTH] if username else None
+    return user_name(str(username)) if username else None
 
 
 def record_users(operation: str, obj: Mapping[str, Any] | None,

@@ -19,8 +19,6 @@ from ferry.api.common import (
     ConditionReason,
     ConditionType,
     LastHandledRequests,
-    MissedRun,
-    MissedRunReason,
 )
 from ferry.api.jobgroup import (
     FailurePolicy,
@@ -32,30 +30,44 @@ from ferry.api.jobgroup import (
     MemberRun,
 )
 from ferry.api.status import (
-    MAX_MISSED_RUNS,
     RETRYABLE_RUN_PHASES,
     GroupRunRecord,
     HistoryEntry,
-    JobPhase,
     RunPhase,
     RunStatus,
+    requested_by,
     run_id,
 )
 from ferry.constants import (
-    ANNOTATION_CREATED_BY,
-    ANNOTATION_REQUESTED_BY,
     ANNOTATION_RETRY_REQUESTED_AT,
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
 from ferry.contract.limits import fit
-from ferry.reconcile.conditions import set_condition
+from ferry.reconcile.lifecycle import (
+    Event,
+    Verdict,
+    close_run,
+    expire,
+    expired,
+    follow_schedule,
+    job_phase,
+    next_run_number,
+    post,
+    record_missed,
+    record_observed,
+    requeue,
+    run_ended,
+    set_phase,
+    set_running,
+    set_standard_condition,
+    set_suspended,
+    show_schedule,
+    wake_for,
+)
 from ferry.reconcile.request_limits import JOBGROUP_REQUESTS, refuse_oversized_requests
-from ferry.reconcile.requests import GroupRequest, new_request, user_annotation
-from ferry.reconcile.runs import Event
-from ferry.reconcile.schedule.describe import schedule_view
+from ferry.reconcile.requests import GroupRequest, new_request
 from ferry.reconcile.schedule.fires import schedule_problem
-from ferry.reconcile.schedule.slots import ON_TIME_GRACE, due_slots
 from ferry.reconcile.schedule.validate import InvalidScheduleError
 
 FOLLOW_POLL_SECONDS = 30.0
@@ -180,11 +192,10 @@ class _GroupReconciler:
         self.handled = self.status.last_handled or LastHandledRequests()
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.decision.events.append(Event(type_, reason, message))
+        post(self.decision, type_, reason, message)
 
     def requeue(self, seconds: float) -> None:
-        current = self.decision.requeue_after
-        self.decision.requeue_after = seconds if current is None else min(current, seconds)
+        requeue(self.decision, seconds)
 
     def missing_members(self) -> list[str]:
         members = self.obs.members
@@ -205,13 +216,16 @@ class _GroupReconciler:
             self.handled.stop_requested_at = stop
             self.stop()
         self.advance()
-        if not self.expired():
+        if not expired(self.spec.expires_at, self.now):
+            # Past expiresAt no new group run starts (as for ExportJobs): slots that came
+            # during the last group run would otherwise keep a scheduled group from expiring.
             self.handle_requests(missing)
             if problem is None:
                 self.follow_schedule(missing)
         self.advance()
         self.finish_status(problem, missing)
-        self.expire()
+        expire(self.decision, self.spec.expires_at, self.now,
+               blocked=self.status.current_run is not None)
         return self.decision
 
     def stop(self) -> None:
@@ -323,11 +337,8 @@ class _GroupReconciler:
             phase=phase, members=run.members, message=fit(message),
             started_by=run.started_by,
         )
-        self.status.history = [entry, *(self.status.history or [])][: self.spec.history_limit]
-        self.status.last_run = entry
-        self.status.current_run = None
-        kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
-        self.event(kind, phase.value, f"group run {run.id} {phase.value}: {message}")
+        close_run(self.status, entry, self.spec.history_limit)
+        self.decision.events.append(run_ended(f"group run {run.id}", phase, message))
 
     # --- starting group runs -------------------------------------------------------------
 
@@ -346,8 +357,7 @@ class _GroupReconciler:
             if refusal:
                 self.event("Warning", "RunRequestRejected", refusal)
             else:
-                self.new_run("manual", self.now,
-                             started_by=user_annotation(annotations, ANNOTATION_REQUESTED_BY))
+                self.new_run("manual", self.now, started_by=requested_by(annotations))
 
     def refusal(self, missing: list[str]) -> str | None:
         """Why no group run can start now, if it cannot."""
@@ -379,37 +389,20 @@ class _GroupReconciler:
         schedule = self.spec.schedule
         if schedule is None:
             return
-        due = due_slots(schedule, self.status.last_scheduled_slot, self.now,
-                                   not_before=self.obs.created_at)
-        if due.next_fire is not None:
-            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
-        if self.status.current_run is not None and due.run_slots:
+        step = follow_schedule(
+            schedule, self.status.last_scheduled_slot, self.now,
+            created_at=self.obs.created_at, busy=self.status.current_run is not None,
+            suspended=self.spec.suspend,
+            held=self.missing_message(missing) if missing else None)
+        wake_for(self.decision, step.next_fire, self.now)
+        if step.waiting:
             self.requeue(FOLLOW_POLL_SECONDS)
             return
-        missed = [s.to_missed_run() for s in due.skipped_slots]
-        held = None
-        if self.spec.suspend and schedule.once is None:
-            held = (MissedRunReason.SUSPENDED, "spec.suspend was true")
-            missed = [m.model_copy(update={"reason": held[0], "message": held[1]})
-                      for m in missed]
-        elif missing:
-            held = (MissedRunReason.SKIPPED, self.missing_message(missing))
-        if held is not None:
-            missed += [MissedRun(scheduled_for=s, reason=held[0], message=held[1])
-                       for s in due.run_slots]
-            decided = due.last_decided
-        elif due.run_slots:
-            decided = slot = due.run_slots[0]
-            self.new_run("schedule" if slot >= self.now - ON_TIME_GRACE
-                         else "catchup", slot)
-        else:
-            decided = due.last_decided
-        if decided is not None:
-            self.status.last_scheduled_slot = decided
-        if missed:
-            merged = sorted([*missed, *(self.status.missed_runs or [])],
-                            key=lambda m: m.scheduled_for, reverse=True)
-            self.status.missed_runs = merged[:MAX_MISSED_RUNS]
+        if step.start is not None:
+            self.new_run(step.start.trigger, step.start.slot)
+        if step.decided is not None:
+            self.status.last_scheduled_slot = step.decided
+        record_missed(self.status, step.missed)
 
     def new_run(self, trigger: str, slot: dt.datetime, started_by: str | None = None,
                 retry_of: str | None = None, carried: list[MemberRun] | None = None,
@@ -420,8 +413,7 @@ class _GroupReconciler:
         it retries, whatever the spec says now.
         """
         carried = carried or []
-        number = (self.status.run_counter or 0) + 1
-        self.status.run_counter = number
+        number = next_run_number(self.status)
         members = [*carried, *(MemberRun(name=m, phase=MemberPhase.AWAITING_DEPENDENCY)
                                for m in (names or self.spec.members)[len(carried):])]
         run = GroupRunStatus(
@@ -445,71 +437,33 @@ class _GroupReconciler:
     def finish_status(self, problem: InvalidScheduleError | None,
                       missing: list[str]) -> None:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
-        status.observed_generation = generation
-        status.last_handled = self.handled
-        if status.created_by is None:
-            status.created_by = user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
+        record_observed(status, generation, self.handled, self.obs.annotations)
         schedule = spec.schedule
         once_done = schedule is not None and schedule.once is not None and \
             status.last_scheduled_slot is not None
-        view = schedule_view(
-            schedule, now, not_before=self.obs.created_at,
-            active=problem is None and not spec.suspend and not once_done)
-        status.schedule_summary = view.summary
-        status.upcoming_runs = view.upcoming
-        status.next_run_at = view.next_run_at
+        show_schedule(status, schedule, now, created_at=self.obs.created_at,
+                      active=problem is None and not spec.suspend and not once_done)
         run = status.current_run
         status.current = f"{(run.member_index or 0) + 1}/{len(run.members or [])}" \
             if run is not None else None
-        status.phase = self.phase(problem is not None)
+        set_phase(status, job_phase(
+            run.phase if run else None, status.last_run.phase if status.last_run else None,
+            invalid=problem is not None, suspended=spec.suspend,
+            scheduled=status.next_run_at is not None))
         if problem is not None:
-            ready = (False, problem.reason, str(problem))
+            ready = Verdict(False, problem.reason, str(problem))
         elif missing:
-            ready = (False, ConditionReason.MEMBER_NOT_FOUND, self.missing_message(missing))
+            ready = Verdict(False, ConditionReason.MEMBER_NOT_FOUND,
+                            self.missing_message(missing))
         else:
-            ready = (True, ConditionReason.VALID, "every member exists and the schedule is valid")
-        conditions = set_condition(status.conditions, ConditionType.READY, ready[0], ready[1],
-                                   ready[2], now, generation)
-        conditions = set_condition(
-            conditions, ConditionType.RUNNING, run is not None,
-            run.phase.value if run else ConditionReason.IDLE,
-            f"group run {run.id} is {run.phase.value}" if run else "no group run is active",
-            now, generation)
-        suspended = (
-            (True, ConditionReason.SPEC_SUSPEND,
-             "spec.suspend is true: no new scheduled group runs") if spec.suspend
-            else (False, ConditionReason.ACTIVE, "scheduled group runs are enabled"))
-        status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
-                                          suspended[1], suspended[2], now, generation)
-
-    def phase(self, invalid: bool) -> JobPhase:
-        run, status = self.status.current_run, self.status
-        if run is not None:
-            return JobPhase(run.phase.value)
-        if invalid:
-            return JobPhase.INVALID
-        if self.spec.suspend:
-            return JobPhase.SUSPENDED
-        if status.last_run is not None:
-            return JobPhase(status.last_run.phase.value)
-        if status.next_run_at is not None:
-            return JobPhase.SCHEDULED
-        return JobPhase.DRAFTED
-
-    def expired(self) -> bool:
-        """Past expiresAt no new group run starts (as for ExportJobs): slots that came
-        during the last group run would otherwise keep a scheduled group from expiring."""
-        return self.spec.expires_at is not None and self.spec.expires_at <= self.now
-
-    def expire(self) -> None:
-        expires = self.spec.expires_at
-        if expires is None:
-            return
-        if expires > self.now:
-            self.requeue((expires - self.now).total_seconds())
-        elif self.status.current_run is None:
-            self.decision.delete_self = True
-            self.event("Normal", "Expired", f"spec.expiresAt {expires.isoformat()} has passed")
+            ready = Verdict(True, ConditionReason.VALID,
+                            "every member exists and the schedule is valid")
+        set_standard_condition(status, ConditionType.READY, ready, now, generation)
+        set_running(status, (run.id, run.phase) if run else None, "group run", now, generation)
+        # OneTimeStarted is an ExportJob's (docs/api.md): its spec is frozen once the run
+        # started, a group's is not.
+        set_suspended(status, suspended=spec.suspend, one_time_done=False, noun="group run",
+                      now=now, generation=generation)
 
 
 def reconcile_group(obs: GroupObservation) -> GroupDecision:

@@ -6,20 +6,20 @@ this job to run. Each value is acted on once: the handled value is recorded in
 status.lastHandled in the same status write as its effect, so re-applying a manifest
 with the same value, or an operator restart, never repeats it.
 
-These functions only decide which run to create or cancel; the run state machine in
-`ferry.reconcile.runs` owns the runs themselves (numbering, windows, queueing, Jobs).
-They work on that state machine through the small `RunBook` protocol, which keeps
-this module free of an import cycle with it.
+These functions only decide which run to create or cancel, and return it as an
+`Answer` that the run state machine in `ferry.reconcile.runs` applies: it owns the runs
+themselves (numbering, windows, queueing, Jobs). They change only the status fields
+that record requests (status.lastHandled, status.backfill, status.groupRuns).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
 
 from ferry.api.common import LastHandledRequests
+from ferry.api.common import Window as ApiWindow
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import (
     MAX_GROUP_RUNS,
@@ -35,7 +35,7 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
 )
-from ferry.contract.limits import MAX_SHORT_TEXT_CHARACTERS, fit
+from ferry.reconcile.lifecycle import Event
 from ferry.reconcile.request_limits import request_limit
 from ferry.reconcile.windows import BackfillRun, backfill_windows
 
@@ -60,37 +60,30 @@ class GroupRequest:
     Nothing to start; the job shows phase AwaitingDependency."""
 
 
-class RunBook(Protocol):
-    """The part of one reconcile pass (`runs._Reconciler`) that requests act on."""
+@dataclass(frozen=True)
+class RunRequest:
+    """A run a request asks for. The run state machine creates it (numbering, window,
+    queueing): a request only says which run, so this module needs nothing of it."""
 
-    @property
-    def spec(self) -> ExportJobSpec: ...
-
-    @property
-    def status(self) -> ExportJobStatus: ...
-
-    @property
-    def handled(self) -> LastHandledRequests: ...
-
-    @property
-    def now(self) -> dt.datetime: ...
-
-    @property
-    def annotations(self) -> Mapping[str, str]: ...
-
-    @property
-    def created_at(self) -> dt.datetime: ...
-
-    @property
-    def group_requests(self) -> tuple[GroupRequest, ...]: ...
+    trigger: str
+    slot: dt.datetime
+    window: ApiWindow | None = None
+    retry_of: str | None = None
+    failed: list[int] | None = None
 
 
-    def event(self, type_: str, reason: str, message: str) -> None: ...
+@dataclass
+class Answer:
+    """What a request asks of the run state machine: Events to post, then the current
+    run to cancel (with this message) or a run to start, at most one of them."""
 
-    def cancel(self, run: RunStatus, message: str) -> None: ...
+    events: list[Event] = field(default_factory=list)
+    cancel: str | None = None
+    start: RunRequest | None = None
 
-    def new_run(self, trigger: str, slot: dt.datetime, window_override: Any,
-                retry_of: str | None = None, failed: list[int] | None = None) -> None: ...
+    def warn(self, reason: str, message: str) -> Answer:
+        self.events.append(Event("Warning", reason, message))
+        return self
 
 
 def new_request(annotations: Mapping[str, str], key: str, handled: str | None) -> str | None:
@@ -105,57 +98,52 @@ def new_request(annotations: Mapping[str, str], key: str, handled: str | None) -
     return value if value and value != handled and len(value) <= request_limit(key) else None
 
 
-def user_annotation(annotations: Mapping[str, str], key: str) -> str | None:
-    """A user name from an annotation, cut to fit the status field."""
-    value = annotations.get(key)
-    return fit(value, MAX_SHORT_TEXT_CHARACTERS) if value else None
-
-
-def handle_stop(book: RunBook) -> None:
+def stop(annotations: Mapping[str, str], handled: LastHandledRequests,
+         current: RunStatus | None) -> Answer:
     """`ferry.dev/stop-requested-at`: cancel the queued or running run (its Job is
     deleted with foreground propagation by the controller)."""
-    stop = new_request(book.annotations, ANNOTATION_STOP_REQUESTED_AT,
-                       book.handled.stop_requested_at)
-    if not stop:
-        return
-    book.handled.stop_requested_at = stop
-    run = book.status.current_run
-    if run is None:
-        book.event("Warning", "NothingToStop",
-                   "stop requested but no run is queued or in progress")
-        return
-    book.cancel(run, "stopped by request (ferry.dev/stop-requested-at)")
+    value = new_request(annotations, ANNOTATION_STOP_REQUESTED_AT, handled.stop_requested_at)
+    if not value:
+        return Answer()
+    handled.stop_requested_at = value
+    if current is None:
+        return Answer().warn("NothingToStop",
+                             "stop requested but no run is queued or in progress")
+    return Answer(cancel="stopped by request (ferry.dev/stop-requested-at)")
 
 
-def cancel_for_groups(book: RunBook) -> None:
+def group_stop(current: RunStatus | None, group_requests: tuple[GroupRequest, ...]) -> Answer:
     """A stopped group run stops this job's run for it (docs/groups.md)."""
-    run = book.status.current_run
-    if run is None:
-        return
-    for request in book.group_requests:
-        if request.canceled and run.trigger == f"group:{request.group_run}":
-            book.cancel(run, f"group run {request.group_run} was stopped")
-            return
+    if current is None:
+        return Answer()
+    for request in group_requests:
+        if request.canceled and current.trigger == f"group:{request.group_run}":
+            return Answer(cancel=f"group run {request.group_run} was stopped")
+    return Answer()
 
 
-def answer_group_request(book: RunBook) -> None:
-    """Start the run a group run asks for, once per group run, when this job is free.
+def group_run_to_answer(status: ExportJobStatus, group_requests: tuple[GroupRequest, ...], *,
+                        suspended: bool, created_at: dt.datetime) -> GroupRequest | None:
+    """The group run to start a run for now, once per group run, when this job is free.
 
     While this job has a run of its own the request waits (the group shows the member
-    Queued); a suspended job never answers (the group skips it). The answer is recorded
-    in status.groupRuns in the same status write as the new run, so a restart never
-    starts a second run for the same group run.
+    Queued); a suspended job never answers (the group skips it). Of two groups asking,
+    the one that reached this job first is served first.
     """
-    status = book.status
     answered = {r.group_run for r in status.group_runs or []}
     waiting = sorted(
-        (r for r in book.group_requests
+        (r for r in group_requests
          if not r.canceled and not r.waiting and r.group_run not in answered),
-        key=lambda r: (r.requested_at or book.created_at, r.group_run))
-    if not waiting or status.current_run is not None or book.spec.suspend:
-        return
-    request = waiting[0]
-    book.new_run(f"group:{request.group_run}", book.now, None)
+        key=lambda r: (r.requested_at or created_at, r.group_run))
+    if not waiting or status.current_run is not None or suspended:
+        return None
+    return waiting[0]
+
+
+def record_group_answer(status: ExportJobStatus, request: GroupRequest) -> None:
+    """Record in status.groupRuns the run started for ``request`` (none: its window was
+    empty), in the same status write as the new run, so a restart never starts a second
+    run for the same group run."""
     run = status.current_run
     record = GroupRunRecord(
         group_run=request.group_run, run_id=run.id if run else None,
@@ -163,92 +151,92 @@ def answer_group_request(book: RunBook) -> None:
     status.group_runs = [record, *(status.group_runs or [])][:MAX_GROUP_RUNS]
 
 
-def handle_requests(book: RunBook) -> None:
-    """Backfill, retry and run-now annotations, in that order (a retry and a run-now
-    in one apply: the retry wins and the run-now is refused while it is active)."""
-    annotations, handled = book.annotations, book.handled
-    retry_value = new_request(annotations, ANNOTATION_RETRY_REQUESTED_AT,
-                              handled.retry_requested_at)
-    run_now = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT, handled.run_requested_at)
-    backfill = new_request(annotations, ANNOTATION_BACKFILL, handled.backfill)
-    if backfill:
-        handled.backfill = backfill
-        accept_backfill(book, backfill)
-    if retry_value:
-        handled.retry_requested_at = retry_value
-        retry(book)
-    if run_now:
-        handled.run_requested_at = run_now
-        current = book.status.current_run
-        if current is not None:
-            book.event("Warning", "RunRequestRejected",
-                       f"run {current.id} is {current.phase.value}: request a run again after "
-                       "it ends, or stop it first")
-        else:
-            book.new_run("manual", book.now, None)
-
-
-def retry(book: RunBook) -> None:
-    """A new run over the last run's window that re-exports only the batches that did
-    not commit (failed, or stopped by a cancel), into the folder of the run it repairs."""
-    status = book.status
-    last = status.last_run
-    if status.current_run is not None:
-        book.event("Warning", "RetryRejected",
-                   f"run {status.current_run.id} is still active: retry after it ends")
-    elif last is None or last.phase not in RETRYABLE_RUN_PHASES:
-        book.event("Warning", "RetryRejected",
-                   f"nothing to retry: run {last.id} {last.phase.value}"
-                   if last else "nothing to retry: the job has not run yet")
-    else:
-        target = last.folder
-        book.new_run("retry", last.scheduled_for or book.now, last.window, retry_of=target,
-                     failed=last.batches_to_retry())
-
-
-def backfill_runs(book: RunBook, start: dt.datetime, end: dt.datetime) -> list[BackfillRun]:
-    """The past slots of the schedule in [start, end) with their windows."""
-    assert book.spec.schedule is not None
-    return backfill_windows(book.spec.timeframe, book.spec.schedule, start, end, now=book.now)
-
-
-def accept_backfill(book: RunBook, value: str) -> None:
-    """Record a backfill request; `continue_backfill` starts its runs one by one."""
+def backfill_request(annotations: Mapping[str, str], handled: LastHandledRequests,
+                     status: ExportJobStatus, spec: ExportJobSpec, now: dt.datetime) -> Answer:
+    """`ferry.dev/backfill`: record the range in status.backfill; `next_backfill_run`
+    starts its runs one by one. Requests are taken backfill, retry, run-now in that
+    order (a retry and a run-now in one apply: the retry wins and the run-now is
+    refused while it is active)."""
+    value = new_request(annotations, ANNOTATION_BACKFILL, handled.backfill)
+    if not value:
+        return Answer()
+    handled.backfill = value
     try:
         start_text, _, end_text = value.partition("/")
         start = dt.datetime.fromisoformat(start_text.replace("Z", "+00:00"))
         end = dt.datetime.fromisoformat(end_text.replace("Z", "+00:00"))
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("both ends need a UTC offset or Z")
-        if book.spec.schedule is None:
+        if spec.schedule is None:
             raise ValueError("backfill needs spec.schedule: its past slots are the runs")
-        runs = backfill_runs(book, start, end)
+        runs = backfill_runs(spec, start, end, now)
     except ValueError as e:
-        book.event("Warning", "BackfillRejected",
-                   f'ferry.dev/backfill "{value}": {e} (expected "<from>/<to>" in '
-                   "RFC 3339, e.g. 2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)")
-        return
-    book.status.backfill = Backfill(request=value, from_=start, to=end, total=len(runs))
-    book.event("Normal", "BackfillAccepted",
-               f"backfill {value}: {len(runs)} run(s), one after another")
+        return Answer().warn("BackfillRejected",
+                             f'ferry.dev/backfill "{value}": {e} (expected "<from>/<to>" in '
+                             "RFC 3339, e.g. 2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)")
+    status.backfill = Backfill(request=value, from_=start, to=end, total=len(runs))
+    return Answer([Event("Normal", "BackfillAccepted",
+                         f"backfill {value}: {len(runs)} run(s), one after another")])
 
 
-def continue_backfill(book: RunBook) -> None:
-    """Start the next backfill slot when no run is active; one run at a time."""
-    backfill = book.status.backfill
+def retry_request(annotations: Mapping[str, str], handled: LastHandledRequests,
+                  status: ExportJobStatus, now: dt.datetime) -> Answer:
+    """`ferry.dev/retry-requested-at`: a new run over the last run's window that
+    re-exports only the batches that did not commit (failed, or stopped by a cancel),
+    into the folder of the run it repairs."""
+    value = new_request(annotations, ANNOTATION_RETRY_REQUESTED_AT, handled.retry_requested_at)
+    if not value:
+        return Answer()
+    handled.retry_requested_at = value
+    last = status.last_run
+    if status.current_run is not None:
+        return Answer().warn("RetryRejected",
+                             f"run {status.current_run.id} is still active: retry after it ends")
+    if last is None or last.phase not in RETRYABLE_RUN_PHASES:
+        return Answer().warn("RetryRejected",
+                             f"nothing to retry: run {last.id} {last.phase.value}"
+                             if last else "nothing to retry: the job has not run yet")
+    return Answer(start=RunRequest("retry", last.scheduled_for or now, last.window,
+                                   retry_of=last.folder, failed=last.batches_to_retry()))
+
+
+def run_now_request(annotations: Mapping[str, str], handled: LastHandledRequests,
+                    status: ExportJobStatus, now: dt.datetime) -> Answer:
+    """`ferry.dev/run-requested-at`: a manual run now, refused while a run is active."""
+    value = new_request(annotations, ANNOTATION_RUN_REQUESTED_AT, handled.run_requested_at)
+    if not value:
+        return Answer()
+    handled.run_requested_at = value
+    current = status.current_run
+    if current is not None:
+        return Answer().warn("RunRequestRejected",
+                             f"run {current.id} is {current.phase.value}: request a run "
+                             "again after it ends, or stop it first")
+    return Answer(start=RunRequest("manual", now))
+
+
+def backfill_runs(spec: ExportJobSpec, start: dt.datetime, end: dt.datetime,
+                  now: dt.datetime) -> list[BackfillRun]:
+    """The past slots of the schedule in [start, end) with their windows."""
+    assert spec.schedule is not None
+    return backfill_windows(spec.timeframe, spec.schedule, start, end, now=now)
+
+
+def next_backfill_run(status: ExportJobStatus, spec: ExportJobSpec, now: dt.datetime) -> Answer:
+    """The next backfill slot's run when no run is active; one run at a time."""
+    backfill = status.backfill
     if backfill is None or backfill.started >= backfill.total or \
-            book.status.current_run is not None or book.spec.schedule is None:
-        return
-    pending = [r for r in backfill_runs(book, backfill.from_, backfill.to)
+            status.current_run is not None or spec.schedule is None:
+        return Answer()
+    pending = [r for r in backfill_runs(spec, backfill.from_, backfill.to, now)
                if backfill.last_slot is None or r.slot > backfill.last_slot]
     if not pending:
         backfill.started = backfill.total
-        return
+        return Answer()
     run = pending[0]
     backfill.started += 1
     backfill.last_slot = run.slot
     if run.window is None:
-        book.event("Normal", "NothingToExport",
-                   f"backfill slot {run.slot.isoformat()} has an empty window")
-        return
-    book.new_run("backfill", run.slot, run.window.to_api())
+        return Answer([Event("Normal", "NothingToExport",
+                             f"backfill slot {run.slot.isoformat()} has an empty window")])
+    return Answer(start=RunRequest("backfill", run.slot, run.window.to_api()))

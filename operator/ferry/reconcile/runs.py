@@ -35,21 +35,39 @@ from ferry.api.common import (
 from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
-    MAX_MISSED_RUNS,
     ExportJobStatus,
     HistoryEntry,
-    JobPhase,
     RunPhase,
     RunStatus,
+    requested_by,
     run_id,
 )
-from ferry.constants import ANNOTATION_CREATED_BY, ANNOTATION_REQUESTED_BY
 from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.contract.limits import fit
 from ferry.reconcile import requests
 from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
-from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job, job_name
+from ferry.reconcile.lifecycle import (
+    Event,
+    Verdict,
+    close_run,
+    expire,
+    expired,
+    follow_schedule,
+    job_phase,
+    next_run_number,
+    post,
+    record_missed,
+    record_observed,
+    requeue,
+    run_ended,
+    set_phase,
+    set_running,
+    set_standard_condition,
+    set_suspended,
+    show_schedule,
+    wake_for,
+)
 from ferry.reconcile.progress import (
     PROGRESS_POLL_SECONDS,
     JobObservation,
@@ -65,24 +83,17 @@ from ferry.reconcile.progress import (
     stuck_reason,
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
-from ferry.reconcile.requests import GroupRequest, user_annotation
-from ferry.reconcile.schedule.describe import schedule_view
+from ferry.reconcile.requests import GroupRequest
 from ferry.reconcile.schedule.fires import schedule_problem
-from ferry.reconcile.schedule.slots import ON_TIME_GRACE, due_slots
 from ferry.reconcile.schedule.validate import InvalidScheduleError
 from ferry.reconcile.seal import apply_seal
 from ferry.reconcile.windows import Window, resolve_window
 
+__all__ = ["Decision", "Event", "Observation", "QueueView", "concurrency_key", "reconcile",
+           "run_location"]
+"""What the controller and the CLI use; Event is the lifecycle's, shared by every kind."""
+
 QUEUE_POLL_SECONDS = 15.0
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the ExportJob."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -183,9 +194,6 @@ class _Reconciler:
         self.status = obs.status.model_copy(deep=True)
         self.decision = Decision(status=self.status)
         self.handled = self.status.last_handled or LastHandledRequests()
-        self.annotations = obs.annotations
-        self.created_at = obs.created_at
-        self.group_requests = obs.group_requests
         self.stuck: str | None = None
         self.stuck_reason = ConditionReason.WORKER_CANNOT_START
         self.stalled: str | None = None
@@ -194,11 +202,19 @@ class _Reconciler:
     # --- helpers -----------------------------------------------------------------------
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.decision.events.append(Event(type_, reason, message))
+        post(self.decision, type_, reason, message)
 
     def requeue(self, seconds: float) -> None:
-        current = self.decision.requeue_after
-        self.decision.requeue_after = seconds if current is None else min(current, seconds)
+        requeue(self.decision, seconds)
+
+    def apply(self, answer: requests.Answer) -> None:
+        """Carry out what a request asks (`ferry.reconcile.requests`)."""
+        self.decision.events += answer.events
+        if answer.cancel is not None and self.status.current_run is not None:
+            self.cancel(self.status.current_run, answer.cancel)
+        if answer.start is not None:
+            start = answer.start
+            self.new_run(start.trigger, start.slot, start.window, start.retry_of, start.failed)
 
     def job_for(self, number: int) -> JobObservation | None:
         return next((j for j in self.obs.jobs if j.run_number == number), None)
@@ -252,25 +268,41 @@ class _Reconciler:
                                                           EXPORTJOB_REQUESTS)
         for message in refused:
             self.event("Warning", "RequestTooLong", message)
-        requests.handle_stop(self)
-        requests.cancel_for_groups(self)
+        annotations, handled, status = self.obs.annotations, self.handled, self.status
+        self.apply(requests.stop(annotations, handled, status.current_run))
+        self.apply(requests.group_stop(status.current_run, self.obs.group_requests))
         self.observe_current_run()
         if self.obs.deleting:
             self.guard_deletion()
-        elif self.expired():
+        elif expired(self.spec.expires_at, self.now):
             self.start_queued_run()
         else:
-            requests.handle_requests(self)
-            requests.answer_group_request(self)
+            self.apply(requests.backfill_request(annotations, handled, status, self.spec,
+                                                 self.now))
+            self.apply(requests.retry_request(annotations, handled, status, self.now))
+            self.apply(requests.run_now_request(annotations, handled, status, self.now))
+            self.answer_group_request()
             if problem is None:
                 self.follow_schedule()
-                requests.continue_backfill(self)
+                self.apply(requests.next_backfill_run(status, self.spec, self.now))
             self.start_queued_run()
         self.seal_finished_runs()
         self.clean_up_jobs()
         self.finish_status(problem)
-        self.expire()
+        if not self.obs.deleting:
+            run = status.current_run
+            expire(self.decision, self.spec.expires_at, self.now,
+                   blocked=run is not None and run.phase != RunPhase.QUEUED)
         return self.decision
+
+    def answer_group_request(self) -> None:
+        """Start the run a group run asks for, and record the answer (status.groupRuns)."""
+        request = requests.group_run_to_answer(
+            self.status, self.obs.group_requests, suspended=self.spec.suspend,
+            created_at=self.obs.created_at)
+        if request is not None:
+            self.new_run(f"group:{request.group_run}", self.now, None)
+            requests.record_group_answer(self.status, request)
 
     def guard_deletion(self) -> None:
         """Deleting waits for a run in progress; a queued run is simply dropped."""
@@ -423,10 +455,7 @@ class _Reconciler:
         entry = _history_entry(run, phase, self.now, message, failed, canceled, location)
         if run.job_name is not None:
             entry.sealed = False
-        history = [entry, *(self.status.history or [])]
-        self.status.history = history[: self.spec.history_limit]
-        self.status.last_run = entry
-        self.status.current_run = None
+        close_run(self.status, entry, self.spec.history_limit)
         if phase == RunPhase.SUCCEEDED and run.window and run.window.to and \
                 run.trigger != "backfill":
             latest = self.status.last_successful_window_end
@@ -434,8 +463,7 @@ class _Reconciler:
                 self.status.last_successful_window_end = run.window.to
         if run.phase == RunPhase.IN_PROGRESS:
             self.decision.key_released = True
-        kind = "Warning" if phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED) else "Normal"
-        self.event(kind, phase.value, f"run {run.id} {phase.value}: {message}")
+        self.decision.events.append(run_ended(f"run {run.id}", phase, message))
 
     def seal_finished_runs(self) -> None:
         """Start the seal of each run that ended unsealed, record each finished seal, and
@@ -468,46 +496,29 @@ class _Reconciler:
         schedule = self.spec.schedule
         if schedule is None:
             return
-        if schedule.once is not None:
-            last_slot = self.status.one_time_started_at
-        else:
-            last_slot = self.status.last_scheduled_slot
-        due = due_slots(schedule, last_slot, self.now,
-                                   not_before=self.obs.created_at)
-        if self.status.current_run is not None and due.run_slots:
+        once = schedule.once is not None
+        status = self.status
+        step = follow_schedule(
+            schedule, status.one_time_started_at if once else status.last_scheduled_slot,
+            self.now, created_at=self.obs.created_at, busy=status.current_run is not None,
+            suspended=self.spec.suspend)
+        if step.waiting:
             # The slot waits for the current run. One in progress ends by a Job event,
             # which wakes this job, and is polled anyway (within the progress budget:
             # 15 s here would bring 10,000 runs overrunning their next slot back to
             # 667 polls a second); a queued one at the queue's pace.
-            if self.status.current_run.phase != RunPhase.IN_PROGRESS:
+            if status.current_run is not None and \
+                    status.current_run.phase != RunPhase.IN_PROGRESS:
                 self.requeue(QUEUE_POLL_SECONDS)
             return
-        missed = [s.to_missed_run() for s in due.skipped_slots]
-        if self.spec.suspend and schedule.once is None:
-            slots = sorted([*due.run_slots, *(m.scheduled_for for m in missed)])
-            missed = [MissedRun(scheduled_for=s, reason=MissedRunReason.SUSPENDED,
-                                message="spec.suspend was true") for s in slots]
-            decided = due.last_decided
-        elif due.run_slots:
-            slot = due.run_slots[0]
-            decided = slot
-            self.new_run("schedule" if slot >= self.now - ON_TIME_GRACE
-                         else "catchup", slot, None)
-            if schedule.once is not None:
-                self.status.one_time_started_at = self.now
-        else:
-            decided = due.last_decided
-        if schedule.once is None and decided is not None:
-            self.status.last_scheduled_slot = decided
-        self.record_missed(missed)
-        if due.next_fire is not None:
-            self.requeue(max(0.0, (due.next_fire - self.now).total_seconds()))
-
-    def record_missed(self, missed: list[MissedRun]) -> None:
-        if missed:
-            merged = sorted([*missed, *(self.status.missed_runs or [])],
-                            key=lambda m: m.scheduled_for, reverse=True)
-            self.status.missed_runs = merged[:MAX_MISSED_RUNS]
+        if step.start is not None:
+            self.new_run(step.start.trigger, step.start.slot, None)
+            if once:
+                status.one_time_started_at = self.now
+        if not once and step.decided is not None:
+            status.last_scheduled_slot = step.decided
+        record_missed(status, step.missed)
+        wake_for(self.decision, step.next_fire, self.now)
 
     def new_run(self, trigger: str, slot: dt.datetime, window_override: Any,
                 retry_of: str | None = None, failed: list[int] | None = None) -> None:
@@ -521,17 +532,13 @@ class _Reconciler:
                            "the incremental window is empty")
                 return
             window = resolved.to_api()
-        number = (self.status.run_counter or 0) + 1
-        self.status.run_counter = number
-        name = self.obs.owner.name
-        started_by = None
-        if trigger in ("manual", "retry"):
-            # Set by the mutating webhook with the request annotation (docs/api.md).
-            started_by = user_annotation(self.obs.annotations, ANNOTATION_REQUESTED_BY)
+        number = next_run_number(self.status)
+        started_by = requested_by(self.obs.annotations) \
+            if trigger in ("manual", "retry") else None
         self.status.current_run = RunStatus(
-            id=run_id(name, number), number=number, trigger=trigger, scheduled_for=slot,
-            window=window, retry_of=retry_of, phase=RunPhase.QUEUED, queued_at=self.now,
-            started_by=started_by,
+            id=run_id(self.obs.owner.name, number), number=number, trigger=trigger,
+            scheduled_for=slot, window=window, retry_of=retry_of, phase=RunPhase.QUEUED,
+            queued_at=self.now, started_by=started_by,
             message=f"retrying batches {failed}" if retry_of and failed else
             "retrying every batch" if retry_of else None,
         )
@@ -547,7 +554,7 @@ class _Reconciler:
                 self.status.current_run = None
                 self.status.run_counter = run.number - 1
                 if run.trigger in ("schedule", "catchup") and run.scheduled_for is not None:
-                    self.record_missed([MissedRun(
+                    record_missed(self.status, [MissedRun(
                         scheduled_for=run.scheduled_for,
                         reason=MissedRunReason.CONCURRENCY_FORBIDDEN,
                         message=f"{queue.holder or 'another run'} held the data source")])
@@ -612,20 +619,13 @@ class _Reconciler:
 
     def finish_status(self, problem: InvalidScheduleError | None) -> None:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
-        status.observed_generation = generation
-        status.last_handled = self.handled
-        if status.created_by is None:
-            status.created_by = user_annotation(self.obs.annotations, ANNOTATION_CREATED_BY)
+        record_observed(status, generation, self.handled, self.obs.annotations)
         status.concurrency_key = concurrency_key(spec)
         schedule = spec.schedule
         one_time_done = schedule is not None and schedule.once is not None and \
             status.one_time_started_at is not None
-        view = schedule_view(
-            schedule, now, not_before=self.obs.created_at,
-            active=problem is None and not spec.suspend and not one_time_done)
-        status.schedule_summary = view.summary
-        status.upcoming_runs = view.upcoming
-        status.next_run_at = view.next_run_at
+        show_schedule(status, schedule, now, created_at=self.obs.created_at,
+                      active=problem is None and not spec.suspend and not one_time_done)
         run = status.current_run
         if run is not None and run.phase == RunPhase.IN_PROGRESS:
             status.progress = progress_text(run.records_processed or 0, run.records_total)
@@ -637,86 +637,46 @@ class _Reconciler:
             status.data_lag_seconds = max(
                 0, int((now - status.last_successful_window_end).total_seconds()))
         status.awaiting_group_run = next(
-            (r.group_run for r in self.group_requests if r.waiting), None) \
+            (r.group_run for r in self.obs.group_requests if r.waiting), None) \
             if run is None else None
-        status.phase = self.phase(one_time_done, problem is not None)
-        conditions = set_condition(status.conditions, ConditionType.READY,
-                                   *self.readiness(problem), now, generation)
+        set_phase(status, job_phase(
+            run.phase if run else None, status.last_run.phase if status.last_run else None,
+            invalid=problem is not None, suspended=spec.suspend,
+            scheduled=status.next_run_at is not None,
+            awaiting_dependency=status.awaiting_group_run is not None))
+        set_standard_condition(status, ConditionType.READY, self.readiness(problem), now,
+                               generation)
         if self.stuck is not None:
-            stalled = (True, self.stuck_reason, self.stuck)
+            stalled = Verdict(True, self.stuck_reason, self.stuck)
         elif self.stalled is not None:
-            stalled = (True, ConditionReason.NO_PROGRESS, self.stalled)
+            stalled = Verdict(True, ConditionReason.NO_PROGRESS, self.stalled)
         else:
-            stalled = (False, ConditionReason.PROGRESSING, "nothing is stuck")
-        conditions = set_condition(conditions, ConditionType.STALLED, *stalled, now, generation)
+            stalled = Verdict(False, ConditionReason.PROGRESSING, "nothing is stuck")
+        set_standard_condition(status, ConditionType.STALLED, stalled, now, generation)
         active = run is not None and run.phase not in FINISHED_RUN_PHASES
-        conditions = set_condition(
-            conditions, ConditionType.RUNNING, active,
-            run.phase.value if active and run else ConditionReason.IDLE,
-            f"run {run.id} is {run.phase.value}" if active and run else "no run is active",
-            now, generation)
-        if one_time_done:
-            suspended = (True, ConditionReason.ONE_TIME_STARTED,
-                         "a one-time job runs once: clone it to run it again")
-        elif spec.suspend:
-            suspended = (True, ConditionReason.SPEC_SUSPEND,
-                         "spec.suspend is true: no new scheduled runs")
-        else:
-            suspended = (False, ConditionReason.ACTIVE, "scheduled runs are enabled")
-        status.conditions = set_condition(conditions, ConditionType.SUSPENDED, suspended[0],
-                                          suspended[1], suspended[2], now, generation)
+        set_running(status, (run.id, run.phase) if active and run else None, "run", now,
+                    generation)
+        set_suspended(status, suspended=spec.suspend, one_time_done=one_time_done, noun="run",
+                      now=now, generation=generation)
 
-    def readiness(self, problem: InvalidScheduleError | None
-                  ) -> tuple[bool, str, str]:
+    def readiness(self, problem: InvalidScheduleError | None) -> Verdict:
         """Ready, with the reason and what to do. A configuration failure stays until a
         run succeeds or the spec changes: the operator cannot read Secrets, so a run is
         how it learns that a fix worked."""
         if problem is not None:
-            return False, problem.reason, str(problem)
+            return Verdict(False, problem.reason, str(problem))
         if self.stuck is not None:
-            return False, self.stuck_reason, self.stuck
+            return Verdict(False, self.stuck_reason, self.stuck)
         if self.config_failure is not None:
-            return False, ConditionReason.CONFIGURATION_ERROR, self.config_failure
+            return Verdict(False, ConditionReason.CONFIGURATION_ERROR, self.config_failure)
         previous = next((c for c in self.obs.status.conditions or []
                          if c.type == ConditionType.READY), None)
         last = self.status.last_run
         if previous is not None and previous.reason == ConditionReason.CONFIGURATION_ERROR and \
                 previous.observed_generation == self.obs.generation and \
                 (last is None or last.phase != RunPhase.SUCCEEDED):
-            return False, previous.reason, previous.message
-        return True, ConditionReason.VALID, "the spec is valid"
-
-    def phase(self, one_time_done: bool, invalid: bool) -> JobPhase:
-        run, status = self.status.current_run, self.status
-        if run is not None:
-            return JobPhase(run.phase.value)
-        if invalid:
-            return JobPhase.INVALID
-        if self.spec.suspend:
-            return JobPhase.SUSPENDED
-        if status.awaiting_group_run is not None:
-            return JobPhase.AWAITING_DEPENDENCY
-        if status.last_run is not None:
-            return JobPhase(status.last_run.phase.value)
-        if status.next_run_at is not None and not one_time_done:
-            return JobPhase.SCHEDULED
-        return JobPhase.DRAFTED
-
-    def expired(self) -> bool:
-        """Past expiresAt no new run starts: a GitOps tool recreating an expired job
-        must not make it export again before the operator deletes it."""
-        return self.spec.expires_at is not None and self.spec.expires_at <= self.now
-
-    def expire(self) -> None:
-        expires = self.spec.expires_at
-        if expires is None or self.obs.deleting:
-            return
-        if expires > self.now:
-            self.requeue((expires - self.now).total_seconds())
-        elif self.status.current_run is None or \
-                self.status.current_run.phase == RunPhase.QUEUED:
-            self.decision.delete_self = True
-            self.event("Normal", "Expired", f"spec.expiresAt {expires.isoformat()} has passed")
+            return Verdict(False, previous.reason, previous.message)
+        return Verdict(True, ConditionReason.VALID, "the spec is valid")
 
 
 def reconcile(obs: Observation) -> Decision:
