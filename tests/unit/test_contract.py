@@ -316,3 +316,16 @@ def test_the_operator_counts_a_batch_from_its_message_as_the_worker_wrote_it() -
     assert (report.records, report.bytes, report.files) == (7, 9, len(files))
     failed = batch_report(json.loads(summary.encode_summary(SUMMARIES[2])))
     assert (failed.reason, failed.kind) == ("S3 unreachable", "transient")
+
+
+@pytest.mark.parametrize(("bucket", "endpoint"), [
+    ("exports", "https://s3.example:9000/base"), ("a.b-c", None), ("Bad_Bucket", None),
+    ("ab", None), ("a" * 64, None), ("exports", "http://user:pw@s3.example"),
+    ("exports", "ftp://s3.example"), ("exports\n", None), ("exports", "https://s3\n"),
+])
+def test_bucket_and_endpoint_rules_are_the_same_on_both_sides(bucket: str,
+                                                              endpoint: str | None) -> None:
+    doc = copy.deepcopy(spec().doc)
+    doc["output"]["s3"].update(bucket=bucket, **({"endpoint": endpoint} if endpoint else {}))
+    destination = {"bucket": bucket, **({"endpoint": endpoint} if endpoint else {})}
+    assert api_accepts(doc) == worker_accepts({**PLAN, "destination": destination})

@@ -11,9 +11,8 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, validations
 from ferry.api.units import QUANTITY_PATTERN, parse_quantity
 from ferry.contract.limits import MAX_PREFIX_CHARACTERS, MIN_FILE_SPLIT_BYTES
+from ferry.contract.plan import BUCKET_PATTERN, ENDPOINT_PATTERN
 
-BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-ENDPOINT_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"  # no user:password@ (Secrets only)
 # Segments of S3-safe characters, none empty, "." or ".." (the worker's own rule,
 # docs/worker.md), written without look-arounds: CRD patterns are Go regular expressions.
 _PREFIX_CHAR = r"[A-Za-z0-9!_.*'()=+-]"

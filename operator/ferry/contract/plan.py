@@ -49,10 +49,14 @@ DEFAULT_LEVELS: Mapping[Compression, int] = {"none": 0, "gzip": 1, "zstd": 3}
 
 _JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name (the API's output.s3.bucket too; two adjacent dots are refused apart)."""
+ENDPOINT_PATTERN = r"^https?://[^\s/@]+(/\S*)?$"
+"""An S3 endpoint URL without ``user:password@`` (credentials come from Secrets only)."""
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(BUCKET_PATTERN)
 _JOB_UID = re.compile(r"^[A-Za-z0-9-]{1,128}$")
-_ENDPOINT = re.compile(r"https?://[^\s/@]+(/\S*)?")
+_ENDPOINT = re.compile(ENDPOINT_PATTERN)
 
 
 class PlanError(ValueError):
