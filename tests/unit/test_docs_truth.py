@@ -97,7 +97,8 @@ def test_no_text_names_objects_the_worker_does_not_write() -> None:
 def literal_reasons_in(source: str) -> set[str]:
     """Condition reasons written as bare string literals: the reason argument of
     set_condition, of InvalidScheduleError and of a lifecycle Verdict, and the (status,
-    reason, message) triples the reconcilers build. Reasons belong in ConditionReason, where they are documented."""
+    reason, message) triples the reconcilers build. Reasons belong in ConditionReason,
+    where they are documented."""
     found: set[str] = set()
     tree = ast.parse((ROOT / source).read_text(encoding="utf-8"))
 

@@ -7,7 +7,8 @@ reads this as a `GroupRequest` (see `member_requests`) and starts a run with tri
 in the member's own status (its current run, its history, its ``groupRuns`` record) and
 moves on when it has ended. Everything is recomputed from observations on every pass, so
 an operator restart or a lost event changes nothing: the next pass reaches the same
-decision. The interplay rules are in docs/groups.md.
+decision. The interplay rules are in docs/groups.md; what a group shares with every
+kind (its schedule, expiry, phase and standard conditions) is `ferry.reconcile.lifecycle`.
 """
 
 from __future__ import annotations

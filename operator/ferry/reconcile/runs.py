@@ -15,7 +15,9 @@ in progress (`replace_lost_job`): the worker skips the batches the run already
 committed to S3, so the run ends with what S3 holds.
 
 Requests (run now, stop, retry, backfill, JobGroup runs) are decided in
-`ferry.reconcile.requests`; this module owns the runs they create or cancel.
+`ferry.reconcile.requests`, which answers with the run to create or cancel; this module
+owns those runs. What every kind does around its runs (following the schedule, expiry,
+phase, the standard conditions) is `ferry.reconcile.lifecycle`.
 """
 
 from __future__ import annotations
