@@ -30,6 +30,7 @@ from ferry.contract.exitcodes import FATAL_EXIT_CODES, ExitCode
 from ferry.contract.limits import (
     MAX_BATCHES,
     MAX_FILTER_VALUES,
+    MAX_FILTERS,
     MAX_IDENTIFIER_BYTES,
     MAX_MESSAGE_CHARACTERS,
     MAX_PREFIX_CHARACTERS,
@@ -85,6 +86,15 @@ def test_filter_values_limit_is_the_same_on_both_sides(count: int) -> None:
     worker = worker_accepts({**PLAN, "filters": [{"column": "kind", "op": "in",
                                                   "values": values}]})
     assert api == worker == (count <= MAX_FILTER_VALUES)
+
+
+@pytest.mark.parametrize("count", [MAX_FILTERS, MAX_FILTERS + 1])
+def test_filter_count_limit_is_the_same_on_both_sides(count: int) -> None:
+    api = api_accepts(job_doc(filters=[{"column": f"c{i}", "isNull": True}
+                                       for i in range(count)]))
+    worker = worker_accepts({**PLAN, "filters": [{"column": f"c{i}", "op": "isNull"}
+                                                 for i in range(count)]})
+    assert api == worker == (count <= MAX_FILTERS)
 
 
 @pytest.mark.parametrize("count", [MAX_SELECTED_COLUMNS, MAX_SELECTED_COLUMNS + 1])

@@ -30,6 +30,7 @@ from ferry.api.base import (
 from ferry.api.common import SecretKeyRef
 from ferry.contract.limits import (
     MAX_FILTER_VALUES,
+    MAX_FILTERS,
     MAX_IDENTIFIER_BYTES,
     MAX_QUERY_CHARACTERS,
     MAX_SELECTED_COLUMNS,
@@ -185,7 +186,7 @@ class Source(FerryModel):
         description="Columns to export, in this order. Absent: all columns.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    filters: Annotated[list[Filter], Field(max_length=32)] | None = Field(
+    filters: Annotated[list[Filter], Field(max_length=MAX_FILTERS)] | None = Field(
         default=None, description="Row filters, all of which must hold (AND), at most 32."
     )
 

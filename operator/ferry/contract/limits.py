@@ -12,6 +12,8 @@ from typing import Final
 
 MAX_FILTER_VALUES: Final = 100
 """Values of one `in` / `notIn` filter."""
+MAX_FILTERS: Final = 32
+"""Filters source.filters may list (the plan's filters)."""
 MIN_FILE_SPLIT_BYTES: Final = 2**20
 """The smallest output.fileSplitSize an ExportJob may ask for (1Mi): smaller files cost
 more in requests than they save, and a Parquet row group needs room. The worker accepts

@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 from ferry.contract.limits import (
     MAX_FILTER_VALUES,
+    MAX_FILTERS,
     MAX_IDENTIFIER_BYTES,
     MAX_PREFIX_CHARACTERS,
     MAX_QUERY_CHARACTERS,
@@ -400,6 +401,8 @@ def _filters(raw: object) -> tuple[Filter, ...]:
         return ()
     if not isinstance(raw, list):
         raise PlanError("plan.filters", "must be a list")
+    if len(raw) > MAX_FILTERS:
+        raise PlanError("plan.filters", f"more than {MAX_FILTERS} filters")
     out = []
     for i, item in enumerate(raw):
         path = f"plan.filters[{i}]"
