@@ -14,6 +14,7 @@ from ferry.constants import (
     ANNOTATION_STOP_REQUESTED_AT,
 )
 from ferry.reconcile.groups import GroupObservation, MemberView, reconcile_group
+from ferry.reconcile.lifecycle import Event
 from ferry.reconcile.request_limits import (
     EXPORTJOB_REQUESTS,
     JOBGROUP_REQUESTS,
@@ -22,7 +23,7 @@ from ferry.reconcile.request_limits import (
     refuse_oversized_requests,
     refused_marker,
 )
-from ferry.reconcile.runs import Event, reconcile
+from ferry.reconcile.runs import reconcile
 
 from .builders import T0, observation, spec
 

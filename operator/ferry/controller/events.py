@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ferry.controller.kube import ApiError, Body, KubeApi
-from ferry.reconcile.runs import Event
+from ferry.reconcile.lifecycle import Event
 
 log = logging.getLogger("ferry.controller.events")
 

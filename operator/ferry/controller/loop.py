@@ -39,7 +39,7 @@ from ferry.controller.kube import ApiError, Body, KubeApi
 from ferry.controller.registry import BodyCache
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.conditions import mark_invalid_spec
-from ferry.reconcile.runs import Event
+from ferry.reconcile.lifecycle import Event
 
 log = logging.getLogger("ferry.controller")
 

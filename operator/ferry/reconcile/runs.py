@@ -91,9 +91,9 @@ from ferry.reconcile.schedule.validate import InvalidScheduleError
 from ferry.reconcile.seal import apply_seal
 from ferry.reconcile.windows import Window, resolve_window
 
-__all__ = ["Decision", "Event", "Observation", "QueueView", "concurrency_key", "reconcile",
+__all__ = ["Decision", "Observation", "QueueView", "concurrency_key", "reconcile",
            "run_location"]
-"""What the controller and the CLI use; Event is the lifecycle's, shared by every kind."""
+"""What the controller and the CLI use."""
 
 QUEUE_POLL_SECONDS = 15.0
 
