@@ -87,7 +87,7 @@ class Container:
         linux = spec["linux"]
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
         linux["resources"] = {"memory": {"limit": memory, "swap": memory}}
-        linux["cgroupsPath"] = f"/ferry-image-test/{uuid.uuid4().hex[:12]}"
+        linux["cgroupsPath"] = f"/{CGROUP_PARENT}/{uuid.uuid4().hex[:12]}"
         spec["mounts"] = [*spec["mounts"],
                           {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                            "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]},
@@ -110,6 +110,17 @@ class Container:
         finally:
             subprocess.run(["runc", "--root", str(self.state), "delete", "--force", name],
                            capture_output=True, check=False)
+
+
+CGROUP_PARENT = "ferry-image-test"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_cgroup_parent() -> Iterator[None]:
+    """runc removes each container's cgroup, not the parent it created them under."""
+    yield
+    for parent in sorted(Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}")):
+        parent.rmdir()
 
 
 @pytest.fixture(scope="module")
