@@ -8,6 +8,7 @@ data source waits in the queue. Once the quota goes, the runs go through.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import socket
 import urllib.request
@@ -59,7 +60,7 @@ def source_table(pg_db: str) -> None:
 
 
 def scrape(port: int) -> dict[str, float]:
-    """Samples by name and labels, e.g. 'ferry_runs_total{namespace="x",result="Failed"}'."""
+    """Samples by name and labels, e.g. 'ferry_runs_total{job_namespace="x",result="Failed"}'."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     samples = {}
     for line in text.splitlines():
@@ -108,9 +109,9 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     assert [entries[n]["phase"] for n in ("first", "second", "broken")] == [
         "Succeeded", "Succeeded", "Failed"]
     after = wait_until(lambda: (m := scrape(metrics_port)).get(
-        f'ferry_runs_total{{namespace="{ns}",result="Failed"}}') and m,
+        f'ferry_runs_total{{job_namespace="{ns}",result="Failed"}}') and m,
         what="the failed run in the metrics")
-    label = f'namespace="{ns}"'
+    label = f'job_namespace="{ns}"'
     assert after[f'ferry_runs_total{{{label},result="Succeeded"}}'] == 2.0
     assert after[f'ferry_runs_total{{{label},result="Failed"}}'] == 1.0
     assert after[f"ferry_records_exported_total{{{label}}}"] == 2 * ROWS
@@ -120,5 +121,15 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     assert after[f"ferry_run_duration_seconds_sum{{{label}}}"] == sum(
         e["durationSeconds"] for e in entries.values())
     assert after["ferry_queued_runs"] == 0.0
+    assert after['ferry_build_info{version="0.1.0"}'] == 1.0
+    assert after["ferry_leader"] == 1.0
+    for name in ("first", "second"):
+        job = f'{label},job_name="{name}"'
+        finished = dt.datetime.fromisoformat(entries[name]["finishedAt"].replace("Z", "+00:00"))
+        assert after[f"ferry_last_success_timestamp_seconds{{{job}}}"] == finished.timestamp()
+        window_end = get(kubectl, ns, f"exportjob/{name}")["status"]["lastSuccessfulWindowEnd"]
+        lag = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(window_end.replace("Z", "+00:00"))
+        assert 0 <= lag.total_seconds() - after[f"ferry_data_lag_seconds{{{job}}}"] < 60
+    assert f'ferry_last_success_timestamp_seconds{{{label},job_name="broken"}}' not in after
     assert after['ferry_reconcile_errors_total{reason="api-403"}'] >= \
         blocked['ferry_reconcile_errors_total{reason="api-403"}']

@@ -282,9 +282,10 @@ def test_a_standby_serves_the_admission_webhook_and_liveness_but_acts_on_nothing
     lease_name: str, pki: Path, tmp_path: Path, namespace: str, operator_kubeconfig: str,
 ) -> None:
     leader = holder(kubectl, lease_name)
-    webhook, liveness = free_port(), free_port()
+    webhook, liveness, metrics = free_port(), free_port(), free_port()
     standby = start_operator(operator_kubeconfig, tmp_path / "replica-c.log", namespace, [
         *election_args(lease_name, "replica-c"), f"--liveness=http://127.0.0.1:{liveness}/healthz",
+        f"--metrics-port={metrics}",
         f"--webhook-port={webhook}", "--webhook-host=127.0.0.1",
         f"--webhook-cert={pki / 'tls.crt'}", f"--webhook-key={pki / 'tls.key'}"])
     try:
@@ -299,6 +300,10 @@ def test_a_standby_serves_the_admission_webhook_and_liveness_but_acts_on_nothing
             "allowed"] is True
         with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=5) as live:
             assert live.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as page:
+            lines = page.read().decode().splitlines()
+        assert "ferry_leader 0.0" in lines  # an up target that says it stands by
+        assert not [line for line in lines if line.startswith("ferry_data_lag_seconds{")]
         assert holder(kubectl, lease_name) == leader
         assert "standing by: waiting for Lease" in standby.logs()
         assert acted(standby.log) == []

@@ -150,6 +150,7 @@ class ExportJobs:
             if new.last_run is not None and (old.last_run is None or
                                              old.last_run.id != new.last_run.id):
                 metrics.record_run(namespace, new.last_run)
+            metrics.record_missed(namespace, old, new)
         elif new != old:
             decision.requeue_after = min(decision.requeue_after or STATUS_WRITE_INTERVAL,
                                          STATUS_WRITE_INTERVAL)
@@ -204,6 +205,7 @@ class ExportJobs:
     def after(self, loop: ExportJobLoop, resource: ExportJobResource,
               decision: Decision) -> None:
         key = resource.key
+        metrics.JOBS.observe(*key, decision.status)
         run = decision.status.current_run
         if run is not None and run.phase == RunPhase.IN_PROGRESS:
             self.polling.add(key)
@@ -221,6 +223,7 @@ class ExportJobs:
         self.polling.discard(key)  # no longer polled (no requeue)
 
     def forget(self, key: Key) -> None:
+        metrics.JOBS.forget(*key)
         self.registry.forget(*key)
         self.jobs.forget(*key)
         self.last_write.pop(key, None)

@@ -89,8 +89,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.exportjob_loop = Loop(kube=kube, kind=exportjobs, events=events, queue=queue)
     memo.jobgroup_loop = Loop(kube=kube, events=events, kind=JobGroups(
         members=memo.exportjob_loop, registry=exportjobs.groups))
-    if memo.get("metrics_port"):
-        metrics.serve(memo.metrics_port, queue, exportjobs.registry.queued)
+    metrics.bind(queue, exportjobs.registry.queued)
     memo.tasks = [asyncio.create_task(memo.exportjob_loop.run_worker()) for _ in range(WORKERS)]
     memo.tasks += [asyncio.create_task(memo.jobgroup_loop.run_worker())
                    for _ in range(GROUP_WORKERS)]

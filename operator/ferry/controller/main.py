@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from ferry.controller import admission, handlers, health
+from ferry.controller import admission, handlers, health, metrics
 from ferry.controller.admission import NoWebhookServer
 from ferry.controller.kube import Kube, load_config
 from ferry.controller.leader import LeaseElector, Timing
@@ -181,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not options.namespace,
         namespaces=list(options.namespace),
         liveness_endpoint=options.liveness,
-        memo=kopf.Memo(metrics_port=options.metrics_port,
-                       stall_after=dt.timedelta(minutes=options.stall_after)),
+        memo=kopf.Memo(stall_after=dt.timedelta(minutes=options.stall_after)),
     )
+    if options.metrics_port:
+        metrics.start(options.metrics_port, leading=not options.leader_elect)
     if options.leader_elect:
         return asyncio.run(run_elected(options, operator))
     asyncio.run(operator())

@@ -1,41 +1,110 @@
-"""Prometheus metrics of the operator, served on --metrics-port.
+"""Prometheus metrics of the operator, served on --metrics-port by every replica.
 
-Counted where the operator learns the fact: a run's result when the status write
-that folds it into history succeeded (so a retried write never counts twice in
-one process), queue depth and timers when scraped.
+Counted where the operator learns the fact: a run's result and the slots it missed when
+the status write that records them succeeded (so a retried write never counts twice in
+one process); queue depth, timers and each job's last success and data lag when scraped,
+from what the last pass over the job saw.
+
+Labels name the job's namespace `job_namespace`, not `namespace`: a scrape through a
+ServiceMonitor attaches the target's own `namespace` label (the operator's namespace),
+and a metric's `namespace` would then be renamed `exported_namespace`.
+
+A standby replica serves the same endpoint with `ferry_leader` 0 and no job metrics, so
+a second replica is an up target, not a down one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.metadata
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from ferry.api.status import HistoryEntry
+from ferry.api.status import ExportJobStatus, HistoryEntry, RunPhase
 from ferry.controller.workqueue import WorkQueue
 
-RUNS = Counter("ferry_runs_total", "Finished runs by result.", ["namespace", "result"])
+NS = "job_namespace"
+RUNS = Counter("ferry_runs_total", "Finished runs by result.", [NS, "result"])
 RUN_DURATION = Histogram(
-    "ferry_run_duration_seconds", "Duration of finished runs.", ["namespace"],
+    "ferry_run_duration_seconds", "Duration of finished runs.", [NS],
     buckets=(10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 24 * 3600),
 )
-RECORDS = Counter("ferry_records_exported_total", "Rows exported by finished runs.",
-                  ["namespace"])
-BYTES = Counter("ferry_bytes_exported_total", "Bytes written by finished runs.", ["namespace"])
+RECORDS = Counter("ferry_records_exported_total", "Rows exported by finished runs.", [NS])
+BYTES = Counter("ferry_bytes_exported_total", "Bytes written by finished runs.", [NS])
+MISSED = Counter("ferry_missed_runs_total", "Schedule slots that did not run, by reason.",
+                 [NS, "reason"])
 RECONCILE_ERRORS = Counter("ferry_reconcile_errors_total",
                            "Reconcile passes that failed and were retried.", ["reason"])
 QUEUE_DEPTH = Gauge("ferry_workqueue_depth", "ExportJobs waiting to be reconciled.")
 TIMERS = Gauge("ferry_scheduled_wakeups", "ExportJobs with a pending wake-up (next slot, "
                "progress poll or queue poll).")
 QUEUED_RUNS = Gauge("ferry_queued_runs", "Runs waiting for their data source.")
+LEADER = Gauge("ferry_leader", "1 while this replica acts (holds the Lease, or runs without "
+               "--leader-elect); 0 while it stands by.")
+BUILD_INFO = Gauge("ferry_build_info", "Always 1; the operator's version as a label.",
+                   ["version"])
 
 
-def serve(port: int, queue: WorkQueue, queued_runs: Callable[[], int]) -> None:
-    """Serve /metrics; the gauges read the queue and the registry when scraped."""
+class JobFacts(Collector):
+    """Per ExportJob: when its last successful run ended and how far behind its data is.
+
+    Kept as two numbers per job and turned into samples when scraped, so the data lag
+    grows between passes as the real lag does, and ten thousand jobs cost two floats
+    each, not a gauge child each that would have to be kept in step."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.jobs: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+
+    def observe(self, namespace: str, name: str, status: ExportJobStatus) -> None:
+        success = next((h.finished_at for h in [*filter(None, [status.last_run]),
+                                                *(status.history or [])]
+                        if h.phase == RunPhase.SUCCEEDED and h.finished_at), None)
+        end = status.last_successful_window_end
+        self.jobs[(namespace, name)] = (success.timestamp() if success else None,
+                                        end.timestamp() if end else None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.jobs.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = [NS, "job_name"]
+        success = GaugeMetricFamily(
+            "ferry_last_success_timestamp_seconds",
+            "When the job's latest successful run ended (Unix time).", labels=labels)
+        lag = GaugeMetricFamily(
+            "ferry_data_lag_seconds", "Now minus the end of the newest time window a "
+            "successful run exported (status.lastSuccessfulWindowEnd).", labels=labels)
+        now = self.clock()
+        for (namespace, name), (ended, window_end) in sorted(self.jobs.items()):
+            if ended is not None:
+                success.add_metric([namespace, name], ended)
+            if window_end is not None:
+                lag.add_metric([namespace, name], max(0.0, now - window_end))
+        yield success
+        yield lag
+
+
+JOBS = JobFacts()
+REGISTRY.register(JOBS)
+
+
+def start(port: int, leading: bool) -> None:
+    """Serve /metrics from the start of the process, standby or not."""
+    BUILD_INFO.labels(importlib.metadata.version("ferry-operator")).set(1)
+    LEADER.set(1 if leading else 0)
+    start_http_server(port)
+
+
+def bind(queue: WorkQueue, queued_runs: Callable[[], int]) -> None:
+    """The acting operator's gauges, read from its queue and registry when scraped."""
     QUEUE_DEPTH.set_function(lambda: len(queue))
     TIMERS.set_function(lambda: queue.timers)
     QUEUED_RUNS.set_function(queued_runs)
-    start_http_server(port)
+    LEADER.set(1)
 
 
 def record_run(namespace: str, entry: HistoryEntry) -> None:
@@ -44,3 +113,11 @@ def record_run(namespace: str, entry: HistoryEntry) -> None:
         RUN_DURATION.labels(namespace).observe(entry.duration_seconds)
     RECORDS.labels(namespace).inc(entry.records or 0)
     BYTES.labels(namespace).inc(entry.bytes or 0)
+
+
+def record_missed(namespace: str, old: ExportJobStatus, new: ExportJobStatus) -> None:
+    """Count the slots ``new`` records as missed that ``old`` did not."""
+    seen = {m.scheduled_for for m in old.missed_runs or []}
+    for missed in new.missed_runs or []:
+        if missed.scheduled_for not in seen:
+            MISSED.labels(namespace, missed.reason.value).inc()
