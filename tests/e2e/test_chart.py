@@ -55,11 +55,12 @@ SHAPES = {
 
 # The operator's API calls (operator/ferry/controller and kopf), rule by rule.
 OPERATOR_NAMESPACED_RULES = [
-    {"apiGroups": ["ferry.dev"], "resources": ["exportjobs"],
+    {"apiGroups": ["ferry.dev"], "resources": ["exportjobs", "importjobs"],
      "verbs": ["get", "list", "watch", "patch", "delete"]},
     {"apiGroups": ["ferry.dev"], "resources": ["jobgroups"],
      "verbs": ["get", "list", "watch", "delete"]},
-    {"apiGroups": ["ferry.dev"], "resources": ["exportjobs/status", "jobgroups/status"],
+    {"apiGroups": ["ferry.dev"],
+     "resources": ["exportjobs/status", "importjobs/status", "jobgroups/status"],
      "verbs": ["get", "update", "patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
@@ -79,6 +80,9 @@ OPERATOR_ALLOWED = [
     ("get", "jobgroups.ferry.dev", ""), ("watch", "jobgroups.ferry.dev", ""),
     ("update", "exportjobs.ferry.dev", "status"), ("patch", "exportjobs.ferry.dev", "status"),
     ("update", "jobgroups.ferry.dev", "status"),
+    ("get", "importjobs.ferry.dev", ""), ("list", "importjobs.ferry.dev", ""),
+    ("watch", "importjobs.ferry.dev", ""), ("delete", "importjobs.ferry.dev", ""),
+    ("patch", "importjobs.ferry.dev", ""), ("update", "importjobs.ferry.dev", "status"),
     ("create", "jobs.batch", ""), ("delete", "jobs.batch", ""), ("watch", "jobs.batch", ""),
     ("list", "pods", ""),
     ("create", "events", ""), ("create", "events.events.k8s.io", ""),
@@ -90,6 +94,7 @@ OPERATOR_REFUSED = [
     ("create", "pods", ""), ("patch", "pods", ""), ("delete", "pods", ""),
     ("watch", "pods", ""), ("create", "pods", "exec"), ("get", "pods", "log"),
     ("create", "exportjobs.ferry.dev", ""), ("update", "exportjobs.ferry.dev", ""),
+    ("create", "importjobs.ferry.dev", ""), ("update", "importjobs.ferry.dev", ""),
     ("update", "jobs.batch", ""), ("patch", "jobgroups.ferry.dev", ""),
     ("patch", "jobs.batch", ""), ("get", "configmaps", ""), ("create", "serviceaccounts", ""),
     ("create", "serviceaccounts", "token"),

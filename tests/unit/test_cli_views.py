@@ -179,7 +179,8 @@ def test_cli_retry_and_operator_retry_agree_on_every_finished_phase(phase: RunPh
     decision = reconcile(observation(spec().build(), NOW, status=status,
                                      annotations={ANNOTATION_RETRY_REQUESTED_AT: "r1"}))
     operator_accepts = decision.status.current_run is not None
-    assert cli_accepts == operator_accepts == (phase != RunPhase.SUCCEEDED)
+    assert cli_accepts == operator_accepts == (
+        phase not in {RunPhase.SUCCEEDED, RunPhase.SUCCEEDED_WITH_ERRORS})
 
 
 def test_describe_shows_the_rate_beside_the_eta() -> None:

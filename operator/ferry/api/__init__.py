@@ -1,4 +1,4 @@
-"""The ferry.dev/v1alpha1 API: pydantic models of ExportJob and JobGroup.
+"""The ferry.dev/v1alpha1 API: pydantic models of ExportJob, ImportJob and JobGroup.
 
 These models are the single source of truth: ``python -m ferry.api.crdgen`` generates
 the CRDs in ``crds/`` from them, and the controller parses objects with them.
@@ -15,6 +15,7 @@ from ferry.api.common import (
     SecretKeyRef,
     Window,
 )
+from ferry.api.destination import ColumnMapping, Destination, MissingColumns, UnknownColumns
 from ferry.api.exportjob import (
     Batching,
     Concurrency,
@@ -22,6 +23,16 @@ from ferry.api.exportjob import (
     ExportJob,
     ExportJobSpec,
 )
+from ferry.api.importjob import (
+    AuditLog,
+    AuditLogS3,
+    CsvOptions,
+    ImportBatching,
+    ImportJob,
+    ImportJobSpec,
+    ImportMode,
+)
+from ferry.api.importsource import FromExport, ImportSource, S3Source
 from ferry.api.jobgroup import (
     FailurePolicy,
     GroupHistoryEntry,
@@ -31,7 +42,14 @@ from ferry.api.jobgroup import (
     JobGroupStatus,
     MemberRun,
 )
-from ferry.api.output import Compression, Format, Output, S3CredentialsSecretRef, S3Destination
+from ferry.api.output import (
+    Compression,
+    Format,
+    Output,
+    S3Bucket,
+    S3CredentialsSecretRef,
+    S3Destination,
+)
 from ferry.api.pod import Resources, Toleration, WorkerPod
 from ferry.api.schedule import (
     DEFAULT_MAX_CATCH_UP,
@@ -53,6 +71,7 @@ from ferry.api.status import (
     BatchStatus,
     ExportJobStatus,
     HistoryEntry,
+    ImportJobStatus,
     JobPhase,
     RunPhase,
     RunStatus,
@@ -71,10 +90,13 @@ __all__ = [
     "DEFAULT_MAX_CATCH_UP",
     "FINISHED_RUN_PHASES",
     "AllTimeframe",
+    "AuditLog",
+    "AuditLogS3",
     "BatchCounts",
     "BatchPhase",
     "BatchStatus",
     "Batching",
+    "ColumnMapping",
     "Compression",
     "Concurrency",
     "ConcurrencyPolicy",
@@ -82,7 +104,9 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "CronSchedule",
+    "CsvOptions",
     "DailySchedule",
+    "Destination",
     "ExportJob",
     "ExportJobSpec",
     "ExportJobStatus",
@@ -90,10 +114,17 @@ __all__ = [
     "Filter",
     "FixedTimeframe",
     "Format",
+    "FromExport",
     "GroupHistoryEntry",
     "GroupRunStatus",
     "HistoryEntry",
     "HourlySchedule",
+    "ImportBatching",
+    "ImportJob",
+    "ImportJobSpec",
+    "ImportJobStatus",
+    "ImportMode",
+    "ImportSource",
     "IncrementalTimeframe",
     "JobGroup",
     "JobGroupSpec",
@@ -104,6 +135,7 @@ __all__ = [
     "MissedRun",
     "MissedRunPolicy",
     "MissedRunReason",
+    "MissingColumns",
     "MonthlySchedule",
     "ObjectMeta",
     "OnceSchedule",
@@ -112,14 +144,17 @@ __all__ = [
     "Resources",
     "RunPhase",
     "RunStatus",
+    "S3Bucket",
     "S3CredentialsSecretRef",
     "S3Destination",
+    "S3Source",
     "Schedule",
     "SecretKeyRef",
     "Source",
     "SourceType",
     "Timeframe",
     "Toleration",
+    "UnknownColumns",
     "Weekday",
     "WeeklySchedule",
     "Window",

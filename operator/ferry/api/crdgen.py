@@ -21,14 +21,21 @@ from pydantic import BaseModel
 
 from ferry.api.base import MSG_NAME, NAME_RULE, VALIDATIONS_KEY, cel
 from ferry.api.exportjob import ExportJob, ExportJobSpec
+from ferry.api.importjob import ImportJob, ImportJobSpec
 from ferry.api.jobgroup import JobGroup, JobGroupSpec, JobGroupStatus
-from ferry.api.status import ExportJobStatus
+from ferry.api.status import ExportJobStatus, ImportJobStatus
 from ferry.constants import (
+    CATEGORY,
     EXPORTJOB_KIND,
     EXPORTJOB_PLURAL,
+    EXPORTJOB_SHORT_NAME,
     GROUP,
+    IMPORTJOB_KIND,
+    IMPORTJOB_PLURAL,
+    IMPORTJOB_SHORT_NAME,
     JOBGROUP_KIND,
     JOBGROUP_PLURAL,
+    JOBGROUP_SHORT_NAME,
     VERSION,
 )
 
@@ -182,7 +189,7 @@ def crd(kind: str, plural: str, short_name: str, schema: Schema, columns: list[S
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": [short_name],
-                "categories": ["ferry"],
+                "categories": [CATEGORY],
             },
             "scope": "Namespaced",
             "versions": [
@@ -214,7 +221,26 @@ def exportjob_crd() -> Schema:
         _column("Age", ".metadata.creationTimestamp", "date"),
     ]
     schema = root_schema(ExportJob, ExportJobSpec, ExportJobStatus)
-    return crd(EXPORTJOB_KIND, EXPORTJOB_PLURAL, "ej", schema, columns)
+    return crd(EXPORTJOB_KIND, EXPORTJOB_PLURAL, EXPORTJOB_SHORT_NAME, schema, columns)
+
+
+def importjob_crd() -> Schema:
+    """The ImportJob CRD: an ExportJob's columns (both kinds share the status), with the
+    mode and the destination table after the title."""
+    columns = [
+        _column("Title", ".spec.title"),
+        _column("Mode", ".spec.mode"),
+        _column("Table", ".spec.destination.table"),
+        _column("Schedule", ".status.scheduleSummary"),
+        _column("Phase", ".status.phase"),
+        _column("Progress", ".status.progress"),
+        _column("ETA", ".status.eta"),
+        _column("Last Run", ".status.lastRun.finishedAt", "date"),
+        _column("Next Run", ".status.nextRunAt"),
+        _column("Age", ".metadata.creationTimestamp", "date"),
+    ]
+    schema = root_schema(ImportJob, ImportJobSpec, ImportJobStatus)
+    return crd(IMPORTJOB_KIND, IMPORTJOB_PLURAL, IMPORTJOB_SHORT_NAME, schema, columns)
 
 
 def jobgroup_crd() -> Schema:
@@ -229,7 +255,7 @@ def jobgroup_crd() -> Schema:
         _column("Age", ".metadata.creationTimestamp", "date"),
     ]
     schema = root_schema(JobGroup, JobGroupSpec, JobGroupStatus)
-    return crd(JOBGROUP_KIND, JOBGROUP_PLURAL, "jg", schema, columns)
+    return crd(JOBGROUP_KIND, JOBGROUP_PLURAL, JOBGROUP_SHORT_NAME, schema, columns)
 
 
 def render() -> dict[str, str]:
@@ -237,7 +263,7 @@ def render() -> dict[str, str]:
     return {
         f"{GROUP}_{c['spec']['names']['plural']}.yaml": HEADER
         + yaml.safe_dump(copy.deepcopy(c), sort_keys=False, width=100, allow_unicode=True)
-        for c in (exportjob_crd(), jobgroup_crd())
+        for c in (exportjob_crd(), importjob_crd(), jobgroup_crd())
     }
 
 

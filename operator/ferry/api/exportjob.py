@@ -48,6 +48,18 @@ MSG_ONE_TIME_FROZEN = (
 )
 
 
+Parallelism = Annotated[
+    int, Field(ge=1, le=100, description="Batches running at the same time (1-100).")
+]
+RetriesPerBatch = Annotated[
+    int,
+    Field(ge=0, le=10,
+          description="Times a failed batch is retried before it counts as failed (0-10)."),
+]
+"""How many batches run at once and how often a failed one is retried: the same two
+knobs, with the same bounds, for every kind's batching."""
+
+
 class Batching(FerryModel):
     """How a run is split into batches (one worker pod each) and how they are retried.
 
@@ -77,15 +89,8 @@ class Batching(FerryModel):
         "(rounded up, at most 1000). The operator never queries the source, so the first run "
         "is one batch; the Started event says how the count was chosen.",
     )
-    parallelism: int = Field(
-        default=1, ge=1, le=100, description="Batches running at the same time (1-100)."
-    )
-    retries_per_batch: int = Field(
-        default=2,
-        ge=0,
-        le=10,
-        description="Times a failed batch is retried before it counts as failed (0-10).",
-    )
+    parallelism: Parallelism = 1
+    retries_per_batch: RetriesPerBatch = 2
 
     @model_validator(mode="after")
     def _check(self) -> Batching:
@@ -103,10 +108,10 @@ class ConcurrencyPolicy(StrEnum):
 
 
 class Concurrency(FerryModel):
-    """Serialization of runs that touch the same data source.
+    """Serialization of runs that touch the same database table.
 
-    Runs of one ExportJob never overlap. Runs of different ExportJobs with the same
-    key run one at a time.
+    Runs of one job never overlap. Runs of different jobs with the same key run one at
+    a time.
     """
 
     key: (

@@ -85,6 +85,7 @@ class MemberPhase(StrEnum):
     QUEUED = "Queued"
     IN_PROGRESS = "InProgress"
     SUCCEEDED = "Succeeded"
+    SUCCEEDED_WITH_ERRORS = "SucceededWithErrors"
     PARTIALLY_SUCCEEDED = "PartiallySucceeded"
     FAILED = "Failed"
     CANCELED = "Canceled"
@@ -98,8 +99,9 @@ class MemberRun(FerryModel):
     run_id: RunId | None = Field(default=None, description="The member's run id, once created.")
     phase: MemberPhase = Field(
         description="AwaitingDependency (not reached yet), Queued (asked to run; waits for "
-        "the member or its data source), InProgress, Succeeded, PartiallySucceeded, Failed, "
-        "Canceled, or Skipped (never asked to run)."
+        "the member or its data source), InProgress, Succeeded, SucceededWithErrors (an "
+        "ImportJob member), PartiallySucceeded, Failed, Canceled, or Skipped (never asked to "
+        "run)."
     )
     requested_at: AwareDatetime | None = Field(
         default=None,

@@ -1,5 +1,5 @@
 """Where and how an ExportJob writes: an S3-compatible bucket, file format,
-compression and file splitting."""
+compression and file splitting. The bucket type is shared with ImportJob sources."""
 
 from __future__ import annotations
 
@@ -78,8 +78,14 @@ class S3CredentialsSecretRef(FerryModel):
     )
 
 
-class S3Destination(FerryModel):
-    """An S3-compatible bucket. Files land under <prefix>/<job>/<run>/."""
+BucketName = Annotated[str, Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)]
+KeyPrefix = Annotated[str, Field(min_length=1, max_length=MAX_PREFIX_CHARACTERS,
+                                 pattern=PREFIX_PATTERN)]
+
+
+class S3Bucket(FerryModel):
+    """An S3-compatible bucket and how to reach it: the fields an ExportJob's output and
+    an ImportJob's source share (the same names, rules and defaults in both)."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -87,11 +93,10 @@ class S3Destination(FerryModel):
         )
     )
 
-    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)] = Field(
+    bucket: BucketName = Field(
         description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
     )
-    prefix: Annotated[str, Field(min_length=1, max_length=MAX_PREFIX_CHARACTERS,
-                                pattern=PREFIX_PATTERN)] | None = (
+    prefix: KeyPrefix | None = (
         Field(default=None, description="Key prefix, without a leading slash: segments of "
               "letters, digits and !_.*'()=+- separated by /, none empty, . or .. "
               "(e.g. team-a/exports). Absent: bucket root.")
@@ -116,9 +121,13 @@ class S3Destination(FerryModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> S3Destination:
+    def _check(self) -> S3Bucket:
         require(".." not in self.bucket, MSG_BUCKET_DOTS)
         return self
+
+
+class S3Destination(S3Bucket):
+    """An S3-compatible bucket. Files land under <prefix>/<job>/<run>/."""
 
 
 class Format(StrEnum):

@@ -1,4 +1,5 @@
-"""Observed state of an ExportJob: the current run, its batches, and bounded history.
+"""Observed state of an ExportJob or ImportJob: the current run, its batches, and bounded
+history (one status type, so the loop and the CLI treat both kinds alike).
 
 The API server prunes status fields missing from the CRD schema, so every field the
 controller writes must be declared here. Dump with ``to_k8s()`` (aliases, no nulls);
@@ -74,6 +75,8 @@ class RunPhase(StrEnum):
     ExportJob shows it as its phase while a group run it belongs to runs an earlier member.
     InProgress: worker pods are exporting.
     Succeeded: every batch delivered its files and the manifest was written.
+    SucceededWithErrors (ImportJob): every file loaded, some rows rejected under
+    spec.maxErrors; the audit log lists them.
     PartiallySucceeded: some batches failed after their retries; the error report says
     which and why; retry re-runs only those.
     Failed: no data was delivered.
@@ -84,13 +87,15 @@ class RunPhase(StrEnum):
     AWAITING_DEPENDENCY = "AwaitingDependency"
     IN_PROGRESS = "InProgress"
     SUCCEEDED = "Succeeded"
+    SUCCEEDED_WITH_ERRORS = "SucceededWithErrors"
     PARTIALLY_SUCCEEDED = "PartiallySucceeded"
     FAILED = "Failed"
     CANCELED = "Canceled"
 
 
 FINISHED_RUN_PHASES = frozenset(
-    {RunPhase.SUCCEEDED, RunPhase.PARTIALLY_SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED}
+    {RunPhase.SUCCEEDED, RunPhase.SUCCEEDED_WITH_ERRORS, RunPhase.PARTIALLY_SUCCEEDED,
+     RunPhase.FAILED, RunPhase.CANCELED}
 )
 
 RETRYABLE_RUN_PHASES = frozenset(
@@ -98,7 +103,8 @@ RETRYABLE_RUN_PHASES = frozenset(
 )
 """Finished runs a retry can complete, for ExportJobs and JobGroups alike (the operator
 and the CLI both check this set): a retry re-runs what did not commit, into the same
-run folder; a Succeeded run has nothing left to do."""
+run folder; a Succeeded run has nothing left to do, nor has a SucceededWithErrors one
+(every file committed; its rejected rows would be rejected again)."""
 
 
 class JobPhase(StrEnum):
@@ -109,8 +115,8 @@ class JobPhase(StrEnum):
     as written (condition Ready=False, reason InvalidSchedule, InvalidTimeZone or
     InvalidSpec, says what to fix); Suspended when spec.suspend is true;
     AwaitingDependency (ExportJob) while a JobGroup run it belongs to runs an earlier
-    member (status.awaitingGroupRun names it); the last run's
-    result (Succeeded, PartiallySucceeded, Failed, Canceled); Scheduled when a next run
+    member (status.awaitingGroupRun names it); the last run's result (Succeeded,
+    SucceededWithErrors, PartiallySucceeded, Failed, Canceled); Scheduled when a next run
     is planned; otherwise Drafted (defined, never started).
     """
 
@@ -121,6 +127,7 @@ class JobPhase(StrEnum):
     AWAITING_DEPENDENCY = "AwaitingDependency"
     IN_PROGRESS = "InProgress"
     SUCCEEDED = "Succeeded"
+    SUCCEEDED_WITH_ERRORS = "SucceededWithErrors"
     PARTIALLY_SUCCEEDED = "PartiallySucceeded"
     FAILED = "Failed"
     CANCELED = "Canceled"
@@ -163,6 +170,9 @@ class BatchStatus(FerryModel):
     attempts: int | None = Field(default=None, ge=0, description="Pods started for this batch.")
     records_processed: int | None = Field(default=None, ge=0, description="Rows written.")
     records_total: int | None = Field(default=None, ge=0, description="Rows expected, if known.")
+    records_rejected: int | None = Field(
+        default=None, ge=0, description="ImportJob: rows of this batch's files rejected "
+        "into the audit log.")
     bytes: int | None = Field(default=None, ge=0, description="Bytes written.")
     files: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=100)] | None = (
         Field(
@@ -218,6 +228,9 @@ class RunStatus(FerryModel):
     )
     records_processed: int | None = Field(default=None, ge=0, description="Rows written so far.")
     records_total: int | None = Field(default=None, ge=0, description="Rows expected, if known.")
+    records_rejected: int | None = Field(
+        default=None, ge=0, description="ImportJob: rows rejected so far, each in the run's "
+        "audit log; the run fails once they exceed spec.maxErrors.")
     percent: int | None = Field(default=None, ge=0, le=100, description="Progress, 0-100.")
     records_per_second: int | None = Field(
         default=None, ge=0, description="Rows written per second, averaged since the run "
@@ -255,8 +268,13 @@ class HistoryEntry(FerryModel):
     started_at: AwareDatetime | None = Field(default=None, description="Start time.")
     finished_at: AwareDatetime | None = Field(default=None, description="End time.")
     duration_seconds: int | None = Field(default=None, ge=0, description="finishedAt - startedAt.")
-    phase: RunPhase = Field(description="Succeeded, PartiallySucceeded, Failed or Canceled.")
-    records: int | None = Field(default=None, ge=0, description="Rows exported.")
+    phase: RunPhase = Field(description="Succeeded, SucceededWithErrors (ImportJob), "
+                            "PartiallySucceeded, Failed or Canceled.")
+    records: int | None = Field(default=None, ge=0,
+                                description="Rows exported (an ImportJob: rows loaded).")
+    records_rejected: int | None = Field(
+        default=None, ge=0, description="ImportJob: rows rejected under spec.maxErrors, "
+        "each listed in the audit log.")
     files: int | None = Field(default=None, ge=0, description="Files written.")
     bytes: int | None = Field(default=None, ge=0, description="Bytes written.")
     batches_planned: int | None = Field(
@@ -276,6 +294,9 @@ class HistoryEntry(FerryModel):
         default=None, description="s3:// URL of the run's _errors/ folder (batch-<i>.jsonl, one "
         "line per failed attempt), if any batch failed."
     )
+    audit_log: Location | None = Field(
+        default=None, description="ImportJob: s3:// URL of the run's audit log of rejected "
+        "rows (file, line or row number, column, reason, raw value), if any was rejected.")
     message: Message | None = Field(default=None, description="Result summary or error.")
     started_by: ShortText | None = Field(default=None, description="User who requested it.")
     sealed: bool | None = Field(
@@ -341,7 +362,8 @@ class ExportJobStatus(FerryModel):
     phase: JobPhase | None = Field(
         default=None,
         description="Drafted, Invalid, Scheduled, Queued, AwaitingDependency, InProgress, "
-        "Succeeded, PartiallySucceeded, Failed, Canceled or Suspended (see docs/api.md).",
+        "Succeeded, SucceededWithErrors (ImportJob), PartiallySucceeded, Failed, Canceled or "
+        "Suspended (see docs/api.md).",
     )
     conditions: Conditions | None = Field(
         default=None, description="Ready, Running, Suspended, Stalled (Kubernetes conditions)."
@@ -409,3 +431,13 @@ class ExportJobStatus(FerryModel):
         "lastSuccessfulWindowEnd. Not refreshed while nothing happens; alert on "
         "lastSuccessfulWindowEnd, which does not go stale."
     )
+
+
+class ImportJobStatus(ExportJobStatus):
+    """Observed state of an ImportJob, written only by the operator.
+
+    The fields of an ExportJob's status (an ImportJobStatus is one, so the reconcile loop
+    and the CLI handle both kinds with the same code); the time-window fields
+    (lastSuccessfulWindowEnd, dataLagSeconds, backfill) stay unset. Runs count rows
+    rejected into the audit log (recordsRejected, history[].auditLog).
+    """

@@ -1,0 +1,109 @@
+"""Where an ImportJob writes: a PostgreSQL table, and how the files' columns meet it.
+
+The connection and the table name are an ExportJob source's types (``SecretKeyRef``,
+``TableName``): the same identifier rules, quoted by the worker exactly as written, so
+case matters. Column names from the files are data: they are matched against the
+table's columns, never spliced into SQL. What happens to a column on one side only is
+a field whose default refuses, naming the columns, rather than guessing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from ferry.api.base import FerryModel
+from ferry.api.common import SecretKeyRef
+from ferry.api.source import Identifier, SourceType, TableName
+from ferry.contract.limits import MAX_SELECTED_COLUMNS
+
+MAX_FIELD_NAME_CHARACTERS = 256
+
+
+class UnknownColumns(StrEnum):
+    """What a run does with a file column the table (or the explicit mapping) lacks."""
+
+    REFUSE = "Refuse"
+    """Fail the file's batch, naming the columns (a configuration error)."""
+    IGNORE = "Ignore"
+    """Skip those columns' values."""
+
+
+class MissingColumns(StrEnum):
+    """What a run does with a table column no file column maps to."""
+
+    REFUSE = "Refuse"
+    """Fail the file's batch, naming the columns (a configuration error)."""
+    DEFAULT = "Default"
+    """Leave them to the column's default (NULL without one)."""
+
+
+class ColumnMapping(FerryModel):
+    """One table column and the file column (CSV header, JSON field, Parquet column)
+    that fills it."""
+
+    name: Identifier = Field(description="Column of the destination table (an identifier).")
+    from_: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME_CHARACTERS)] | None = (
+        Field(
+            default=None,
+            alias="from",
+            description="Name of the file column, matched exactly (case matters). Absent: "
+            "the same as name.",
+        )
+    )
+
+    @property
+    def source_name(self) -> str:
+        """The file column this table column is read from."""
+        return self.from_ or self.name
+
+
+def _check_unique_names(columns: list[ColumnMapping]) -> list[ColumnMapping]:
+    """The API server refuses duplicates in a list-type map; the same rule in Python."""
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate column {duplicates[0]!r}")
+    return columns
+
+
+ColumnMappings = Annotated[
+    list[ColumnMapping],
+    Field(min_length=1, max_length=MAX_SELECTED_COLUMNS),
+    AfterValidator(_check_unique_names),
+]
+
+
+class Destination(FerryModel):
+    """The PostgreSQL table the rows are loaded into."""
+
+    type: SourceType = Field(description="Kind of database. Only postgres for now.")
+    connection_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding a libpq connection URI "
+        "(postgresql://user:password@host:5432/db?sslmode=require). The role needs only "
+        "what the mode needs (docs/api.md lists the GRANTs for each)."
+    )
+    table: TableName = Field(
+        description="Table to load, optionally schema-qualified (schema.table); each part "
+        "at most 63 characters. It must exist: an import never creates or alters a table.",
+    )
+    columns: ColumnMappings | None = Field(
+        default=None,
+        description="Explicit mapping, one entry per table column loaded (1-256, names "
+        "unique). Absent: file columns map to table columns of the same name (CSV by "
+        "header, JSON Lines by field, Parquet by column).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    unknown_columns: UnknownColumns = Field(
+        default=UnknownColumns.REFUSE,
+        description="A file column that maps to no table column (with columns: that the "
+        "mapping does not name). Refuse (default): fail, naming the columns. Ignore: skip "
+        "their values.",
+    )
+    missing_columns: MissingColumns = Field(
+        default=MissingColumns.REFUSE,
+        description="A table column that no file column maps to. Refuse (default): fail, "
+        "naming the columns. Default: leave it to the column's default (NULL without one).",
+    )
