@@ -84,7 +84,8 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(quota))
     wait_until(lambda: get(kubectl, ns, "resourcequota/no-jobs").get("status", {}).get("hard"),
                what="the quota to be in force")
-    manifests = [export_job("first", wiring, s3), export_job("second", wiring, s3),
+    manifests = [export_job("first", wiring, s3),
+                 export_job("second", wiring, s3, timeframe={"relative": {"last": "1000d"}}),
                  export_job("broken", wiring, s3)]
     manifests[2]["spec"]["source"]["table"] = "no_such_table"
     kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(manifests))
@@ -124,12 +125,15 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     assert after['ferry_build_info{version="0.1.0"}'] == 1.0
     assert after["ferry_leader"] == 1.0
     for name in ("first", "second"):
-        job = f'{label},job_name="{name}"'
+        job = f'job_name="{name}",{label}'
         finished = dt.datetime.fromisoformat(entries[name]["finishedAt"].replace("Z", "+00:00"))
         assert after[f"ferry_last_success_timestamp_seconds{{{job}}}"] == finished.timestamp()
-        window_end = get(kubectl, ns, f"exportjob/{name}")["status"]["lastSuccessfulWindowEnd"]
-        lag = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(window_end.replace("Z", "+00:00"))
-        assert 0 <= lag.total_seconds() - after[f"ferry_data_lag_seconds{{{job}}}"] < 60
-    assert f'ferry_last_success_timestamp_seconds{{{label},job_name="broken"}}' not in after
+    # Only "second" exports a time window: its lag is now minus the window's end.
+    assert f'ferry_data_lag_seconds{{job_name="first",{label}}}' not in after
+    window_end = get(kubectl, ns, "exportjob/second")["status"]["lastSuccessfulWindowEnd"]
+    lag = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(window_end.replace("Z", "+00:00"))
+    scraped_lag = after[f'ferry_data_lag_seconds{{job_name="second",{label}}}']
+    assert 0 <= lag.total_seconds() - scraped_lag < 60
+    assert f'ferry_last_success_timestamp_seconds{{job_name="broken",{label}}}' not in after
     assert after['ferry_reconcile_errors_total{reason="api-403"}'] >= \
         blocked['ferry_reconcile_errors_total{reason="api-403"}']
