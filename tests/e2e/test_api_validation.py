@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-CRD_NAMES = ["exportjobs.ferry.dev", "jobgroups.ferry.dev"]
+CRD_NAMES = ["exportjobs.ferry.dev", "importjobs.ferry.dev", "jobgroups.ferry.dev"]
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 DELETE = object()
@@ -47,7 +47,23 @@ JOBGROUP: dict[str, Any] = {
     "metadata": {"name": "nightly"},
     "spec": {"title": "Nightly", "members": ["orders", "customers"]},
 }
+IMPORTJOB: dict[str, Any] = {
+    "apiVersion": "ferry.dev/v1alpha1",
+    "kind": "ImportJob",
+    "metadata": {"name": "contacts-load"},
+    "spec": {
+        "title": "Contacts",
+        "source": {"s3": {"bucket": "landing", "prefix": "partner/lists/"}},
+        "format": "csv",
+        "destination": {
+            "type": "postgres",
+            "connectionSecretRef": {"name": "crm-db", "key": "uri"},
+            "table": "public.contacts",
+        },
+    },
+}
 TS = {"spec.source.timestampColumn": "created_at"}
+MERGE = {"spec.mode": "Merge", "spec.keyColumns": ["id"]}
 NOT_CHECKED = (
     "<nil>: Invalid value: null: some validation rules were not checked because the object "
     "was invalid; correct the existing errors to complete validation"
@@ -424,6 +440,194 @@ INVALID = [
         _bound("spec.schedule.monthly.day", 0, "greater than or equal to 1"),
         JOBGROUP,
     ),
+    Invalid(
+        "import-source-neither",
+        {"spec.source": {}},
+        "spec.source: Invalid value: set exactly one of s3 or fromExport",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-source-both",
+        {"spec.source.fromExport": {"name": "contact-history"}},
+        "spec.source: Invalid value: set exactly one of s3 or fromExport",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-glob-leading-slash",
+        {"spec.source.s3.glob": "/partner/*.csv"},
+        "spec.source.s3.glob: Invalid value: glob is matched against keys relative to "
+        "prefix, which never start with /: remove the leading /",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-source-bucket-adjacent-periods",
+        {"spec.source.s3.bucket": "team..landing"},
+        "spec.source.s3.bucket: Invalid value: bucket must not contain two adjacent "
+        "periods (S3 bucket naming rules): rename it, e.g. my.bucket instead of my..bucket",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-from-export-run-of-another-job",
+        {"spec.source": {"fromExport": {"name": "contact-history", "run": "orders.3"}}},
+        "spec.source.fromExport.run: Invalid value: fromExport.run must be a run of "
+        "fromExport.name: <name>.<n>, e.g. contact-history.42",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-format-required",
+        {"spec.format": DELETE},
+        "spec.format: Required value",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-format",
+        {"spec.format": "xml"},
+        'spec.format: Unsupported value: "xml": supported values: "csv", "jsonl", "parquet"',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-csv-options-need-csv",
+        {"spec.format": "parquet", "spec.csv": {"header": False}},
+        "spec.csv: Invalid value: spec.csv applies only to format csv: remove it, or set "
+        "format: csv",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-csv-quote-is-delimiter",
+        {"spec.csv": {"delimiter": "'", "quote": "'"}},
+        "spec.csv.quote: Invalid value: csv.delimiter and csv.quote must be different "
+        "characters",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-csv-quote-not-ascii",
+        {"spec.csv": {"quote": "é"}},
+        _pattern("spec.csv.quote", "é", r"^[\t -~]$"),
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-table-is-an-identifier",
+        {"spec.destination.table": "contacts; DROP TABLE x"},
+        _pattern(
+            "spec.destination.table",
+            "contacts; DROP TABLE x",
+            r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+        ),
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-table-identifier-over-63-characters",
+        {"spec.destination.table": "s." + "t" * 64},
+        f'spec.destination.table: Invalid value: "s.{"t" * 64}": schema and table name may '
+        "each have at most 63 characters (PostgreSQL's identifier limit)",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-column-name-is-an-identifier",
+        {"spec.destination.columns": [{"name": "e-mail", "from": "E-Mail"}]},
+        _pattern("spec.destination.columns[0].name", "e-mail", "^[A-Za-z_][A-Za-z0-9_]*$"),
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-columns-unique",
+        {"spec.destination.columns": [{"name": "id"}, {"name": "id", "from": "ID"}]},
+        '.spec.destination.columns: duplicate entries for key [name="id"]',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-unknown-columns",
+        {"spec.destination.unknownColumns": "Keep"},
+        'spec.destination.unknownColumns: Unsupported value: "Keep": '
+        'supported values: "Refuse", "Ignore"',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-missing-columns",
+        {"spec.destination.missingColumns": "Null"},
+        'spec.destination.missingColumns: Unsupported value: "Null": '
+        'supported values: "Refuse", "Default"',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-mode",
+        {"spec.mode": "Upsert"},
+        'spec.mode: Unsupported value: "Upsert": supported values: "Append", "Merge", '
+        '"Overwrite"',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-merge-needs-key-columns",
+        {"spec.mode": "Merge"},
+        "spec.keyColumns: Invalid value: spec.keyColumns is required by mode Merge: rows "
+        "whose key columns match are updated, the others inserted",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-key-columns-need-merge",
+        {"spec.keyColumns": ["id"]},
+        "spec.keyColumns: Invalid value: spec.keyColumns applies only to mode Merge: remove "
+        "it, or set mode: Merge",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-key-columns-unique",
+        {**MERGE, "spec.keyColumns": ["id", "id"]},
+        '.spec.keyColumns: duplicate entries for key [="id"]',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-key-columns-must-be-mapped",
+        {**MERGE, "spec.destination.columns": [{"name": "email"}]},
+        "spec.keyColumns: Invalid value: every spec.keyColumns entry must be a "
+        "spec.destination.columns[].name: a merge matches rows on loaded columns",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-overwrite-one-batch",
+        {"spec.mode": "Overwrite", "spec.batching": {"batches": 2}},
+        "spec.batching.batches: Invalid value: spec.batching.batches must be 1 with mode "
+        "Overwrite: the table's contents are replaced in one transaction",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-max-errors-negative",
+        {"spec.maxErrors": -1},
+        "spec.maxErrors: Invalid value: -1: maxErrors must be a number of rows (0 or more) "
+        "or a percentage of the run's rows from 0% to 100%, e.g. 2% or 0.5%",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-max-errors-over-100-percent",
+        {"spec.maxErrors": "101%"},
+        'spec.maxErrors: Invalid value: "101%": maxErrors must be a number of rows (0 or '
+        "more) or a percentage of the run's rows from 0% to 100%, e.g. 2% or 0.5%",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-errors-needs-s3",
+        {"spec.errors": {}},
+        "spec.errors.s3: Required value",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-batches-over-1000",
+        {"spec.batching": {"batches": 1001}},
+        _bound("spec.batching.batches", 1001, "less than or equal to 1000"),
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-schedule-shared-rules",
+        {"spec.schedule": {"hourly": {"every": 4}, "timeZone": "Europe/Berlin"}},
+        "spec.schedule.timeZone: Invalid value: spec.schedule.timeZone does not apply to "
+        "hourly",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-name-too-long",
+        {"metadata.name": "a" * 53},
+        f'metadata.name: Invalid value: "{"a" * 53}": must be a DNS-1123 label',
+        IMPORTJOB,
+    ),
 ]
 
 
@@ -512,6 +716,8 @@ def _identity(kubectl: Kubectl, namespace: str, kind: str, name: str) -> tuple[s
         ("exportjob-daily.yaml", "exportjob", "orders-nightly"),
         ("exportjob-hourly.yaml", "exportjob", "interactions-4h"),
         ("jobgroup.yaml", "jobgroup", "catalogue-refresh"),
+        ("importjob-landing.yaml", "importjob", "partner-lists"),
+        ("importjob-from-export.yaml", "importjob", "contact-history-reporting"),
     ],
 )
 def test_server_side_apply_twice_is_a_no_op(
@@ -618,3 +824,86 @@ def test_status_fields_survive_pruning(kubectl: Kubectl, namespace: str, crds: N
     assert stored["status"] == status
     table = kubectl("get", "-n", namespace, "ej", "status").stdout
     assert "45% 4.5M/10M" in table.splitlines()[1]
+
+
+def test_explain_shows_the_importjob_docs(kubectl: Kubectl, crds: None) -> None:
+    out = kubectl("explain", "importjob.spec").stdout
+    assert "Desired state of an ImportJob." in out
+    for line in ("source\t<Object>", "format\t<string> -required-", "destination\t<Object>",
+                 "mode\t<string>", "keyColumns\t<[]string>", "newFilesOnly\t<boolean>"):
+        assert line in out, line
+    mode = kubectl("explain", "ij.spec.mode").stdout
+    assert "Overwrite: replace the table's contents atomically" in mode
+    max_errors = kubectl("explain", "ij.spec.maxErrors").stdout
+    assert "Integer or string. Rows a run may reject into the audit log" in max_errors
+    glob = kubectl("explain", "ij.spec.source.s3.glob").stdout
+    assert "matched against each key relative to prefix" in glob
+
+
+def test_importjob_defaults_are_filled_by_the_api_server(
+    kubectl: Kubectl, namespace: str, crds: None
+) -> None:
+    manifest = copy.deepcopy(IMPORTJOB)
+    manifest["spec"]["csv"] = {}
+    assert _apply(kubectl, namespace, yaml.safe_dump(manifest)).returncode == 0
+    spec = json.loads(kubectl("get", "-n", namespace, "ij", "contacts-load", "-o",
+                              "json").stdout)["spec"]
+    assert (spec["mode"], spec["newFilesOnly"], spec["maxErrors"]) == ("Append", False, 0)
+    assert (spec["suspend"], spec["historyLimit"]) == (False, 20)
+    assert spec["csv"] == {"header": True, "delimiter": ",", "quote": '"', "nullString": ""}
+    assert spec["destination"]["unknownColumns"] == "Refuse"
+    assert spec["destination"]["missingColumns"] == "Refuse"
+    assert spec["source"]["s3"]["forcePathStyle"] is False
+
+
+def test_importjob_status_and_printer_columns(
+    kubectl: Kubectl, namespace: str, crds: None
+) -> None:
+    manifest = copy.deepcopy(IMPORTJOB)
+    manifest["metadata"]["name"] = "status"
+    manifest["spec"] |= {"mode": "Merge", "keyColumns": ["id"]}
+    assert _apply(kubectl, namespace, yaml.safe_dump(manifest)).returncode == 0
+    status = {
+        "phase": "SucceededWithErrors",
+        "progress": "100% 998/1000",
+        "lastRun": {
+            "id": "status.1", "number": 1, "trigger": "manual",
+            "finishedAt": "2030-01-01T00:00:00Z", "phase": "SucceededWithErrors",
+            "records": 998, "recordsRejected": 2,
+            "auditLog": "s3://landing/status/status.1/_errors/",
+        },
+        "currentRun": {
+            "id": "status.2", "number": 2, "trigger": "schedule", "phase": "InProgress",
+            "recordsRejected": 1,
+            "batchStatuses": [{"index": 0, "phase": "InProgress", "recordsRejected": 1}],
+        },
+    }
+    kubectl("patch", "-n", namespace, "ij", "status", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}))
+    stored = json.loads(kubectl("get", "-n", namespace, "ij", "status", "-o", "json").stdout)
+    assert stored["status"] == status
+    header, row = kubectl("get", "-n", namespace, "ij", "status").stdout.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "TITLE", "MODE", "TABLE", "SCHEDULE"]
+    assert row.split()[:4] == ["status", "Contacts", "Merge", "public.contacts"]
+    assert "SucceededWithErrors" in row and "100% 998/1000" in row
+    listed = kubectl("get", "-n", namespace, "ferry", "-o", "name").stdout.split()
+    assert "importjob.ferry.dev/status" in listed
+
+
+def test_started_one_time_importjob_spec_is_frozen(
+    kubectl: Kubectl, namespace: str, crds: None
+) -> None:
+    manifest = copy.deepcopy(IMPORTJOB)
+    manifest["metadata"]["name"] = "once"
+    manifest["spec"]["schedule"] = {"once": {}}
+    assert _apply(kubectl, namespace, yaml.safe_dump(manifest)).returncode == 0
+    edit = ["patch", "-n", namespace, "ij", "once", "--type=merge"]
+    kubectl(*edit, "--subresource=status", "-p",
+            '{"status": {"oneTimeStartedAt": "2030-01-01T00:00:00Z"}}')
+    refused = kubectl(*edit, "-p", '{"spec": {"title": "Contacts again"}}', check=False)
+    assert refused.returncode != 0
+    assert (
+        'The ImportJob "once" is invalid: spec: Invalid value: spec cannot change after a '
+        "one-time job (schedule.once) has started (status.oneTimeStartedAt is set): create a "
+        "new ImportJob instead"
+    ) in refused.stderr

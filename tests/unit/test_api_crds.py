@@ -13,11 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from ferry.api import ExportJobSpec, ExportJobStatus, JobGroupSpec, JobGroupStatus
-from ferry.api.crdgen import exportjob_crd, jobgroup_crd, render
+from ferry.api import (
+    ExportJobSpec,
+    ExportJobStatus,
+    ImportJobSpec,
+    ImportJobStatus,
+    JobGroupSpec,
+    JobGroupStatus,
+)
+from ferry.api.crdgen import exportjob_crd, importjob_crd, jobgroup_crd, render
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = {"ExportJob": exportjob_crd(), "JobGroup": jobgroup_crd()}
+CRDS = {"ExportJob": exportjob_crd(), "ImportJob": importjob_crd(), "JobGroup": jobgroup_crd()}
 Schema = dict[str, Any]
 
 
@@ -50,7 +57,7 @@ def test_committed_crds_are_up_to_date() -> None:
 
 
 def test_crd_metadata() -> None:
-    for kind, short in (("ExportJob", "ej"), ("JobGroup", "jg")):
+    for kind, short in (("ExportJob", "ej"), ("ImportJob", "ij"), ("JobGroup", "jg")):
         spec = CRDS[kind]["spec"]
         assert spec["names"]["shortNames"] == [short]
         assert spec["names"]["categories"] == ["ferry"]
@@ -74,6 +81,93 @@ def test_crd_metadata() -> None:
         c["name"] for c in CRDS["JobGroup"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
     assert group_columns == ["Title", "Members", "Phase", "Current", "Last Run", "Next Run", "Age"]
+
+
+def test_importjob_crd_names_and_columns() -> None:
+    """`kubectl get ij` (and `kubectl get ferry`) shows an ExportJob's columns plus the
+    mode and the table, all of them in the default view."""
+    spec = CRDS["ImportJob"]["spec"]
+    assert CRDS["ImportJob"]["metadata"]["name"] == "importjobs.ferry.dev"
+    assert spec["names"] == {"kind": "ImportJob", "listKind": "ImportJobList",
+                             "plural": "importjobs", "singular": "importjob",
+                             "shortNames": ["ij"], "categories": ["ferry"]}
+    assert spec["scope"] == "Namespaced"
+    columns = spec["versions"][0]["additionalPrinterColumns"]
+    assert [(c["name"], c["jsonPath"]) for c in columns] == [
+        ("Title", ".spec.title"),
+        ("Mode", ".spec.mode"),
+        ("Table", ".spec.destination.table"),
+        ("Schedule", ".status.scheduleSummary"),
+        ("Phase", ".status.phase"),
+        ("Progress", ".status.progress"),
+        ("ETA", ".status.eta"),
+        ("Last Run", ".status.lastRun.finishedAt"),
+        ("Next Run", ".status.nextRunAt"),
+        ("Age", ".metadata.creationTimestamp"),
+    ]
+    assert all("priority" not in c for c in columns)
+
+
+def test_importjob_status_is_the_exportjob_status_plus_nothing() -> None:
+    """One status schema for both kinds: the loop and the CLI read them alike."""
+    export_status = root("ExportJob")["properties"]["status"]
+    import_status = root("ImportJob")["properties"]["status"]
+    assert import_status["properties"] == export_status["properties"]
+    history = import_status["properties"]["history"]["items"]["properties"]
+    assert {"recordsRejected", "auditLog"} <= set(history)
+    assert "SucceededWithErrors" in history["phase"]["enum"]
+    assert "SucceededWithErrors" in import_status["properties"]["phase"]["enum"]
+
+
+def test_importjob_spec_reuses_the_exportjob_types() -> None:
+    """Same meaning, same schema: the ExportJob's own types, not copies that drift."""
+    export_spec = root("ExportJob")["properties"]["spec"]["properties"]
+    import_spec = root("ImportJob")["properties"]["spec"]["properties"]
+    for name in ("schedule", "worker"):
+        assert import_spec[name] == export_spec[name], name
+    assert import_spec["concurrency"]["properties"] == export_spec["concurrency"]["properties"]
+    for name in ("parallelism", "retriesPerBatch"):
+        assert import_spec["batching"]["properties"][name] == \
+            export_spec["batching"]["properties"][name]
+    s3_out = export_spec["output"]["properties"]["s3"]
+    s3_in = import_spec["source"]["properties"]["s3"]
+    assert {k: v for k, v in s3_in["properties"].items() if k != "glob"} == s3_out["properties"]
+    assert s3_out["x-kubernetes-validations"][0] in s3_in["x-kubernetes-validations"]
+    assert import_spec["destination"]["properties"]["connectionSecretRef"] == \
+        {**export_spec["source"]["properties"]["connectionSecretRef"],
+         "description": import_spec["destination"]["properties"]["connectionSecretRef"][
+             "description"]}
+    assert import_spec["destination"]["properties"]["table"]["pattern"] == \
+        export_spec["source"]["properties"]["table"]["pattern"]
+    assert import_spec["format"]["enum"] == export_spec["output"]["properties"]["format"]["enum"]
+
+
+def test_importjob_cel_rules() -> None:
+    """Every ImportJob-only rule, where it sits and which field its error names."""
+    spec = root("ImportJob")["properties"]["spec"]
+    rules = {r["message"]: r.get("fieldPath") for r in spec["x-kubernetes-validations"]}
+    assert rules == {
+        "spec.csv applies only to format csv: remove it, or set format: csv": ".csv",
+        "spec.keyColumns is required by mode Merge: rows whose key columns match are "
+        "updated, the others inserted": ".keyColumns",
+        "spec.keyColumns applies only to mode Merge: remove it, or set mode: Merge":
+            ".keyColumns",
+        "every spec.keyColumns entry must be a spec.destination.columns[].name: a merge "
+        "matches rows on loaded columns": ".keyColumns",
+        "spec.batching.batches must be 1 with mode Overwrite: the table's contents are "
+        "replaced in one transaction": ".batching.batches",
+    }
+    source = spec["properties"]["source"]
+    assert [r["message"] for r in source["x-kubernetes-validations"]] == [
+        "set exactly one of s3 or fromExport"]
+    assert source["properties"]["fromExport"]["x-kubernetes-validations"][0]["fieldPath"] == ".run"
+    root_rules = root("ImportJob")["x-kubernetes-validations"]
+    assert root_rules[0]["message"].endswith("create a new ImportJob instead")
+    columns = spec["properties"]["destination"]["properties"]["columns"]
+    assert (columns["x-kubernetes-list-type"], columns["x-kubernetes-list-map-keys"]) == (
+        "map", ["name"])
+    assert columns["items"]["required"] == ["name"]
+    assert spec["properties"]["keyColumns"]["x-kubernetes-list-type"] == "set"
 
 
 def test_printer_columns_point_at_schema_fields() -> None:
@@ -109,6 +203,9 @@ def test_every_int_or_string_field_is_marked_and_says_so() -> None:
         "ExportJob.spec.output.fileSplitSize",
         "ExportJob.spec.worker.resources.limits{}",
         "ExportJob.spec.worker.resources.requests{}",
+        "ImportJob.spec.maxErrors",
+        "ImportJob.spec.worker.resources.limits{}",
+        "ImportJob.spec.worker.resources.requests{}",
     ]
     for node in marked.values():
         assert node["x-kubernetes-int-or-string"] is True
@@ -121,6 +218,9 @@ def test_every_int_or_string_field_is_marked_and_says_so() -> None:
         "A map of integers or strings. Minimum resources, e.g. {cpu: 500m, memory: 512Mi}.")
     assert resources["limits"]["description"] == (
         "A map of integers or strings. Maximum resources, e.g. {memory: 1Gi}.")
+    max_errors = root("ImportJob")["properties"]["spec"]["properties"]["maxErrors"]
+    assert max_errors["description"].startswith("Integer or string. Rows a run may reject ")
+    assert max_errors["default"] == 0
 
 
 def test_every_field_is_documented() -> None:
@@ -175,6 +275,8 @@ def _step_into(schema: Schema) -> Schema:
 MODEL_ROOTS = [
     ("ExportJob", "spec", ExportJobSpec),
     ("ExportJob", "status", ExportJobStatus),
+    ("ImportJob", "spec", ImportJobSpec),
+    ("ImportJob", "status", ImportJobStatus),
     ("JobGroup", "spec", JobGroupSpec),
     ("JobGroup", "status", JobGroupStatus),
 ]

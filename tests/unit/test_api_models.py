@@ -16,6 +16,7 @@ from ferry.api import (
     ExportJobStatus,
     Filter,
     HistoryEntry,
+    ImportJob,
     JobGroup,
     JobGroupSpec,
     MissedRunPolicy,
@@ -51,7 +52,7 @@ def rejects(model: Any, data: Any, message: str) -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_parses(path: Path) -> None:
     doc = yaml.safe_load(path.read_text())
-    model = ExportJob if doc["kind"] == "ExportJob" else JobGroup
+    model = {"ExportJob": ExportJob, "ImportJob": ImportJob, "JobGroup": JobGroup}[doc["kind"]]
     parsed = model.model_validate(doc)
     assert parsed.metadata.name == doc["metadata"]["name"]
 
@@ -93,7 +94,7 @@ def test_round_trip_is_stable() -> None:
     """Parsing what we dump gives the same dump: no defaulted field flips."""
     for path in EXAMPLES:
         doc = yaml.safe_load(path.read_text())
-        model = ExportJob if doc["kind"] == "ExportJob" else JobGroup
+        model = {"ExportJob": ExportJob, "ImportJob": ImportJob, "JobGroup": JobGroup}[doc["kind"]]
         once = model.model_validate(doc).to_k8s()
         assert model.model_validate(once).to_k8s() == once
 

@@ -21,7 +21,7 @@ from ferry.api.base import (
     require,
     validations,
 )
-from ferry.api.output import S3Bucket
+from ferry.api.output import BUCKET_DOTS_RULE, S3Bucket
 from ferry.api.status import RunId
 
 MAX_GLOB_CHARACTERS = 256
@@ -42,8 +42,9 @@ class S3Source(S3Bucket):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
+            BUCKET_DOTS_RULE,
             cel("!has(self.glob) || !self.glob.startsWith('/')", MSG_GLOB_RELATIVE,
-                field_path=".glob")
+                field_path=".glob"),
         )
     )
 

@@ -83,15 +83,16 @@ KeyPrefix = Annotated[str, Field(min_length=1, max_length=MAX_PREFIX_CHARACTERS,
                                  pattern=PREFIX_PATTERN)]
 
 
+BUCKET_DOTS_RULE = cel("!self.bucket.contains('..')", MSG_BUCKET_DOTS, field_path=".bucket")
+"""S3Bucket's CEL rule; a subclass declaring rules of its own lists it again (pydantic
+replaces a parent's json_schema_extra rather than merging it)."""
+
+
 class S3Bucket(FerryModel):
     """An S3-compatible bucket and how to reach it: the fields an ExportJob's output and
     an ImportJob's source share (the same names, rules and defaults in both)."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel("!self.bucket.contains('..')", MSG_BUCKET_DOTS, field_path=".bucket")
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=validations(BUCKET_DOTS_RULE))
 
     bucket: BucketName = Field(
         description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)."
