@@ -17,6 +17,9 @@ from hack import cluster
 
 from .support import Kubectl
 
+REPO = Path(cluster.__file__).resolve().parent.parent
+"""The repository root: `python -m hack.cluster` runs from there, as the Makefile does."""
+
 INDEX_SCRIPT = (
     "import os, pathlib; i = os.environ['JOB_COMPLETION_INDEX']; print('index', i); "
     "pathlib.Path(os.environ['FERRY_TERMINATION_MESSAGE_PATH']).write_text('done ' + i); "
@@ -133,11 +136,10 @@ def test_cluster_up_twice_is_a_noop_and_down_leaves_nothing(tmp_path: Path) -> N
     """A second, throwaway cluster on other ports, so the session's cluster stays up."""
     env = {**os.environ, "FERRY_CLUSTER_DIR": str(tmp_path / "c"),
            "FERRY_CLUSTER_PORT_OFFSET": "100"}
-    script = str(Path(cluster.__file__))
-
     def run(command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, script, command], env=env, text=True,
-                              capture_output=True, timeout=180, check=False)
+        return subprocess.run([sys.executable, "-m", "hack.cluster", command], env=env,
+                              cwd=REPO, text=True, capture_output=True, timeout=180,
+                              check=False)
 
     try:
         assert run("up").returncode == 0
@@ -160,7 +162,7 @@ def test_busy_port_is_named(kubeconfig: str, tmp_path: Path) -> None:
     if kubeconfig != str(cluster.ADMIN_KUBECONFIG):
         pytest.skip("only meaningful while the local cluster holds its ports")
     env = {**os.environ, "FERRY_CLUSTER_DIR": str(tmp_path / "c")}
-    result = subprocess.run([sys.executable, str(Path(cluster.__file__)), "up"], env=env,
+    result = subprocess.run([sys.executable, "-m", "hack.cluster", "up"], env=env, cwd=REPO,
                             text=True, capture_output=True, timeout=60, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == (
