@@ -136,6 +136,8 @@ async def test_an_invalid_spec_is_reported_once(kube: FakeKube) -> None:
     ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", ConditionReason.INVALID_SPEC)
     assert ready["message"].startswith("spec.schedule.hourly.minute: ")
+    stalled = next(c for c in stored["status"]["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", ConditionReason.INVALID_SPEC)
     assert kube.count("replace_status") == 1
     assert await operator.settle_events() == [ConditionReason.INVALID_SPEC]
 

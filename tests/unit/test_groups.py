@@ -200,6 +200,9 @@ def test_a_missing_member_makes_the_group_not_ready_and_refuses_runs() -> None:
     ready = next(c for c in decision.status.conditions or [] if c.type == "Ready")
     assert (ready.status, ready.reason, ready.message) == (
         ConditionStatus.FALSE, "MemberNotFound", 'member "profiles" not found')
+    stalled = next(c for c in decision.status.conditions or [] if c.type == "Stalled")
+    assert (stalled.status, stalled.reason, stalled.message) == (
+        ConditionStatus.TRUE, "MemberNotFound", 'member "profiles" not found')
     assert decision.status.current_run is None
     assert [(e.reason, e.message) for e in decision.events] == [
         ("RunRequestRejected", 'member "profiles" not found: no group run started')]

@@ -219,6 +219,18 @@ def test_a_job_whose_schedule_cannot_work_shows_phase_invalid_not_drafted() -> N
     assert reconcile(observation(fixed.build(), T0, status=status)).status.phase == "Scheduled"
 
 
+def test_a_spec_error_is_stalled_for_kstatus_until_the_spec_is_fixed() -> None:
+    job = spec().set("schedule", {"daily": {"at": "02:00"}, "timeZone": "Mars/Olympus"}).build()
+    status = reconcile(observation(job, T0)).status
+    stalled = next(c for c in status.conditions or [] if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "InvalidTimeZone")
+    assert "Mars/Olympus" in stalled.message
+    fixed = spec().set("schedule", {"daily": {"at": "02:00"}, "timeZone": "Europe/Berlin"})
+    again = reconcile(observation(fixed.build(), T0, status=status)).status
+    stalled = next(c for c in again.conditions or [] if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("False", "Progressing")
+
+
 def test_run_now_while_a_run_is_active_is_rejected_with_an_event() -> None:
     job = spec().hourly().build()
     running = reconcile(observation(job, T0 + HOUR)).status

@@ -67,12 +67,15 @@ class HasConditions(Protocol):
 
 def mark_invalid_spec(status: HasConditions, message: str, now: dt.datetime,
                       generation: int | None) -> bool:
-    """Ready=False, reason InvalidSpec: a spec the CRD schema let through but the models
-    reject (e.g. written before a rule existed). Returns whether anything changed, so
+    """Ready=False and Stalled=True, reason InvalidSpec: a spec the CRD schema let through
+    but the models reject (e.g. written before a rule existed); Stalled is what kstatus,
+    and so Helm --wait and Flux, read. Returns whether anything changed, so
     the same bad spec is not written and announced again on every pass."""
     conditions = set_condition(status.conditions, ConditionType.READY, False,
                                ConditionReason.INVALID_SPEC,
                                message, now, generation)
+    conditions = set_condition(conditions, ConditionType.STALLED, True,
+                               ConditionReason.INVALID_SPEC, message, now, generation)
     if conditions == status.conditions and status.phase == JobPhase.INVALID:
         return False
     status.conditions = conditions

@@ -460,6 +460,11 @@ class _GroupReconciler:
             ready = Verdict(True, ConditionReason.VALID,
                             "every member exists and the schedule is valid")
         set_standard_condition(status, ConditionType.READY, ready, now, generation)
+        # kstatus (Helm --wait, Flux) reads Stalled: a spec error or a missing member
+        # stops the group until someone changes something.
+        stalled = Verdict(True, ready.reason, ready.message) if not ready.holds else \
+            Verdict(False, ConditionReason.PROGRESSING, "nothing is stuck")
+        set_standard_condition(status, ConditionType.STALLED, stalled, now, generation)
         set_running(status, (run.id, run.phase) if run else None, "group run", now, generation)
         # OneTimeStarted is an ExportJob's (docs/api.md): its spec is frozen once the run
         # started, a group's is not.

@@ -648,7 +648,9 @@ class _Reconciler:
             awaiting_dependency=status.awaiting_group_run is not None))
         set_standard_condition(status, ConditionType.READY, self.readiness(problem), now,
                                generation)
-        if self.stuck is not None:
+        if problem is not None:
+            stalled = Verdict(True, problem.reason, str(problem))
+        elif self.stuck is not None:
             stalled = Verdict(True, self.stuck_reason, self.stuck)
         elif self.stalled is not None:
             stalled = Verdict(True, ConditionReason.NO_PROGRESS, self.stalled)
