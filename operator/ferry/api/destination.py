@@ -82,8 +82,8 @@ class Destination(FerryModel):
     type: SourceType = Field(description="Kind of database. Only postgres for now.")
     connection_secret_ref: SecretKeyRef = Field(
         description="Secret key holding a libpq connection URI "
-        "(postgresql://user:password@host:5432/db?sslmode=require). The role needs only "
-        "what the mode needs (docs/api.md lists the GRANTs for each)."
+        "(postgresql://user:password@host:5432/db?sslmode=require). Use a role with only "
+        "the privileges the mode needs."
     )
     table: TableName = Field(
         description="Table to load, optionally schema-qualified (schema.table); each part "
