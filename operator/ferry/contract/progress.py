@@ -30,6 +30,8 @@ class Progress:
     files: int
     updated_at: str | None = None
     """When the worker published it (RFC 3339 UTC); None before it is published."""
+    rejected: int | None = None
+    """Rows an import sent to its audit log so far (None: an export, which has none)."""
 
 
 def encode_progress(progress: Progress) -> str:
@@ -39,6 +41,8 @@ def encode_progress(progress: Progress) -> str:
         "total": progress.total, "bytes": progress.bytes, "files": progress.files}
     if progress.updated_at is not None:
         document["updatedAt"] = progress.updated_at
+    if progress.rejected is not None:
+        document["rejected"] = progress.rejected
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -61,4 +65,5 @@ def decode_progress(document: Mapping[str, Any]) -> Progress:
         bytes=count(document, "bytes") or 0,
         files=count(document, "files") or 0,
         updated_at=updated if isinstance(updated, str) else None,
+        rejected=count(document, "rejected"),
     )

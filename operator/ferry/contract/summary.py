@@ -1,10 +1,11 @@
 """The worker's termination message: what a batch (or a run's seal) ended with.
 
 The kubelet copies it into the pod's status, where the operator reads it: the one
-result that reaches the operator without bucket credentials. Three kinds, told apart by
+result that reaches the operator without bucket credentials. Four kinds, told apart by
 ``status``: a committed batch (:class:`BatchSucceeded`), a failure of a batch or of a
-seal (:class:`BatchFailed`, ``batch`` -1 for a seal) and a written run marker
-(:class:`RunSealed`). The kubelet keeps only 4096 bytes, so :func:`encode_summary` first
+seal (:class:`BatchFailed`, ``batch`` -1 for a seal), a written run marker
+(:class:`RunSealed`) and a committed import batch (:class:`BatchImported`).
+ The kubelet keeps only 4096 bytes, so :func:`encode_summary` first
 shortens what the message can spare (:func:`fitted`); the manifest and the run marker
 keep everything.
 """
@@ -86,7 +87,25 @@ class RunSealed:
     missing_omitted: int | None = None
 
 
-Summary = BatchSucceeded | BatchFailed | RunSealed
+@dataclasses.dataclass(frozen=True)
+class BatchImported:
+    """A committed import batch (``status`` ``Imported``): ``records`` rows loaded,
+    ``rejected`` rows written to the audit log instead, files loaded and skipped (loaded
+    before, by this run or, with newFilesOnly, by an earlier one). ``bytes`` and
+    ``file_count`` read as the export's do (ferry.contract.report)."""
+
+    batch: int
+    records: int
+    rejected: int
+    bytes: int
+    file_count: int
+    files_skipped: int
+    audit_log: str | None
+    """The audit log's key (bucket: the plan's ``errors``); None when no row was rejected."""
+    note: str | None = None
+
+
+Summary = BatchSucceeded | BatchFailed | RunSealed | BatchImported
 
 
 # --------------------------------------------------------------------------- encoding
@@ -107,6 +126,15 @@ def summary_document(summary: Summary) -> dict[str, Any]:
             doc["note"] = summary.note
         if summary.files_omitted:
             doc["filesOmitted"] = summary.files_omitted
+        return doc
+    if isinstance(summary, BatchImported):
+        doc = {"status": "Imported", "batch": summary.batch, "records": summary.records,
+               "rejected": summary.rejected, "bytes": summary.bytes,
+               "fileCount": summary.file_count, "filesSkipped": summary.files_skipped}
+        if summary.audit_log:
+            doc["auditLog"] = summary.audit_log
+        if summary.note:
+            doc["note"] = summary.note
         return doc
     if isinstance(summary, BatchFailed):
         return {"status": "Failed", "batch": summary.batch, "kind": summary.kind,
@@ -170,6 +198,8 @@ def fitted(summary: Summary) -> Summary:
         return _fitted_success(summary)
     if isinstance(summary, BatchFailed):
         return _fitted_failure(summary)
+    if isinstance(summary, BatchImported):
+        return summary  # a few numbers and two keys of bounded length: always fits
     return _fitted_seal(summary)
 
 
@@ -243,6 +273,13 @@ def decode_summary(document: Mapping[str, Any] | None) -> Summary | None:
                            kind=_text(document, "kind") or "unknown",
                            exit_code=count(document, "exitCode") or 0,
                            reason=_text(document, "reason") or "")
+    if status == "Imported":
+        return BatchImported(
+            batch=count(document, "batch") or 0, records=count(document, "records") or 0,
+            rejected=count(document, "rejected") or 0, bytes=count(document, "bytes") or 0,
+            file_count=count(document, "fileCount") or 0,
+            files_skipped=count(document, "filesSkipped") or 0,
+            audit_log=_text(document, "auditLog"), note=_text(document, "note"))
     if status == "Sealed":
         rows = document.get("batches")
         return RunSealed(

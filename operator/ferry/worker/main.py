@@ -65,12 +65,13 @@ class _RedactingFormatter(logging.Formatter):
 
 def _redactor(env: Mapping[str, str]) -> Redactor:
     """Knows every secret value this process was given."""
-    redact = Redactor([env.get("FERRY_SOURCE_DSN"), env.get("AWS_SECRET_ACCESS_KEY"),
+    dsns = [env.get("FERRY_SOURCE_DSN"), env.get("FERRY_DESTINATION_DSN")]
+    redact = Redactor([*dsns, env.get("AWS_SECRET_ACCESS_KEY"),
                        env.get("AWS_SESSION_TOKEN"), env.get("PGPASSWORD")])
-    dsn = env.get("FERRY_SOURCE_DSN")
-    if dsn:
-        with contextlib.suppress(psycopg.ProgrammingError):
-            redact.add(psycopg.conninfo.conninfo_to_dict(dsn).get("password"))  # type: ignore[arg-type]
+    for dsn in dsns:
+        if dsn:
+            with contextlib.suppress(psycopg.ProgrammingError):
+                redact.add(psycopg.conninfo.conninfo_to_dict(dsn).get("password"))  # type: ignore[arg-type]
     return redact
 
 
@@ -228,6 +229,14 @@ def export_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return _export(plan, secrets, env, redact, max_attempts, retrier)
 
 
+def import_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run ``import`` (:mod:`ferry.worker.importer.main`); returns the exit code."""
+    # Imported here: the importer builds on this module's attempt loop helpers.
+    from ferry.worker.importer.main import import_command as run_import  # noqa: PLC0415
+
+    return run_import(args, env)
+
+
 def seal_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run ``seal``; returns the exit code."""
     redact = _start(env)
@@ -256,11 +265,28 @@ failure after the in-process retries, 1 unexpected internal error.
 """
 
 
+_IMPORT_HELP = """\
+Load one batch of an ImportJob run: the batch's share of the source files (an S3 prefix,
+or the files an export run's manifests commit) into one PostgreSQL table, in one
+transaction with the ledger rows that make a retry skip what landed.
+
+Input: FERRY_PLAN (or FERRY_PLAN_FILE / --plan-file), the import plan (docs/worker.md);
+FERRY_DESTINATION_DSN; AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN);
+JOB_COMPLETION_INDEX, POD_NAME / POD_NAMESPACE, FERRY_TERMINATION_MESSAGE_PATH,
+FERRY_MAX_ATTEMPTS, FERRY_S3_RETRY_SECONDS and FERRY_LOG_LEVEL as for export. The
+termination message is {"status": "Imported", ...} or the export's failure message.
+
+Exit codes as for export: 0 committed, 3 configuration, 4 data (a corrupt file, more
+rejected rows than maxErrors), 75 transient, 1 internal.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``ferry-worker export --help`` prints the contract)."""
     parser = argparse.ArgumentParser(
         prog="ferry-worker",
-        description="Ferry's export worker: one batch per run (export), a run's marker (seal).")
+        description="Ferry's worker: one batch per run (export, import), a run's marker "
+                    "(seal).")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser(
         "export", help="export one batch from PostgreSQL to S3",
@@ -276,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     seal.add_argument("--plan-file", help="read the JSON plan from this file "
                       "(default: $FERRY_PLAN_FILE, then $FERRY_PLAN)")
     seal.set_defaults(run=seal_command)
+    load = commands.add_parser(
+        "import", help="import one batch of files from S3 into a PostgreSQL table",
+        description=_IMPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    load.add_argument("--plan-file", help="read the JSON plan from this file "
+                      "(default: $FERRY_PLAN_FILE, then $FERRY_PLAN)")
+    load.add_argument("--batch-index", type=int, help="batch to import (default: the "
+                      "plan's batchIndex, then $JOB_COMPLETION_INDEX, then 0)")
+    load.set_defaults(run=import_command)
     return parser
 
 

@@ -31,11 +31,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from ferry.contract.importplan import ImportPlan, decode_import_plan
 from ferry.contract.plan import Destination, Plan, PlanError, decode_plan
 from ferry.worker.errors import ConfigError
 
-__all__ = ["ConfigError", "Destination", "Plan", "Secrets", "load_plan", "load_secrets",
-           "parse_plan"]
+__all__ = ["ConfigError", "Destination", "Plan", "Secrets", "load_import_plan", "load_plan",
+           "load_secrets", "parse_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +68,8 @@ def parse_plan(raw: object, env: Mapping[str, str], batch_index: int | None = No
         raise ConfigError(str(exc)) from None
 
 
-def load_plan(env: Mapping[str, str], plan_file: str | None = None,
-              batch_index: int | None = None, *, sealing: bool = False) -> Plan:
-    """Read the plan from ``--plan-file``, ``FERRY_PLAN_FILE`` or ``FERRY_PLAN``."""
+def _plan_document(env: Mapping[str, str], plan_file: str | None) -> object:
+    """The decoded JSON of ``--plan-file``, ``FERRY_PLAN_FILE`` or ``FERRY_PLAN``."""
     path = plan_file or env.get("FERRY_PLAN_FILE")
     if path:
         try:
@@ -86,7 +86,24 @@ def load_plan(env: Mapping[str, str], plan_file: str | None = None,
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{origin}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                           f"{exc.msg}") from None
-    return parse_plan(raw, env, batch_index, sealing=sealing)
+    return raw
+
+
+def load_plan(env: Mapping[str, str], plan_file: str | None = None,
+              batch_index: int | None = None, *, sealing: bool = False) -> Plan:
+    """Read the plan from ``--plan-file``, ``FERRY_PLAN_FILE`` or ``FERRY_PLAN``."""
+    return parse_plan(_plan_document(env, plan_file), env, batch_index, sealing=sealing)
+
+
+def load_import_plan(env: Mapping[str, str], plan_file: str | None = None,
+                     batch_index: int | None = None) -> ImportPlan:
+    """Read ``ferry-worker import``'s plan (:mod:`ferry.contract.importplan`) from the
+    same places."""
+    try:
+        return decode_import_plan(_plan_document(env, plan_file),
+                                  lambda: _completion_index(env), batch_index)
+    except PlanError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_secrets(env: Mapping[str, str], *, source: bool = True) -> Secrets:
