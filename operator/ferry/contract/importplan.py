@@ -550,9 +550,13 @@ def decode_import_plan(raw: object, completion_index: Callable[[], int],
     if destination.columns and not set(keys) <= mapped:
         missing = sorted(set(keys) - mapped)
         raise PlanError("plan.keyColumns", f"{missing[0]!r} is not in destination.columns")
+    new_files_only = _bool(obj, "newFilesOnly", "plan", False)
+    if new_files_only and mode == "Overwrite":
+        raise PlanError("plan.newFilesOnly", "cannot be combined with mode Overwrite (the "
+                        "table would be replaced by the new files alone)")
     return ImportPlan(
         job=job, namespace=namespace, run=run, job_uid=job_uid, batch_index=index,
         batch_count=count, connection=connection, files=files, from_export=from_export,
         format=fmt, csv=csv, destination=destination, mode=mode, key_columns=keys,
-        new_files_only=_bool(obj, "newFilesOnly", "plan", False),
+        new_files_only=new_files_only,
         max_errors=_max_errors(obj.get("maxErrors")), errors=_errors(obj.get("errors")))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Iterator
-from typing import IO, Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import botocore.exceptions
 import zstandard
@@ -25,6 +25,7 @@ from ferry.worker.importer.listing import SourceFile
 from ferry.worker.upload import Retry, error_code
 
 BLOCK = 1024 * 1024
+_ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment] # stubs: an instance
 
 
 def compression_of(key: str) -> str:
@@ -88,9 +89,18 @@ class Stream:
                          "the file, or remove it from the source")
 
     def _gunzip(self) -> Iterator[bytes]:
-        """Every member of a gzip file (concatenated members are one stream, as gzip -d
-        reads them); a member cut short is corrupt."""
-        inflate = isal_zlib.decompressobj(wbits=31)
+        return self._inflate("gzip", lambda: isal_zlib.decompressobj(wbits=31),
+                             (zlib.error, _ISAL_ERROR))
+
+    def _unzstd(self) -> Iterator[bytes]:
+        return self._inflate("zstd", lambda: zstandard.ZstdDecompressor().decompressobj(),
+                             (zstandard.ZstdError,))
+
+    def _inflate(self, what: str, fresh: Callable[[], Any],
+                 errors: tuple[type[Exception], ...]) -> Iterator[bytes]:
+        """Every member (gzip) or frame (zstd) of the file, one after the other (as
+        ``gzip -d`` and ``zstd -d`` read concatenated ones); one cut short is corrupt."""
+        inflate = fresh()
         pending = False
         try:
             for block in self._raw():
@@ -103,46 +113,12 @@ class Stream:
                     if not inflate.eof:
                         break
                     data = inflate.unused_data
-                    inflate = isal_zlib.decompressobj(wbits=31)
+                    inflate = fresh()
                     pending = False
-        except (zlib.error, isal_zlib.error) as exc:  # type: ignore[misc]
-            raise self._corrupt("gzip", exc) from None
+        except errors as exc:
+            raise self._corrupt(what, exc) from None
         if pending:
-            raise self._corrupt("gzip", ValueError("the file ends inside a gzip member"))
-
-    def _unzstd(self) -> Iterator[bytes]:
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], _Iterated(self._raw())), read_across_frames=True)
-        try:
-            while True:
-                block = reader.read(BLOCK)
-                if not block:
-                    return
-                yield block
-        except zstandard.ZstdError as exc:
-            raise self._corrupt("zstd", exc) from None
-
-
-class _Iterated(io.RawIOBase):
-    """A file object over an iterator of blocks (what zstandard's reader reads from)."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks = blocks
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            try:
-                self._rest = next(self._blocks)
-            except StopIteration:
-                return 0
-        taken = self._rest[:len(buffer)]
-        buffer[:len(taken)] = taken
-        self._rest = self._rest[len(taken):]
-        return len(taken)
+            raise self._corrupt(what, ValueError(f"the file ends inside a {what} stream"))
 
 
 class RangeReader(io.RawIOBase):
