@@ -12,9 +12,9 @@ the audit log, and the rows around it are copied again. Where the error names no
 thus costs two reads and about k chunk copies more than a clean one; the batch's other
 files stay on the fast path.
 
-Merge copies into a temporary table shaped like the target (its NOT NULL and CHECK
-constraints included, so those refuse rows at the COPY, where they can be isolated),
-then upserts from it with ``INSERT ... ON CONFLICT (keyColumns) DO UPDATE``; rows of
+Merge copies into a temporary table shaped like the target's loaded columns (their NOT
+NULL and CHECK constraints included, so those refuse rows at the COPY, where they can be
+isolated), then upserts from it with ``INSERT ... ON CONFLICT (keyColumns) DO UPDATE``; rows of
 one key within a file: the last one wins.
 """
 
@@ -112,12 +112,12 @@ class Loader:
 
     def load_file(self, key: str, reader: FileReader, match: Match) -> int:
         """Load one file (rejected rows to the audit log); returns the rows loaded."""
-        target = self._info.identifier
-        if self._plan.mode == "Merge":
-            target = self._stage(key, match)
-        statement = self._statement(target, match, reader)
         rejects: list[Reject] = []
         try:
+            target = self._info.identifier
+            if self._plan.mode == "Merge":
+                target = self._stage(key, match)
+            statement = self._statement(target, match, reader)
             try:
                 with self._conn.transaction():
                     rows = self._copy(statement, reader.fast(rejects), reader)
@@ -135,6 +135,8 @@ class Loader:
                 self._merge(key, match)
         except psycopg.Error as exc:
             raise _in_file(key, classify(exc, streaming=True)) from None
+        except ConfigError as exc:
+            raise _in_file(key, exc) from None
         return rows
 
     def _isolate(self, key: str, statement: sql.Composed, reader: FileReader) -> int:
@@ -181,22 +183,32 @@ class Loader:
         return loaded
 
     def _stage(self, key: str, match: Match) -> sql.Identifier:
-        """A temporary table with the target's columns the file loads, their NOT NULL
-        and CHECK constraints (those over other columns fall with them)."""
-        absent = [c.name for c in self._info.columns if c.name not in match.columns]
+        """A temporary table of the target's columns the file loads, with their types,
+        NOT NULL and the CHECK constraints over those columns alone, built from the
+        catalog (``LIKE`` would need SELECT on the whole table). Type names and check
+        expressions come from the catalog's own deparsers, never from a file."""
         missing_keys = [k for k in self._plan.key_columns if k not in match.columns]
         if missing_keys:
-            raise ConfigError(
-                f"file {key}: lacks key column {missing_keys[0]!r} (keyColumns), which "
-                "Merge needs to match rows")
+            raise ConfigError(f"lacks key column {missing_keys[0]!r} (keyColumns), which "
+                              "Merge needs to match rows")
+        types = dict(self._conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+            (self._info.oid,)).fetchall())
+        checks = [row[0] for row in self._conn.execute(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.conrelid = %s "
+            "AND c.contype = 'c' AND NOT EXISTS (SELECT FROM pg_attribute a WHERE "
+            "a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) AND a.attname <> ALL(%s))",
+            (self._info.oid, list(match.columns))).fetchall()]
+        not_null = {c.name for c in self._info.columns if c.not_null}
+        elements: list[sql.Composable] = [sql.SQL("{} {}{}").format(
+            sql.Identifier(name), sql.SQL(types[name]),
+            sql.SQL(" NOT NULL" if name in not_null else "")) for name in match.columns]
+        elements += [sql.SQL(check) for check in checks]
         stage = sql.Identifier(_STAGE)
         self._conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
-        self._conn.execute(sql.SQL(
-            "CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING CONSTRAINTS) ON COMMIT DROP").format(
-            stage, self._info.identifier))
-        if absent:
-            self._conn.execute(sql.SQL("ALTER TABLE {} {}").format(stage, sql.SQL(", ").join(
-                sql.SQL("DROP COLUMN {}").format(sql.Identifier(c)) for c in absent)))
+        self._conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+            stage, sql.SQL(", ").join(elements)))
         return stage
 
     def _merge(self, key: str, match: Match) -> None:
