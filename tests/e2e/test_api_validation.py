@@ -590,17 +590,24 @@ INVALID = [
         IMPORTJOB,
     ),
     Invalid(
+        "import-overwrite-not-new-files-only",
+        {"spec.mode": "Overwrite", "spec.newFilesOnly": True},
+        "spec.newFilesOnly: Invalid value: spec.newFilesOnly cannot be combined with mode "
+        "Overwrite: the table would be replaced by the new files alone",
+        IMPORTJOB,
+    ),
+    Invalid(
         "import-max-errors-negative",
         {"spec.maxErrors": -1},
         "spec.maxErrors: Invalid value: -1: maxErrors must be a number of rows (0 or more) "
-        "or a percentage of the run's rows from 0% to 100%, e.g. 2% or 0.5%",
+        "or a percentage of a batch's rows from 0% to 100%, e.g. 2% or 0.5%",
         IMPORTJOB,
     ),
     Invalid(
         "import-max-errors-over-100-percent",
         {"spec.maxErrors": "101%"},
         'spec.maxErrors: Invalid value: "101%": maxErrors must be a number of rows (0 or '
-        "more) or a percentage of the run's rows from 0% to 100%, e.g. 2% or 0.5%",
+        "more) or a percentage of a batch's rows from 0% to 100%, e.g. 2% or 0.5%",
         IMPORTJOB,
     ),
     Invalid(
@@ -835,7 +842,7 @@ def test_explain_shows_the_importjob_docs(kubectl: Kubectl, crds: None) -> None:
     mode = kubectl("explain", "ij.spec.mode").stdout
     assert "Overwrite: replace the table's contents atomically" in mode
     max_errors = kubectl("explain", "ij.spec.maxErrors").stdout
-    assert "Integer or string. Rows a run may reject into the audit log" in max_errors
+    assert "Integer or string. Rows each batch may reject into the audit log" in max_errors
     glob = kubectl("explain", "ij.spec.source.s3.glob").stdout
     assert "matched against each key relative to prefix" in glob
 

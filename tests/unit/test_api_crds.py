@@ -156,6 +156,8 @@ def test_importjob_cel_rules() -> None:
         "matches rows on loaded columns": ".keyColumns",
         "spec.batching.batches must be 1 with mode Overwrite: the table's contents are "
         "replaced in one transaction": ".batching.batches",
+        "spec.newFilesOnly cannot be combined with mode Overwrite: the table would be "
+        "replaced by the new files alone": ".newFilesOnly",
     }
     source = spec["properties"]["source"]
     assert [r["message"] for r in source["x-kubernetes-validations"]] == [
@@ -219,7 +221,7 @@ def test_every_int_or_string_field_is_marked_and_says_so() -> None:
     assert resources["limits"]["description"] == (
         "A map of integers or strings. Maximum resources, e.g. {memory: 1Gi}.")
     max_errors = root("ImportJob")["properties"]["spec"]["properties"]["maxErrors"]
-    assert max_errors["description"].startswith("Integer or string. Rows a run may reject ")
+    assert max_errors["description"].startswith("Integer or string. Rows each batch may reject ")
     assert max_errors["default"] == 0
 
 

@@ -27,6 +27,7 @@ from ferry.api.importjob import (
     MSG_KEYS_NEED_MERGE,
     MSG_MAX_ERRORS,
     MSG_MERGE_NEEDS_KEYS,
+    MSG_NEW_FILES_OVERWRITE,
     MSG_OVERWRITE_ONE_BATCH,
 )
 from ferry.api.importsource import MSG_GLOB_RELATIVE, MSG_IMPORT_SOURCE_ONE_OF, MSG_RUN_OF_EXPORT
@@ -150,6 +151,7 @@ def test_max_errors_is_a_count_or_a_percentage(value: int | str) -> None:
       "destination": destination(columns=[{"name": "id"}, {"name": "email"}])},
      MSG_KEYS_MAPPED),
     ({"mode": "Overwrite", "batching": {"batches": 2}}, MSG_OVERWRITE_ONE_BATCH),
+    ({"mode": "Overwrite", "newFilesOnly": True}, MSG_NEW_FILES_OVERWRITE),
     ({"destination": destination(table="s." + "t" * 64)}, MSG_TABLE_PART_TOO_LONG),
     ({"destination": destination(columns=[{"name": "id"}, {"name": "id", "from": "ID"}])},
      "duplicate column 'id'"),
@@ -200,7 +202,8 @@ def test_schema_rules_name_the_field(changes: dict[str, Any], field: str) -> Non
     {"mode": "Merge", "keyColumns": ["id"]},
     {"mode": "Merge", "keyColumns": ["id"], "destination": destination(columns=[{"name": "id"}])},
     {"mode": "Overwrite", "batching": {"batches": 1}},
-    {"mode": "Overwrite", "newFilesOnly": True},
+    {"mode": "Overwrite", "newFilesOnly": False},
+    {"mode": "Merge", "keyColumns": ["id"], "newFilesOnly": True},
     {"csv": {"delimiter": "\t", "quote": "'", "nullString": "\\N"}},
     {"source": {"fromExport": {"name": "contact-history", "run": "contact-history.42"}}},
     {"source": {"s3": {"bucket": "landing", "glob": "2024-*/part-?.csv"}}},

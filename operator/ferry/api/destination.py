@@ -23,21 +23,23 @@ MAX_FIELD_NAME_CHARACTERS = 256
 
 
 class UnknownColumns(StrEnum):
-    """What a run does with a file column the table (or the explicit mapping) lacks."""
+    """What a run does with a file column no table column has (without an explicit
+    mapping; with one, unmapped file columns are always left out)."""
 
     REFUSE = "Refuse"
-    """Fail the file's batch, naming the columns (a configuration error)."""
+    """Refuse the file, naming the columns: its batch fails as a configuration error."""
     IGNORE = "Ignore"
-    """Skip those columns' values."""
+    """Leave those columns out."""
 
 
 class MissingColumns(StrEnum):
-    """What a run does with a table column no file column maps to."""
+    """What a run does with a table column the file does not give and the database
+    cannot fill (no default, not serial, identity or generated)."""
 
     REFUSE = "Refuse"
-    """Fail the file's batch, naming the columns (a configuration error)."""
+    """Refuse the file, naming the columns: its batch fails as a configuration error."""
     DEFAULT = "Default"
-    """Leave them to the column's default (NULL without one)."""
+    """Load NULL into it (a NOT NULL column still refuses the file)."""
 
 
 class ColumnMapping(FerryModel):
@@ -49,8 +51,9 @@ class ColumnMapping(FerryModel):
         Field(
             default=None,
             alias="from",
-            description="Name of the file column, matched exactly (case matters). Absent: "
-            "the same as name.",
+            description="The file column: a CSV header, JSON key or Parquet field name, "
+            "matched exactly (case matters); with csv.header false, the field's position "
+            'counted from 1 ("1"). Absent: the same as name.',
         )
     )
 
@@ -91,19 +94,21 @@ class Destination(FerryModel):
     )
     columns: ColumnMappings | None = Field(
         default=None,
-        description="Explicit mapping, one entry per table column loaded (1-256, names "
-        "unique). Absent: file columns map to table columns of the same name (CSV by "
-        "header, JSON Lines by field, Parquet by column).",
+        description="Explicit mapping: only these table columns are loaded, each from its "
+        "file column (1-256, names unique). Absent: file columns map to table columns of "
+        "the same name (CSV by header, JSON Lines by key, Parquet by field).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     unknown_columns: UnknownColumns = Field(
         default=UnknownColumns.REFUSE,
-        description="A file column that maps to no table column (with columns: that the "
-        "mapping does not name). Refuse (default): fail, naming the columns. Ignore: skip "
-        "their values.",
+        description="A file column no table column has. Refuse (default): refuse the file, "
+        "naming the columns. Ignore: leave them out. With columns, unmapped file columns "
+        "are always left out.",
     )
     missing_columns: MissingColumns = Field(
         default=MissingColumns.REFUSE,
-        description="A table column that no file column maps to. Refuse (default): fail, "
-        "naming the columns. Default: leave it to the column's default (NULL without one).",
+        description="A table column the file does not give, with no default (columns with "
+        "one, serial, identity and generated columns are filled by the database). Refuse "
+        "(default): refuse the file, naming the columns. Default: load NULL (a NOT NULL "
+        "column still refuses the file). With Merge, updated rows keep their value.",
     )

@@ -58,8 +58,12 @@ MSG_OVERWRITE_ONE_BATCH = (
     "spec.batching.batches must be 1 with mode Overwrite: the table's contents are "
     "replaced in one transaction"
 )
+MSG_NEW_FILES_OVERWRITE = (
+    "spec.newFilesOnly cannot be combined with mode Overwrite: the table would be replaced "
+    "by the new files alone"
+)
 MSG_MAX_ERRORS = (
-    "maxErrors must be a number of rows (0 or more) or a percentage of the run's rows "
+    "maxErrors must be a number of rows (0 or more) or a percentage of a batch's rows "
     "from 0% to 100%, e.g. 2% or 0.5%"
 )
 MSG_ONE_TIME_FROZEN_IMPORT = (
@@ -95,8 +99,8 @@ class CsvOptions(FerryModel):
     header: bool = Field(
         default=True,
         description="true (default): the first line names the columns, mapped by name. "
-        "false: there is none; the fields are, in order, the columns spec.destination."
-        "columns names (their from unused), or without it the table's columns in order.",
+        "false: there is none; the fields are the table's insertable columns in table "
+        "order, or with spec.destination.columns the positions their from gives.",
     )
     delimiter: CsvCharacter = Field(
         default=",", description='Field separator: one printable ASCII character or a tab '
@@ -194,6 +198,8 @@ class ImportJobSpec(FerryModel):
             cel("!has(self.mode) || self.mode != 'Overwrite' || !has(self.batching) || "
                 "!has(self.batching.batches) || self.batching.batches == 1",
                 MSG_OVERWRITE_ONE_BATCH, field_path=".batching.batches"),
+            cel("!has(self.mode) || self.mode != 'Overwrite' || !has(self.newFilesOnly) || "
+                "!self.newFilesOnly", MSG_NEW_FILES_OVERWRITE, field_path=".newFilesOnly"),
         )
     )
 
@@ -232,14 +238,15 @@ class ImportJobSpec(FerryModel):
         default=False,
         description="true: load each file once, ever, however often the schedule fires "
         "(files are remembered by key and ETag in the destination database). false: "
-        "every run loads every file the source lists.",
+        "every run loads every file the source lists. Not with mode Overwrite.",
     )
     max_errors: MaxErrors = Field(
         default=0,
-        description="Rows a run may reject into the audit log before it fails: a count "
-        '(default 0: any bad row fails the run) or a percentage of the run\'s rows ("2%"). '
-        "Under it the run ends SucceededWithErrors; over it the run fails and nothing of "
-        "the failing batch is committed.",
+        description="Rows each batch may reject into the audit log and still commit: a "
+        "count (default 0: any bad row fails the batch) or a percentage of the batch's rows "
+        '("2%"); with one batch (the default) the run\'s rows. A run whose batches all '
+        "commit with rejected rows ends SucceededWithErrors; a batch over the limit fails "
+        "and commits nothing.",
     )
     errors: AuditLog | None = Field(
         default=None,
@@ -293,6 +300,8 @@ class ImportJobSpec(FerryModel):
         )
         batches = (self.batching or ImportBatching()).batches or 1
         require(self.mode != ImportMode.OVERWRITE or batches == 1, MSG_OVERWRITE_ONE_BATCH)
+        require(self.mode != ImportMode.OVERWRITE or not self.new_files_only,
+                MSG_NEW_FILES_OVERWRITE)
         return self
 
     @property
@@ -307,8 +316,8 @@ class ImportJobSpec(FerryModel):
         return (self.csv or CsvOptions()) if self.format == Format.CSV else None
 
     def errors_allowed(self, rows: int) -> int:
-        """Rows a run of ``rows`` rows may reject: maxErrors as a count, or its percentage
-        of ``rows`` rounded down."""
+        """Rows a batch of ``rows`` rows may reject: maxErrors as a count, or its
+        percentage of ``rows`` rounded down (the worker's rule, ferry.contract.importplan)."""
         if isinstance(self.max_errors, int):
             return self.max_errors
         return int(Decimal(self.max_errors.rstrip("%")) * rows / 100)

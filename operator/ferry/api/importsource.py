@@ -38,7 +38,9 @@ MSG_RUN_OF_EXPORT = (
 
 class S3Source(S3Bucket):
     """Objects in an S3-compatible bucket: every object under prefix whose key, relative
-    to prefix, matches glob. Compression (gzip .gz, zstd .zst) is read from the name."""
+    to prefix, matches glob. Compression (gzip .gz, zstd .zst) is read from the name.
+    Folder markers and objects in folders whose name starts with _ (an export's
+    _manifests/) are never data."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
