@@ -32,6 +32,7 @@ IMAGES=(ferry-worker ferry-operator)
 log() { echo ">> $*"; }
 
 if [ "${1:-}" != --in-namespace ]; then
+  [ "$(id -u)" = 0 ] || { echo "error: make images runs as root (debootstrap, buildah's storage, mounts)"; exit 1; }
   # 1. Tools.
   missing=()
   for tool in buildah runc umoci debootstrap; do
