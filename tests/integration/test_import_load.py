@@ -304,3 +304,30 @@ def test_jsonl_with_a_broken_line_and_parquet(env: Env) -> None:
         20000, sum(i % 7 for i in range(20000)))
     assert env.sql(f"SELECT created FROM {table} WHERE id = 20009")[0][0] == dt.datetime(
         2024, 1, 1, 5, 33, 19, tzinfo=dt.UTC)
+
+
+def test_parquet_with_a_bad_value_and_a_binary_column(env: Env) -> None:
+    env.sql("DROP TABLE IF EXISTS blobs")
+    env.sql("CREATE TABLE blobs (id integer PRIMARY KEY, body bytea, label text, "
+            "day date CHECK (day > '2000-01-01'))")
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "body": [b"\x00\x01\\", None, b"x"],
+                             "label": ['a "q",\nb', "", None],
+                             "day": [dt.date(2024, 1, 1), dt.date(1999, 1, 1),
+                                     dt.date(2024, 1, 3)]}), buffer)
+    env.put("binary.parquet", buffer.getvalue())
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [10, 11, 12], "label": ['x "q",\ny', None, ""],
+                             "day": [dt.date(2024, 1, 1), dt.date(1999, 1, 1),
+                                     dt.date(2024, 1, 3)]}), buffer)
+    env.put("text.parquet", buffer.getvalue())
+    plan = env.plan("blobs", format="parquet", maxErrors=2)
+    plan["destination"]["missingColumns"] = "Default"
+    run = env.run(plan)
+    assert run.code == 0, run.message
+    assert (run.message["records"], run.message["rejected"]) == (4, 2)
+    assert env.sql("SELECT id, body, label FROM blobs ORDER BY id") == [
+        (1, b"\x00\x01\\", 'a "q",\nb'), (3, b"x", None), (10, None, 'x "q",\ny'),
+        (12, None, "")]
+    assert [(a["row"], "check constraint" in a["reason"]) for a in env.audit(run.message)] == [
+        (2, True), (2, True)]
