@@ -61,12 +61,17 @@ def ensure_ledger(conn: psycopg.Connection[Any], schema: str) -> None:
     row = conn.execute("SELECT to_regclass(%s)", (name.as_string(conn),)).fetchone()
     if row is not None and row[0] is not None:
         return
-    with conn.transaction():
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-            name, sql.SQL(_COLUMNS)))
-        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} "
-                             "(namespace, job, file_key, etag)").format(
-            sql.Identifier(f"{LEDGER_TABLE}_files"), name))
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+                name, sql.SQL(_COLUMNS)))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} "
+                                 "(namespace, job, file_key, etag)").format(
+                sql.Identifier(f"{LEDGER_TABLE}_files"), name))
+    except psycopg.errors.UniqueViolation:
+        # Another batch's pod created it at the same moment: IF NOT EXISTS does not
+        # serialize two creators, the catalog's unique index does, and theirs won.
+        return
 
 
 def _job_uid(plan: ImportPlan) -> str:
