@@ -29,7 +29,7 @@ from ferry.cli.model import RunRef, name_of, pick_run
 from ferry.cli.s3 import Bucket, split_url
 from ferry.constants import LABEL_JOB, LABEL_RUN
 from ferry.contract.layout import ERRORS, MANIFESTS
-from ferry.reconcile.runs import run_location
+from ferry.reconcile.runrules import run_location
 
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 

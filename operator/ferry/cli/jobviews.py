@@ -11,7 +11,7 @@ from ferry.api.exportjob import ExportJob, ExportJobSpec
 from ferry.api.status import BatchStatus, ExportJobStatus, HistoryEntry, RunPhase, RunStatus
 from ferry.cli import render
 from ferry.cli.model import finished_runs, name_of
-from ferry.reconcile.runs import run_location
+from ferry.reconcile.runrules import run_location
 from ferry.reconcile.schedule.describe import describe as describe_schedule
 
 RECENT_RUNS = 5

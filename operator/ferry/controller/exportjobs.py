@@ -38,7 +38,8 @@ from ferry.controller.registry import JobIndex, Registry
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.observe import job_finished, job_observation, parse_time, seal_observation
 from ferry.reconcile.progress import JobObservation, SealObservation
-from ferry.reconcile.runs import Decision, Observation, concurrency_key, reconcile
+from ferry.reconcile.runrules import EXPORT_RULES
+from ferry.reconcile.runs import Decision, Observation, reconcile
 
 STATUS_WRITE_INTERVAL = 3.0
 """Progress-only status writes are spaced at least this far apart per job."""
@@ -75,12 +76,12 @@ class ExportJobs:
     def serialized(self, resource: ExportJobResource
                    ) -> contextlib.AbstractAsyncContextManager[None]:
         namespace = resource.key[0]
-        return self.locks.setdefault((namespace, concurrency_key(resource.spec)), asyncio.Lock())
+        return self.locks.setdefault((namespace, EXPORT_RULES.concurrency_key(resource.spec)), asyncio.Lock())
 
     async def observe(self, resource: ExportJobResource) -> Observation:
         namespace, name = resource.key
         meta, spec, status, now = resource.meta, resource.spec, resource.status, resource.now
-        key = concurrency_key(spec)
+        key = EXPORT_RULES.concurrency_key(spec)
         queued_at = status.current_run.queued_at if status.current_run and \
             status.current_run.queued_at else now
         jobs, seals = await self.observe_jobs(namespace, name, status)
@@ -215,7 +216,7 @@ class ExportJobs:
             # Only the next run in line, ahead of routine work: waking every waiter made
             # each release cost a reconcile (and a status write) per queued job, O(n^2)
             # for a queue of n; the others see their new position at their next poll.
-            waiting = self.registry.waiting_on(key[0], concurrency_key(resource.spec))
+            waiting = self.registry.waiting_on(key[0], EXPORT_RULES.concurrency_key(resource.spec))
             if waiting:
                 loop.queue.add(waiting[0], urgent=True)
 

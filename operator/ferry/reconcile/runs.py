@@ -23,7 +23,6 @@ phase, the standard conditions) is `ferry.reconcile.lifecycle`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ from ferry.api.common import (
     MissedRun,
     MissedRunReason,
 )
-from ferry.api.exportjob import ConcurrencyPolicy, ExportJobSpec
+from ferry.api.exportjob import ConcurrencyPolicy
 from ferry.api.status import (
     FINISHED_RUN_PHASES,
     ExportJobStatus,
@@ -47,8 +46,8 @@ from ferry.api.status import (
 from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.contract.limits import fit
 from ferry.reconcile import requests
-from ferry.reconcile.batches import Slice, batch_count, plan_slices, retry_slices
-from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job, job_name
+from ferry.reconcile.batches import Slice, retry_slices
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, job_name
 from ferry.reconcile.lifecycle import (
     Event,
     Verdict,
@@ -86,13 +85,13 @@ from ferry.reconcile.progress import (
 )
 from ferry.reconcile.request_limits import EXPORTJOB_REQUESTS, refuse_oversized_requests
 from ferry.reconcile.requests import GroupRequest
+from ferry.reconcile.runrules import EXPORT_RULES, RunRules, RunSpec
 from ferry.reconcile.schedule.fires import schedule_problem
 from ferry.reconcile.schedule.validate import InvalidScheduleError
 from ferry.reconcile.seal import apply_seal
-from ferry.reconcile.windows import Window, resolve_window
+from ferry.reconcile.windows import Window
 
-__all__ = ["Decision", "Observation", "QueueView", "concurrency_key", "reconcile",
-           "run_location"]
+__all__ = ["Decision", "Observation", "QueueView", "reconcile"]
 """What the controller and the CLI use."""
 
 QUEUE_POLL_SECONDS = 15.0
@@ -116,7 +115,8 @@ class Observation:
     generation: int
     created_at: dt.datetime
     annotations: dict[str, str]
-    spec: ExportJobSpec
+    spec: Any
+    """The kind's spec: `RunSpec` fields, and what its `rules` read."""
     status: ExportJobStatus
     jobs: list[JobObservation]
     queue: QueueView
@@ -130,6 +130,8 @@ class Observation:
     runs_in_progress: int = 0
     """Runs in progress the operator polls, over all ExportJobs: spaces the progress
     polls so that together they stay within a budget (`progress_poll_interval`)."""
+    rules: RunRules = EXPORT_RULES
+    """What the kind's runs read, how they split and which Job runs them."""
 
 
 @dataclass
@@ -145,22 +147,6 @@ class Decision:
     key_released: bool = False
     delete_self: bool = False
     release_finalizer: bool = False
-
-
-def concurrency_key(spec: ExportJobSpec) -> str:
-    """Runs with equal keys in a namespace run one at a time.
-
-    Derived from the connection Secret and the table (or a hash of the query): two
-    jobs reading the same table through the same credentials are the same load on the
-    same database. Namespaced, because Secrets are: a key can only name what its
-    namespace can reach, and one tenant's exports never wait behind another's.
-    """
-    if spec.concurrency and spec.concurrency.key:
-        return spec.concurrency.key
-    ref = spec.source.connection_secret_ref
-    what = spec.source.table or "query-" + hashlib.sha256(
-        (spec.source.query or "").encode()).hexdigest()[:16]
-    return f"{ref.name}/{ref.key}/{what}"
 
 
 def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
@@ -179,20 +165,14 @@ def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: s
     )
 
 
-def run_location(spec: ExportJobSpec, job: str, run_dir: str) -> str:
-    """s3:// URL of a run's folder (files, _manifests/, _errors/)."""
-    s3 = spec.output.s3
-    parts = [p.strip("/") for p in (s3.prefix or "", job, run_dir) if p and p.strip("/")]
-    return f"s3://{s3.bucket}/{'/'.join(parts)}"
-
-
 class _Reconciler:
     """One reconcile pass; a class only to share the observation between its steps."""
 
     def __init__(self, obs: Observation) -> None:
         self.obs = obs
         self.now = obs.now
-        self.spec = obs.spec
+        self.rules = obs.rules
+        self.spec: RunSpec = obs.spec
         self.status = obs.status.model_copy(deep=True)
         self.decision = Decision(status=self.status)
         self.handled = self.status.last_handled or LastHandledRequests()
@@ -237,15 +217,11 @@ class _Reconciler:
         original = self.history_entry(run.retry_of) if run.retry_of else None
         if original is not None and original.batches_planned:
             return original.batches_planned
-        window = run.window
-        start, end = (window.from_, window.to) if window else (None, None)
-        return batch_count(self.spec, start, end, self.previous_records())
+        return self.rules.batches(self.obs.spec, run.window, self.previous_records())
 
     def slices_for(self, run: RunStatus) -> list[Slice]:
-        window = run.window
-        start, end = (window.from_, window.to) if window else (None, None)
         count = run.batches_planned or self.planned_batches(run)
-        slices = plan_slices(self.spec, count, start, end)
+        slices = self.rules.slices(self.obs.spec, count, run.window)
         if run.retry_of:
             original = self.history_entry(run.retry_of)
             redo = original.batches_to_retry() if original else []
@@ -279,14 +255,16 @@ class _Reconciler:
         elif expired(self.spec.expires_at, self.now):
             self.start_queued_run()
         else:
-            self.apply(requests.backfill_request(annotations, handled, status, self.spec,
-                                                 self.now))
+            if self.rules.backfills:
+                self.apply(requests.backfill_request(annotations, handled, status,
+                                                     self.obs.spec, self.now))
             self.apply(requests.retry_request(annotations, handled, status, self.now))
             self.apply(requests.run_now_request(annotations, handled, status, self.now))
             self.answer_group_request()
             if problem is None:
                 self.follow_schedule()
-                self.apply(requests.next_backfill_run(status, self.spec, self.now))
+                if self.rules.backfills:
+                    self.apply(requests.next_backfill_run(status, self.obs.spec, self.now))
             self.start_queued_run()
         self.seal_finished_runs()
         self.clean_up_jobs()
@@ -384,9 +362,7 @@ class _Reconciler:
         for batch, piece in zip(folded.batches, slices, strict=True):
             if piece.start is not None or piece.end is not None:
                 batch.window = Window(piece.start, piece.end).to_api()
-            if piece.by_key and self.spec.source.key_column:
-                batch.key_range = (f"hash({self.spec.source.key_column}) mod {piece.total} "
-                                   f"= {piece.index}")
+            batch.key_range = self.rules.key_range(self.obs.spec, piece)
         run.batches = folded.counts
         run.batch_statuses = folded.batches
         run.records_processed = folded.records_processed
@@ -453,9 +429,9 @@ class _Reconciler:
                 canceled = [b.index for b in run.batch_statuses if b.phase != "Succeeded"]
             elif run.batches_planned is not None:
                 canceled = [s.index for s in self.slices_for(run)]
-        location = run_location(self.spec, self.obs.owner.name, run.folder)
+        location = self.rules.location(self.obs.spec, self.obs.owner.name, run.folder)
         entry = _history_entry(run, phase, self.now, message, failed, canceled, location)
-        if run.job_name is not None:
+        if run.job_name is not None and self.rules.seals:
             entry.sealed = False
         close_run(self.status, entry, self.spec.history_limit)
         if phase == RunPhase.SUCCEEDED and run.window and run.window.to and \
@@ -477,14 +453,13 @@ class _Reconciler:
         seals = {s.run_number: s for s in self.obs.seals if not s.deleting}
         for number, entry in waiting.items():
             seal = seals.get(number)
-            location = run_location(self.spec, self.obs.owner.name, entry.folder)
+            location = self.rules.location(self.obs.spec, self.obs.owner.name, entry.folder)
             run_job = self.job_for(number)
             if seal is None and run_job is not None and run_job.finished is None:
                 continue  # a stopped run's pods may still commit: seal once they are gone
             if seal is None:
-                self.decision.create_seals.append(build_seal_job(
-                    self.obs.owner, self.spec, entry, entry.folder,
-                    entry.batches_planned or 1, self.obs.worker))
+                self.decision.create_seals.append(self.rules.seal_job(
+                    self.obs.owner, self.obs.spec, entry, self.obs.worker))
             elif seal.finished is not None:
                 kind, message = apply_seal(entry, seal, location)
                 if self.status.last_run is not None and self.status.last_run.id == entry.id:
@@ -526,14 +501,13 @@ class _Reconciler:
                 retry_of: str | None = None, failed: list[int] | None = None) -> None:
         window: Any = window_override
         if window is None and retry_of is None:
-            resolved: Window | None = resolve_window(
-                self.spec.timeframe, slot, self.status.last_successful_window_end)
-            if resolved is None:
+            something, window = self.rules.window(self.obs.spec, slot,
+                                                  self.status.last_successful_window_end)
+            if not something:
                 self.event("Normal", "NothingToExport",
                            f"no new data since {self.status.last_successful_window_end}: "
                            "the incremental window is empty")
                 return
-            window = resolved.to_api()
         number = next_run_number(self.status)
         started_by = requested_by(self.obs.annotations) \
             if trigger in ("manual", "retry") else None
@@ -585,28 +559,16 @@ class _Reconciler:
         run.batches_planned = self.planned_batches(run)
         self.decision.create_job = self.job_manifest(run)
         self.event("Normal", "Started",
-                   f"run {run.id} started ({run.trigger}){self.rows_per_batch_note(run)}")
+                   f"run {run.id} started ({run.trigger})"
+                   f"{self.rules.start_note(self.obs.spec, run, self.previous_records())}")
         # The first poll at the base rate whatever the budget: one per run started, so
         # bounded by how fast runs start, and in a burst merged with the reconciles the
         # new Job's own events cause; the percent shows from then on.
         self.requeue(PROGRESS_POLL_SECONDS)
 
-    def rows_per_batch_note(self, run: RunStatus) -> str:
-        """Where a ``rowsPerBatch`` split came from, since it is an estimate."""
-        batching = self.spec.batching
-        if not batching or not batching.rows_per_batch or run.retry_of:
-            return ""
-        records = self.previous_records()
-        if records is None:
-            return ("; 1 batch: rowsPerBatch splits by the previous successful run's "
-                    "records, and there is none yet")
-        return (f"; {run.batches_planned} batch(es) of rowsPerBatch {batching.rows_per_batch}"
-                f" for the previous successful run's {records} records")
-
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
-        return build_job(self.obs.owner, self.spec, run.number, run.folder,
-                         self.slices_for(run), self.obs.worker,
-                         reuse_committed_since=self.reuse_committed_since(run))
+        return self.rules.job(self.obs.owner, self.obs.spec, run, self.slices_for(run),
+                              self.obs.worker, self.reuse_committed_since(run))
 
     def clean_up_jobs(self) -> None:
         """Stop Jobs no run owns any more, and keep only the latest finished Job."""
@@ -622,7 +584,7 @@ class _Reconciler:
     def finish_status(self, problem: InvalidScheduleError | None) -> None:
         status, spec, now, generation = self.status, self.spec, self.now, self.obs.generation
         record_observed(status, generation, self.handled, self.obs.annotations)
-        status.concurrency_key = concurrency_key(spec)
+        status.concurrency_key = self.rules.concurrency_key(self.obs.spec)
         schedule = spec.schedule
         one_time_done = schedule is not None and schedule.once is not None and \
             status.one_time_started_at is not None

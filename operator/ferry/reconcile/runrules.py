@@ -1,0 +1,152 @@
+"""What differs between kinds whose runs `ferry.reconcile.runs` drives.
+
+The run state machine (start, queue on a concurrency key, follow the Job and its pods,
+finish, retry only the failed batches, stop, history, progress, conditions) is the same
+for every kind of job that moves data in batches; what each run reads, how it is split
+and which Job does it are not. `RunRules` is that difference, one small class per kind:
+`ExportRules` here, `ferry.reconcile.importrules.ImportRules` for ImportJobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any, Protocol
+
+from ferry.api.common import Window
+from ferry.api.exportjob import Concurrency, ExportJobSpec
+from ferry.api.pod import WorkerPod
+from ferry.api.schedule import Schedule
+from ferry.api.status import HistoryEntry, RunStatus
+from ferry.reconcile.batches import Slice, batch_count, plan_slices
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job
+from ferry.reconcile.windows import resolve_window
+
+
+class RunSpec(Protocol):
+    """The fields every batch-running kind's spec has, with one meaning."""
+
+    schedule: Schedule | None
+    suspend: bool
+    expires_at: dt.datetime | None
+    history_limit: int
+    concurrency: Concurrency | None
+    worker: WorkerPod | None
+
+
+class RunRules(Protocol):
+    """A kind's answers to the run state machine's kind-specific questions."""
+
+    noun: str
+    """What a run moves, for messages ("export", "import")."""
+    backfills: bool
+    """Whether the kind has time windows that a backfill request can replay."""
+    seals: bool
+    """Whether a finished run gets a seal Job writing its run marker."""
+
+    def concurrency_key(self, spec: Any) -> str:
+        """Runs with equal keys in a namespace run one at a time."""
+
+    def window(self, spec: Any, slot: dt.datetime,
+               last_end: dt.datetime | None) -> tuple[bool, Window | None]:
+        """(something to do, the run's time window if it has one), for a run at ``slot``
+        after the newest window a run succeeded with ended at ``last_end``."""
+
+    def batches(self, spec: Any, window: Window | None, previous_records: int | None) -> int:
+        """How many batches a new run is split into."""
+
+    def slices(self, spec: Any, count: int, window: Window | None) -> list[Slice]:
+        """The ``count`` batches of a run, the same for the same inputs."""
+
+    def start_note(self, spec: Any, run: RunStatus, previous_records: int | None) -> str:
+        """Appended to the Started event: where an estimated split came from."""
+
+    def key_range(self, spec: Any, piece: Slice) -> str | None:
+        """How a batch's share of the rows is chosen, when not by its window."""
+
+    def location(self, spec: Any, job: str, folder: str) -> str:
+        """The URL of a run's folder, recorded in history."""
+
+    def job(self, owner: Owner, spec: Any, run: RunStatus, slices: list[Slice],
+            defaults: WorkerDefaults, reuse_since: dt.datetime | None) -> dict[str, Any]:
+        """The run's Job manifest (or its retry's, with the failed batches' slices)."""
+
+    def seal_job(self, owner: Owner, spec: Any, entry: HistoryEntry,
+                 defaults: WorkerDefaults) -> dict[str, Any]:
+        """The seal Job of a finished run (only called when ``seals``)."""
+
+
+def run_location(spec: ExportJobSpec, job: str, run_dir: str) -> str:
+    """s3:// URL of an export run's folder (files, _manifests/, _errors/)."""
+    s3 = spec.output.s3
+    parts = [p.strip("/") for p in (s3.prefix or "", job, run_dir) if p and p.strip("/")]
+    return f"s3://{s3.bucket}/{'/'.join(parts)}"
+
+
+def _bounds(window: Window | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    return (window.from_, window.to) if window else (None, None)
+
+
+class ExportRules:
+    """ExportJob: rows of a table or query in a time window, split by time or by key."""
+
+    noun = "export"
+    backfills = True
+    seals = True
+
+    def concurrency_key(self, spec: ExportJobSpec) -> str:
+        """Derived from the connection Secret and the table (or a hash of the query): two
+        jobs reading the same table through the same credentials are the same load on the
+        same database. Namespaced, because Secrets are: a key can only name what its
+        namespace can reach, and one tenant's exports never wait behind another's."""
+        if spec.concurrency and spec.concurrency.key:
+            return spec.concurrency.key
+        ref = spec.source.connection_secret_ref
+        what = spec.source.table or "query-" + hashlib.sha256(
+            (spec.source.query or "").encode()).hexdigest()[:16]
+        return f"{ref.name}/{ref.key}/{what}"
+
+    def window(self, spec: ExportJobSpec, slot: dt.datetime,
+               last_end: dt.datetime | None) -> tuple[bool, Window | None]:
+        resolved = resolve_window(spec.timeframe, slot, last_end)
+        return resolved is not None, resolved.to_api() if resolved else None
+
+    def batches(self, spec: ExportJobSpec, window: Window | None,
+                previous_records: int | None) -> int:
+        return batch_count(spec, *_bounds(window), previous_records)
+
+    def slices(self, spec: ExportJobSpec, count: int, window: Window | None) -> list[Slice]:
+        return plan_slices(spec, count, *_bounds(window))
+
+    def start_note(self, spec: ExportJobSpec, run: RunStatus,
+                   previous_records: int | None) -> str:
+        """Where a ``rowsPerBatch`` split came from, since it is an estimate."""
+        batching = spec.batching
+        if not batching or not batching.rows_per_batch or run.retry_of:
+            return ""
+        if previous_records is None:
+            return ("; 1 batch: rowsPerBatch splits by the previous successful run's "
+                    "records, and there is none yet")
+        return (f"; {run.batches_planned} batch(es) of rowsPerBatch {batching.rows_per_batch}"
+                f" for the previous successful run's {previous_records} records")
+
+    def key_range(self, spec: ExportJobSpec, piece: Slice) -> str | None:
+        if piece.by_key and spec.source.key_column:
+            return f"hash({spec.source.key_column}) mod {piece.total} = {piece.index}"
+        return None
+
+    def location(self, spec: ExportJobSpec, job: str, folder: str) -> str:
+        return run_location(spec, job, folder)
+
+    def job(self, owner: Owner, spec: ExportJobSpec, run: RunStatus, slices: list[Slice],
+            defaults: WorkerDefaults, reuse_since: dt.datetime | None) -> dict[str, Any]:
+        return build_job(owner, spec, run.number, run.folder, slices, defaults,
+                         reuse_committed_since=reuse_since)
+
+    def seal_job(self, owner: Owner, spec: ExportJobSpec, entry: HistoryEntry,
+                 defaults: WorkerDefaults) -> dict[str, Any]:
+        return build_seal_job(owner, spec, entry, entry.folder, entry.batches_planned or 1,
+                              defaults)
+
+
+EXPORT_RULES = ExportRules()
