@@ -73,3 +73,16 @@ def test_a_pod_ended_mid_copy_leaves_nothing_and_the_retry_loads_once(
     again = env.run(plan)
     assert again.code == 0 and again.message["records"] == 2 * ROWS
     assert env.sql(f"SELECT count(*) FROM {table}")[0][0] == 2 * ROWS
+
+
+def test_two_pods_of_one_batch_load_it_once(env: Env) -> None:
+    table = contacts(env, "raced")
+    env.put("a.csv", HEADER + csv_rows(1, ROWS // 3))
+    env.put("b.csv", HEADER + csv_rows(ROWS + 1, ROWS // 3))
+    plan = env.plan(table)
+    workers = [start_worker(env, plan) for _ in range(2)]
+    codes = [worker.wait(timeout=120) for worker in workers]
+    assert codes == [0, 0]
+    logs = [worker.stderr.read().decode() if worker.stderr else "" for worker in workers]
+    assert sum("loaded by an earlier attempt" in log for log in logs) == 1, logs
+    assert env.sql(f"SELECT count(*) FROM {table}")[0][0] == 2 * (ROWS // 3)
