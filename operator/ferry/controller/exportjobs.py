@@ -75,8 +75,8 @@ class ExportJobs:
 
     def serialized(self, resource: ExportJobResource
                    ) -> contextlib.AbstractAsyncContextManager[None]:
-        namespace = resource.key[0]
-        return self.locks.setdefault((namespace, EXPORT_RULES.concurrency_key(resource.spec)), asyncio.Lock())
+        key = (resource.key[0], EXPORT_RULES.concurrency_key(resource.spec))
+        return self.locks.setdefault(key, asyncio.Lock())
 
     async def observe(self, resource: ExportJobResource) -> Observation:
         namespace, name = resource.key
