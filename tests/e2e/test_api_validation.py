@@ -502,7 +502,7 @@ INVALID = [
     Invalid(
         "import-csv-quote-not-ascii",
         {"spec.csv": {"quote": "é"}},
-        _pattern("spec.csv.quote", "é", r"^[\t -~]$"),
+        _pattern("spec.csv.quote", "é", r"^[\t -\[\]-~]$"),
         IMPORTJOB,
     ),
     Invalid(
@@ -532,6 +532,21 @@ INVALID = [
         "import-columns-unique",
         {"spec.destination.columns": [{"name": "id"}, {"name": "id", "from": "ID"}]},
         '.spec.destination.columns: duplicate entries for key [name="id"]',
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-file-column-read-twice",
+        {"spec.destination.columns": [{"name": "id", "from": "ID"},
+                                      {"name": "code", "from": "ID"}]},
+        "spec.destination.columns: Invalid value: each file column fills one table column: "
+        "spec.destination.columns[].from (name when from is absent) must be unique",
+        IMPORTJOB,
+    ),
+    Invalid(
+        "import-csv-delimiter-backslash",
+        {"spec.csv": {"delimiter": "\\"}},
+        'spec.csv.delimiter: Invalid value: "\\\\": spec.csv.delimiter in body should match '
+        "'^[\\t -\\[\\]-~]$'",
         IMPORTJOB,
     ),
     Invalid(

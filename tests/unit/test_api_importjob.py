@@ -20,6 +20,7 @@ from ferry.api import (
     RunPhase,
     UnknownColumns,
 )
+from ferry.api.destination import MSG_FROM_UNIQUE
 from ferry.api.importjob import (
     MSG_CSV_NEEDS_CSV,
     MSG_CSV_QUOTE_IS_DELIMITER,
@@ -128,7 +129,8 @@ def test_errors_allowed(value: int | str, rows: int, allowed: int) -> None:
     assert ImportJobSpec.model_validate(spec(maxErrors=value)).errors_allowed(rows) == allowed
 
 
-@pytest.mark.parametrize("value", [-1, "101%", "2", "%", "2 %", "1e2%", "-1%", "100.5%"])
+@pytest.mark.parametrize("value", [-1, "101%", "2", "%", "2 %", "1e2%", "-1%", "100.5%",
+                                   "2.5555%"])
 def test_max_errors_is_a_count_or_a_percentage(value: int | str) -> None:
     rejects(spec(maxErrors=value), MSG_MAX_ERRORS)
 
@@ -156,6 +158,10 @@ def test_max_errors_is_a_count_or_a_percentage(value: int | str) -> None:
     ({"destination": destination(columns=[{"name": "id"}, {"name": "id", "from": "ID"}])},
      "duplicate column 'id'"),
     ({"mode": "Merge", "keyColumns": ["id", "id"]}, "duplicate column 'id'"),
+    ({"destination": destination(columns=[{"name": "id", "from": "ID"},
+                                          {"name": "code", "from": "ID"}])}, MSG_FROM_UNIQUE),
+    ({"destination": destination(columns=[{"name": "id"}, {"name": "code", "from": "id"}])},
+     MSG_FROM_UNIQUE),
 ])
 def test_invalid_import_job_specs(changes: dict[str, Any], message: str) -> None:
     rejects(spec(**changes), message)
@@ -177,6 +183,9 @@ def test_invalid_import_job_specs(changes: dict[str, Any], message: str) -> None
     ({"csv": {"delimiter": ",,"}}, "csv.delimiter"),
     ({"csv": {"delimiter": "\n"}}, "csv.delimiter"),
     ({"csv": {"quote": "é"}}, "csv.quote"),
+    ({"csv": {"delimiter": "\\"}}, "csv.delimiter"),
+    ({"csv": {"nullString": "a\nb"}}, "csv.nullString"),
+    ({"source": {"s3": {"bucket": "landing", "glob": "*\t.csv"}}}, "source.s3.glob"),
     ({"source": {"fromExport": {"name": "Contact_History"}}}, "source.fromExport.name"),
     ({"source": {"fromExport": {"name": "c", "run": "c"}}}, "source.fromExport.run"),
     ({"source": {"s3": {"bucket": "landing", "glob": ""}}}, "source.s3.glob"),
@@ -208,6 +217,9 @@ def test_schema_rules_name_the_field(changes: dict[str, Any], field: str) -> Non
     {"source": {"fromExport": {"name": "contact-history", "run": "contact-history.42"}}},
     {"source": {"s3": {"bucket": "landing", "glob": "2024-*/part-?.csv"}}},
     {"maxErrors": "0.25%"},
+    {"maxErrors": "99.999%"},
+    {"csv": {"delimiter": "|", "quote": "["}},
+    {"destination": destination(columns=[{"name": "id", "from": "1"}, {"name": "code"}])},
 ])
 def test_valid_variants(changes: dict[str, Any]) -> None:
     ImportJobSpec.model_validate(spec(**changes))

@@ -12,14 +12,23 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from ferry.api.base import FerryModel
+from ferry.api.base import FerryModel, cel, validations
 from ferry.api.common import SecretKeyRef
 from ferry.api.source import Identifier, SourceType, TableName
 from ferry.contract.limits import MAX_SELECTED_COLUMNS
 
 MAX_FIELD_NAME_CHARACTERS = 256
+
+MSG_FROM_UNIQUE = (
+    "each file column fills one table column: spec.destination.columns[].from (name when "
+    "from is absent) must be unique"
+)
+FROM_UNIQUE_RULE = (
+    "!has(self.columns) || self.columns.all(c, self.columns.exists_one(d, "
+    "(has(d.from) ? d.from : d.name) == (has(c.from) ? c.from : c.name)))"
+)
 
 
 class UnknownColumns(StrEnum):
@@ -64,11 +73,15 @@ class ColumnMapping(FerryModel):
 
 
 def _check_unique_names(columns: list[ColumnMapping]) -> list[ColumnMapping]:
-    """The API server refuses duplicates in a list-type map; the same rule in Python."""
+    """The API server refuses duplicates in a list-type map, and the CEL rule a file
+    column read twice (which the worker refuses); the same rules in Python."""
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate column {duplicates[0]!r}")
+    sources = [c.source_name for c in columns]
+    if len(set(sources)) != len(sources):
+        raise ValueError(MSG_FROM_UNIQUE)
     return columns
 
 
@@ -81,6 +94,10 @@ ColumnMappings = Annotated[
 
 class Destination(FerryModel):
     """The PostgreSQL table the rows are loaded into."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(cel(FROM_UNIQUE_RULE, MSG_FROM_UNIQUE, field_path=".columns"))
+    )
 
     type: SourceType = Field(description="Kind of database. Only postgres for now.")
     connection_secret_ref: SecretKeyRef = Field(

@@ -38,9 +38,12 @@ from ferry.contract.limits import MAX_BATCHES
 
 MAX_KEY_COLUMNS = 32
 """PostgreSQL's INDEX_MAX_KEYS: a merge key needs a unique index over these columns."""
-CSV_CHARACTER_PATTERN = r"^[\t -~]$"
-"""One printable ASCII character or a tab: what a single-byte CSV reader can split on."""
-PERCENT_PATTERN = r"^(100([.]0+)?|[0-9]{1,2}([.][0-9]+)?)%$"
+CSV_CHARACTER_PATTERN = r"^[\t -\[\]-~]$"
+"""One printable ASCII character other than backslash, or a tab: what a single-byte CSV
+reader can split on, and what the worker's plan accepts."""
+NULL_STRING_PATTERN = r"^[^\r\n\x00]*$"
+PERCENT_PATTERN = r"^(100([.]0{1,3})?|[0-9]{1,2}([.][0-9]{1,3})?)%$"
+"""At most three decimals, as the worker's plan takes them."""
 MAX_ERRORS_CHARACTERS = 16
 
 MSG_CSV_QUOTE_IS_DELIMITER = "csv.delimiter and csv.quote must be different characters"
@@ -103,16 +106,16 @@ class CsvOptions(FerryModel):
         "order, or with spec.destination.columns the positions their from gives.",
     )
     delimiter: CsvCharacter = Field(
-        default=",", description='Field separator: one printable ASCII character or a tab '
-        '(default ",").'
+        default=",", description="Field separator: one printable ASCII character other "
+        'than backslash, or a tab (default ",").'
     )
     quote: CsvCharacter = Field(
         default='"', description='Quote character, doubled inside a quoted field (default ").'
     )
-    null_string: Annotated[str, Field(max_length=64)] = Field(
+    null_string: Annotated[str, Field(max_length=64, pattern=NULL_STRING_PATTERN)] = Field(
         default="",
         description='An unquoted field equal to this is NULL (default: the empty field); '
-        'a quoted "" is always the empty string.',
+        'a quoted "" is always the empty string. At most 64 characters, no line breaks.',
     )
 
     @model_validator(mode="after")

@@ -25,6 +25,8 @@ from ferry.api.output import BUCKET_DOTS_RULE, S3Bucket
 from ferry.api.status import RunId
 
 MAX_GLOB_CHARACTERS = 256
+GLOB_PATTERN = r"^[^\x00-\x1f]*$"
+"""No control characters: S3 keys the worker lists never hold them (its plan refuses them)."""
 
 MSG_IMPORT_SOURCE_ONE_OF = "set exactly one of s3 or fromExport"
 MSG_GLOB_RELATIVE = (
@@ -50,7 +52,8 @@ class S3Source(S3Bucket):
         )
     )
 
-    glob: Annotated[str, Field(min_length=1, max_length=MAX_GLOB_CHARACTERS)] | None = Field(
+    glob: Annotated[str, Field(min_length=1, max_length=MAX_GLOB_CHARACTERS,
+                               pattern=GLOB_PATTERN)] | None = Field(
         default=None,
         description="Shell-style pattern (fnmatch: *, ?, [seq]; * also matches /) matched "
         'against each key relative to prefix, e.g. "*.csv.gz". Absent: every object under '
