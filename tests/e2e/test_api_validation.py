@@ -854,12 +854,14 @@ def test_explain_shows_the_importjob_docs(kubectl: Kubectl, crds: None) -> None:
     for line in ("source\t<Object>", "format\t<string> -required-", "destination\t<Object>",
                  "mode\t<string>", "keyColumns\t<[]string>", "newFilesOnly\t<boolean>"):
         assert line in out, line
-    mode = kubectl("explain", "ij.spec.mode").stdout
-    assert "Overwrite: replace the table's contents atomically" in mode
-    max_errors = kubectl("explain", "ij.spec.maxErrors").stdout
-    assert "Integer or string. Rows each batch may reject into the audit log" in max_errors
-    glob = kubectl("explain", "ij.spec.source.s3.glob").stdout
-    assert "matched against each key relative to prefix" in glob
+    def explained(field: str) -> str:
+        """kubectl explain's text of ``field``, its line wrapping undone."""
+        return " ".join(kubectl("explain", field).stdout.split())
+
+    assert "Overwrite: replace the table's contents atomically" in explained("ij.spec.mode")
+    assert "Integer or string. Rows each batch may reject into the audit log" in explained(
+        "ij.spec.maxErrors")
+    assert "matched against each key relative to prefix" in explained("ij.spec.source.s3.glob")
 
 
 def test_importjob_defaults_are_filled_by_the_api_server(

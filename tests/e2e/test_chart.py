@@ -202,8 +202,8 @@ def kubeconform_run(kubeconform: str, schema_location: str, manifests: str,
 
 
 @pytest.mark.parametrize(("shape", "resources"), [
-    ("cluster-wide", 18), ("namespaced+webhook", 25), ("cert-manager", 19),
-    ("webhook-off", 14)])
+    ("cluster-wide", 19), ("namespaced+webhook", 26), ("cert-manager", 20),
+    ("webhook-off", 15)])
 def test_rendered_chart_is_valid_kubernetes(
     render_text: Callable[..., str], kubeconform: str, schema_location: str,
     shape: str, resources: int,
