@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
+from ferry.contract.layout import RUN_MARKER
 from tests.fixtures.services import S3Server
 
 from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request
@@ -43,8 +44,9 @@ def run_once(kubectl: Kubectl, wiring: Wiring, s3: S3Server, batches: int) -> di
     del manifest["spec"]["source"]["timestampColumn"]
     kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
     request(kubectl, ns, NAME, ANNOTATION_RUN_REQUESTED_AT)
-    entry = wait_until(lambda: (get(kubectl, ns, f"exportjob/{NAME}").get("status") or {})
-                       .get("lastRun"), what="the run to end", timeout=180)
+    entry = wait_until(lambda: (e := (get(kubectl, ns, f"exportjob/{NAME}").get("status")
+                                      or {}).get("lastRun")) and e.get("sealed") is True and e,
+                       what="the run to end and be sealed (its _run.json written)", timeout=240)
     assert (entry["id"], entry["phase"]) == (f"{NAME}.1", "Succeeded"), entry
     return get(kubectl, ns, f"exportjob/{NAME}")
 
@@ -80,7 +82,10 @@ def test_a_recreated_job_replaces_the_old_jobs_run_folder(
     assert {m["jobUid"] for m in manifests.values()} == {new["metadata"]["uid"]}
     files = sorted(f["key"] for m in manifests.values() for f in m["files"])
     assert keys == sorted([f"{FOLDER}_manifests/batch-0.json",
-                           f"{FOLDER}_manifests/batch-1.json", *files])
+                           f"{FOLDER}_manifests/batch-1.json", f"{FOLDER}{RUN_MARKER}", *files])
+    marker = json.loads(s3.client().get_object(
+        Bucket=wiring.bucket, Key=f"{FOLDER}{RUN_MARKER}")["Body"].read())
+    assert (marker["run"], marker["jobUid"]) == (f"{NAME}.1", new["metadata"]["uid"])
     client = s3.client()
     ids = [int(row["id"]) for key in files for row in csv.DictReader(io.StringIO(
         client.get_object(Bucket=wiring.bucket, Key=key)["Body"].read().decode()))]
