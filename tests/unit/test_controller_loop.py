@@ -6,6 +6,7 @@ makes, what it writes, and what it does when the API server says no.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -211,3 +212,24 @@ async def test_a_group_run_wakes_its_members_the_first_runs_the_second_waits(
     assert "currentRun" not in second["status"]
     assert second["status"]["awaitingGroupRun"] == "nightly.1"
     assert second["status"]["phase"] == "AwaitingDependency"
+
+
+async def test_a_write_to_an_object_gone_drops_its_cache_entry_so_the_retry_forgets_it(
+        kube: FakeKube) -> None:
+    operator = Operator(kube)
+    gone = exportjob().hourly().build()  # never stored: the watch showed it, then it went
+    gone["metadata"].update(uid="uid-gone", resourceVersion="7")
+    operator.jobs.bodies.keep(NS, "contacts", gone)
+    operator.jobs.queue.add((NS, "contacts"))
+
+    worker = asyncio.create_task(operator.jobs.run_worker())
+    for _ in range(100):
+        if operator.jobs.queue.timers:
+            break
+        await asyncio.sleep(0.01)
+    worker.cancel()
+
+    assert kube.calls == [("patch", "exportjobs", "contacts")]  # the finalizer: 404
+    assert operator.jobs.bodies.get(NS, "contacts") is None
+    await operator.jobs.reconcile(NS, "contacts")  # the retry
+    assert kube.calls[-1] == ("get", "exportjobs", "contacts")

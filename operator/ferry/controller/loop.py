@@ -171,8 +171,8 @@ class Loop(Generic[SpecT, StatusT, ObservationT, DecisionT]):
             try:
                 await self.reconcile(*key)
             except ApiError as e:
-                if e.status == 409:  # read a version the API server has moved past
-                    self.bodies.drop(*key)
+                if e.status in (404, 409):  # a version the server moved past, or gone:
+                    self.bodies.drop(*key)  # the retry reads it fresh (and forgets it)
                 metrics.RECONCILE_ERRORS.labels(f"api-{e.status}").inc()
                 level = logging.INFO if e.status == 409 else logging.WARNING
                 log.log(level, "reconcile %s %s/%s: API %s %s; retrying", self.kind.plural,
