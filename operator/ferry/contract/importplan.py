@@ -35,6 +35,9 @@ from ferry.contract.plan import (
     _PREFIX_SEGMENT,
     _RUN_ID,
     PlanError,
+    _choice,
+    _obj,
+    _reject_unknown,
 )
 
 ImportFormat = Literal["csv", "jsonl", "parquet"]
@@ -253,19 +256,6 @@ def encode_import_plan(plan: ImportPlan) -> str:
 # --------------------------------------------------------------------------- decoding
 
 
-def _obj(value: object, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PlanError(path, f"must be an object, got {type(value).__name__}")
-    return cast(dict[str, Any], value)
-
-
-def _only(obj: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise PlanError(f"{path}.{unknown[0]}",
-                        f"unknown field (allowed: {', '.join(sorted(allowed))})")
-
-
 def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = True,
           empty: bool = False) -> str | None:
     value = obj.get(key)
@@ -285,14 +275,6 @@ def _bool(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise PlanError(f"{path}.{key}", "must be a boolean")
     return value
-
-
-def _choice(obj: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...],
-            default: str) -> str:
-    value = obj.get(key, default)
-    if value not in choices:
-        raise PlanError(f"{path}.{key}", f"must be one of {', '.join(choices)}, got {value!r}")
-    return cast(str, value)
 
 
 def _index(value: object, path: str) -> int:
@@ -345,12 +327,12 @@ def _connection(obj: Mapping[str, Any]) -> S3Connection:
 
 def _source(raw: object) -> tuple[S3Connection, S3Files | None, FromExport | None]:
     obj = _obj(raw, "plan.source")
-    _only(obj, {"s3", "fromExport", "endpoint", "region", "pathStyle"}, "plan.source")
+    _reject_unknown(obj, {"s3", "fromExport", "endpoint", "region", "pathStyle"}, "plan.source")
     if ("s3" in obj) == ("fromExport" in obj):
         raise PlanError("plan.source", "set exactly one of s3 or fromExport")
     if "s3" in obj:
         s3 = _obj(obj["s3"], "plan.source.s3")
-        _only(s3, {"bucket", "prefix", "glob"}, "plan.source.s3")
+        _reject_unknown(s3, {"bucket", "prefix", "glob"}, "plan.source.s3")
         glob = _text(s3, "glob", "plan.source.s3", required=False)
         if glob is not None and not _GLOB.fullmatch(glob):
             raise PlanError("plan.source.s3.glob",
@@ -359,7 +341,7 @@ def _source(raw: object) -> tuple[S3Connection, S3Files | None, FromExport | Non
                         glob)
         return _connection(obj), files, None
     export = _obj(obj["fromExport"], "plan.source.fromExport")
-    _only(export, {"bucket", "prefix", "runFolder"}, "plan.source.fromExport")
+    _reject_unknown(export, {"bucket", "prefix", "runFolder"}, "plan.source.fromExport")
     path = "plan.source.fromExport"
     folder = _prefix(export, "runFolder", path, required=True)
     if folder.count("/") != 1:
@@ -381,9 +363,9 @@ def _format(raw: object) -> tuple[ImportFormat, CsvOptions]:
     obj = _obj({"type": raw} if isinstance(raw, str) else raw, "plan.format")
     fmt = cast(ImportFormat, _choice(obj, "type", "plan.format", IMPORT_FORMATS, "csv"))
     if fmt != "csv":
-        _only(obj, {"type"}, "plan.format")
+        _reject_unknown(obj, {"type"}, "plan.format")
         return fmt, CsvOptions()
-    _only(obj, {"type", "header", "delimiter", "quote", "nullString"}, "plan.format")
+    _reject_unknown(obj, {"type", "header", "delimiter", "quote", "nullString"}, "plan.format")
     delimiter = _single_character(obj, "delimiter", ",")
     quote = _single_character(obj, "quote", '"')
     if delimiter == quote:
@@ -417,7 +399,7 @@ def _mappings(raw: object) -> tuple[ColumnMapping, ...]:
     out = []
     for i, item in enumerate(raw):
         obj = _obj(item, f"{path}[{i}]")
-        _only(obj, {"name", "from"}, f"{path}[{i}]")
+        _reject_unknown(obj, {"name", "from"}, f"{path}[{i}]")
         name = identifier(obj.get("name"), f"{path}[{i}].name")
         source = obj.get("from", name)
         if not isinstance(source, str) or not source or "\x00" in source:
@@ -435,7 +417,7 @@ def _mappings(raw: object) -> tuple[ColumnMapping, ...]:
 def _destination(raw: object) -> ImportDestination:
     path = "plan.destination"
     obj = _obj(raw, path)
-    _only(obj, {"table", "columns", "unknownColumns", "missingColumns"}, path)
+    _reject_unknown(obj, {"table", "columns", "unknownColumns", "missingColumns"}, path)
     return ImportDestination(
         table=parse_table(obj.get("table"), f"{path}.table"),
         columns=_mappings(obj.get("columns")),
@@ -481,7 +463,7 @@ def _errors(raw: object) -> ErrorsLocation | None:
     if raw is None:
         return None
     obj = _obj(raw, "plan.errors")
-    _only(obj, {"bucket", "prefix"}, "plan.errors")
+    _reject_unknown(obj, {"bucket", "prefix"}, "plan.errors")
     return ErrorsLocation(_bucket(obj, "plan.errors"), _prefix(obj, "prefix", "plan.errors"))
 
 
@@ -522,7 +504,7 @@ def decode_import_plan(raw: object, completion_index: Callable[[], int],
     plan's ``batchIndex``, else ``completion_index()``; with ``batchIndexes`` either of
     the first or the last is the position in that list."""
     obj = _obj(raw, "plan")
-    _only(obj, _FIELDS, "plan")
+    _reject_unknown(obj, _FIELDS, "plan")
     job = _text(obj, "job", "plan")
     assert job is not None
     if not _JOB_NAME.fullmatch(job):
