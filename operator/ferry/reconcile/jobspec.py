@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ferry.api.exportjob import ExportJobSpec
+from ferry.api.output import S3CredentialsSecretRef
+from ferry.api.pod import WorkerPod
 from ferry.api.source import Filter as SourceFilter
 from ferry.api.status import HistoryEntry
 from ferry.constants import API_VERSION, EXPORTJOB_KIND, LABEL_JOB, LABEL_RUN, LABEL_SEAL
@@ -57,16 +59,31 @@ class WorkerDefaults:
 
 @dataclass(frozen=True)
 class Owner:
-    """The ExportJob that owns the Job (garbage collection deletes the Job with it)."""
+    """The ExportJob or ImportJob that owns the Job (garbage collection deletes the Job
+    with it); ``label`` is the Job label that names it (one key per kind, so an ExportJob
+    and an ImportJob of the same name never see each other's Jobs)."""
 
     name: str
     namespace: str
     uid: str
+    kind: str = EXPORTJOB_KIND
+    label: str = LABEL_JOB
 
 
 def job_name(export_job: str, run_number: int) -> str:
     """`<job>-<n>`: API validation keeps ExportJob names short enough for 63 characters."""
     return f"{export_job}-{run_number}"
+
+
+def suffixed_name(owner: str, suffix: str) -> str:
+    """``<owner><suffix>``, shortened with a hash of the owner's name where it would pass
+    63 characters (a Job name is a label value): distinct owners keep distinct names."""
+    name = f"{owner}{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:6]
+    keep = 63 - len(f"-{digest}{suffix}")
+    return f"{owner[:keep].rstrip('-')}-{digest}{suffix}"
 
 
 def _filter(item: SourceFilter) -> Filter:
@@ -124,35 +141,28 @@ def worker_plan(
     )
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def _worker_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
-                plan: Plan, with_source: bool) -> dict[str, Any]:
-    """The worker pod of a batch (``export``) or of a run's seal (``seal``: the bucket
-    only, no database Secret)."""
-    worker = spec.worker
-    env: list[dict[str, Any]] = [
-        {"name": "FERRY_PLAN", "value": encode_plan(plan)}]
-    if with_source:
-        env.append(_secret_env(
-            "FERRY_SOURCE_DSN",
-            spec.source.connection_secret_ref.name,
-            spec.source.connection_secret_ref.key,
-        ))
-    env += [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+def s3_credentials_env(credentials: S3CredentialsSecretRef | None) -> list[dict[str, Any]]:
+    """The bucket's keys as AWS_* env vars (none: the pod's own identity, e.g. IRSA)."""
+    if credentials is None:
+        return []
+    return [
+        secret_env("AWS_ACCESS_KEY_ID", credentials.name, credentials.access_key_id_key),
+        secret_env("AWS_SECRET_ACCESS_KEY", credentials.name, credentials.secret_access_key_key),
     ]
-    credentials = spec.output.s3.credentials_secret_ref
-    if credentials is not None:
-        env += [
-            _secret_env("AWS_ACCESS_KEY_ID", credentials.name, credentials.access_key_id_key),
-            _secret_env(
-                "AWS_SECRET_ACCESS_KEY", credentials.name, credentials.secret_access_key_key
-            ),
-        ]
+
+
+def worker_pod(worker: WorkerPod | None, defaults: WorkerDefaults, args: list[str],
+               env: list[dict[str, Any]]) -> dict[str, Any]:
+    """A worker pod running ``ferry-worker <args>`` with ``env`` (plan and Secret refs)
+    first, then the pod's own name and namespace (its progress annotations)."""
+    env = [*env,
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "image": (worker.image if worker and worker.image else defaults.image),
@@ -186,7 +196,19 @@ def _worker_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
     return pod_spec
 
 
-def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+def _export_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
+                plan: Plan, with_source: bool) -> dict[str, Any]:
+    """The worker pod of a batch (``export``) or of a run's seal (``seal``: the bucket
+    only, no database Secret)."""
+    env: list[dict[str, Any]] = [{"name": "FERRY_PLAN", "value": encode_plan(plan)}]
+    if with_source:
+        ref = spec.source.connection_secret_ref
+        env.append(secret_env("FERRY_SOURCE_DSN", ref.name, ref.key))
+    env += s3_credentials_env(spec.output.s3.credentials_secret_ref)
+    return worker_pod(spec.worker, defaults, args, env)
+
+
+def job_metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": owner.namespace,
@@ -194,7 +216,7 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
-                "kind": EXPORTJOB_KIND,
+                "kind": owner.kind,
                 "name": owner.name,
                 "uid": owner.uid,
                 "controller": True,
@@ -204,7 +226,7 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]
     }
 
 
-def _fatal_exit_codes_fail_the_index() -> dict[str, Any]:
+def fatal_exit_codes_fail_the_index() -> dict[str, Any]:
     return {
         "rules": [
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -217,6 +239,26 @@ def _fatal_exit_codes_fail_the_index() -> dict[str, Any]:
                 },
             },
         ]
+    }
+
+
+def indexed_job(owner: Owner, name: str, labels: dict[str, str], completions: int,
+                parallelism: int, retries: int, pod: dict[str, Any]) -> dict[str, Any]:
+    """An Indexed Job, one completion index per batch: a batch's pods are retried
+    ``retries`` times, except on an exit code that says retrying cannot help."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": job_metadata(owner, name, labels),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": completions,
+            "parallelism": min(completions, parallelism),
+            "backoffLimitPerIndex": retries,
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": fatal_exit_codes_fail_the_index(),
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
     }
 
 
@@ -234,23 +276,12 @@ def build_job(
     ``reuse_committed_since`` (the run's start) lets a Job created again for the same
     run skip the batches whose manifests that run already committed (docs/worker.md)."""
     plan = worker_plan(owner, spec, run_dir, slices, reuse_committed_since)
-    labels = {LABEL_JOB: owner.name, LABEL_RUN: str(run_number)}
     batching = spec.batching
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(owner, job_name(owner.name, run_number), labels),
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": len(slices),
-            "parallelism": min(len(slices), batching.parallelism if batching else 1),
-            "backoffLimitPerIndex": batching.retries_per_batch if batching else 2,
-            "podReplacementPolicy": "Failed",
-            "podFailurePolicy": _fatal_exit_codes_fail_the_index(),
-            "template": {"metadata": {"labels": labels},
-                         "spec": _worker_pod(spec, defaults, ["export"], plan, True)},
-        },
-    }
+    return indexed_job(owner, job_name(owner.name, run_number),
+                       {owner.label: owner.name, LABEL_RUN: str(run_number)}, len(slices),
+                       batching.parallelism if batching else 1,
+                       batching.retries_per_batch if batching else 2,
+                       _export_pod(spec, defaults, ["export"], plan, True))
 
 
 SEAL_RETRIES = 3
@@ -259,12 +290,7 @@ SEAL_RETRIES = 3
 
 def seal_job_name(export_job: str, run_number: int) -> str:
     """``<job>-<n>-seal``, shortened with a hash of the name where it would pass 63."""
-    name = f"{export_job}-{run_number}-seal"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(export_job.encode()).hexdigest()[:6]
-    keep = 63 - len(f"-{digest}-{run_number}-seal")
-    return f"{export_job[:keep].rstrip('-')}-{digest}-{run_number}-seal"
+    return suffixed_name(export_job, f"-{run_number}-seal")
 
 
 def build_seal_job(
@@ -280,18 +306,6 @@ def build_seal_job(
     slices = [Slice(i, batch_count, None, None) for i in range(batch_count)]
     plan = worker_plan(owner, spec, run_dir, slices,
                        seal=Seal(run.id, cast(RunOutcome, run.phase.value)))
-    labels = {LABEL_JOB: owner.name, LABEL_SEAL: str(run.number)}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(owner, seal_job_name(owner.name, run.number), labels),
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": 1,
-            "backoffLimitPerIndex": SEAL_RETRIES,
-            "podReplacementPolicy": "Failed",
-            "podFailurePolicy": _fatal_exit_codes_fail_the_index(),
-            "template": {"metadata": {"labels": labels},
-                         "spec": _worker_pod(spec, defaults, ["seal"], plan, False)},
-        },
-    }
+    return indexed_job(owner, seal_job_name(owner.name, run.number),
+                       {owner.label: owner.name, LABEL_SEAL: str(run.number)}, 1, 1,
+                       SEAL_RETRIES, _export_pod(spec, defaults, ["seal"], plan, False))
