@@ -8,22 +8,26 @@ that the commands never repeat the API coordinates of the Ferry resources.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ferry.cli.errors import CliError
-from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, VERSION
+from ferry.constants import EXPORTJOB_PLURAL, GROUP, IMPORTJOB_PLURAL, JOBGROUP_PLURAL, VERSION
 
 REQUEST_TIMEOUT = 30
 """Seconds per API call: a CLI must fail, not hang, when the server is unreachable."""
 
-KIND_NAMES = {EXPORTJOB_PLURAL: "exportjob", JOBGROUP_PLURAL: "jobgroup"}
+KIND_NAMES = {EXPORTJOB_PLURAL: "exportjob", JOBGROUP_PLURAL: "jobgroup",
+              IMPORTJOB_PLURAL: "importjob"}
+WATCH_SECONDS = 60
+"""A watch ends (and is started again from a fresh list) after this long: `kubectl ferry
+ui` keeps one per kind, and a server that drops a quiet watch is noticed within it."""
 
 T = TypeVar("T")
 
@@ -110,16 +114,7 @@ class Kube:
 
     def objects(self, plural: str) -> list[dict[str, Any]]:
         """All objects in the namespace (or every namespace with -A), sorted by name."""
-        if self.all_namespaces:
-            result = self.call(
-                f"list {plural}", self.custom.list_cluster_custom_object, GROUP, VERSION, plural
-            )
-        else:
-            result = self.call(
-                f"list {plural}", self.custom.list_namespaced_custom_object,
-                GROUP, VERSION, self.namespace, plural,
-            )
-        items: list[dict[str, Any]] = result.get("items", [])
+        items, _ = self.listing(plural)
         return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 
     def patch(self, plural: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +145,48 @@ class Kube:
                 ) from exc
             raise CliError(f'create {KIND_NAMES[plural]} "{name}": {_api_message(exc)}') from exc
 
+    def scoped(self, namespace: str) -> Kube:
+        """The same connection acting in ``namespace`` (the UI acts on any listed object)."""
+        return Kube(self.api, namespace, False)
+
+    def listing(self, plural: str) -> tuple[list[dict[str, Any]], str]:
+        """:meth:`objects` plus the list's resourceVersion, where a watch starts."""
+        if self.all_namespaces:
+            result = self.call(
+                f"list {plural}", self.custom.list_cluster_custom_object, GROUP, VERSION, plural
+            )
+        else:
+            result = self.call(
+                f"list {plural}", self.custom.list_namespaced_custom_object,
+                GROUP, VERSION, self.namespace, plural,
+            )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items, str(result.get("metadata", {}).get("resourceVersion") or "")
+
+    def watch(self, plural: str, resource_version: str) -> Iterator[dict[str, Any]]:
+        """Watch events (ADDED, MODIFIED, DELETED, ERROR) from ``resource_version`` on,
+        for :data:`WATCH_SECONDS`; failures become a CliError like every call's."""
+        args: tuple[Any, ...] = (GROUP, VERSION, plural) if self.all_namespaces else (
+            GROUP, VERSION, self.namespace, plural)
+        fn = (self.custom.list_cluster_custom_object if self.all_namespaces
+              else self.custom.list_namespaced_custom_object)
+        try:
+            yield from watch.Watch().stream(
+                fn, *args, resource_version=resource_version, timeout_seconds=WATCH_SECONDS,
+                _request_timeout=WATCH_SECONDS + REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            raise CliError(f"watch {plural}: {_api_message(exc)}") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            host = self.api.configuration.host
+            raise CliError(f"cannot reach the API server at {host}: {exc}") from exc
+
+    def delete(self, plural: str, name: str) -> None:
+        """Delete an object (the API server or an admission webhook may refuse)."""
+        self.call(f'delete {KIND_NAMES[plural]} "{name}"',
+                  self.custom.delete_namespaced_custom_object,
+                  GROUP, VERSION, self.namespace, plural, name)
+
     # --- core objects ---------------------------------------------------------------
 
     def secret_data(self, name: str) -> dict[str, str]:
@@ -159,6 +196,14 @@ class Kube:
             self.core.read_namespaced_secret, name, self.namespace,
         )
         return dict(secret.data or {})
+
+    def events(self, kind: str, name: str) -> list[Any]:
+        """Events about one object in the namespace (what kubectl describe shows)."""
+        result = self.call(
+            "list events", self.core.list_namespaced_event, self.namespace,
+            field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+        )
+        return list(result.items)
 
     def pods(self, selector: str) -> list[Any]:
         """Pods in the namespace matching a label selector."""

@@ -19,11 +19,13 @@ from ferry.cli.context import Context
 from ferry.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, UsageError
 from ferry.cli.kube import Target
 from ferry.cli.render import OUTPUT_FORMATS
+from ferry.cli.ui.command import cmd_ui
 
 Command = Callable[[Context, argparse.Namespace], int]
 
 DESCRIPTION = """Operate Ferry ExportJobs and JobGroups: list, inspect, run, stop, retry,
-suspend, resume, clone, and fetch a run's files, error report and logs.
+suspend, resume, clone, and fetch a run's files, error report and logs; `ui` serves the
+same in a browser.
 Flags follow kubectl: --kubeconfig, --context, -n/--namespace (default: the
 context's namespace) and, for list and history, -A/--all-namespaces."""
 
@@ -173,6 +175,11 @@ def build_parser() -> Parser:
     add_job_verbs(sub)
     add_file_verbs(sub)
     add_group_verbs(sub)
+    p = verb(sub, "ui", cmd_ui, "serve the Jobs, History, run and job pages on 127.0.0.1 (a "
+             "URL with a token) with your kubeconfig, live; Ctrl-C stops it")
+    add_all_namespaces(p)
+    p.add_argument("--port", type=number_arg, default=0, help="port (default: any free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
     return parser
 
 
