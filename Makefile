@@ -17,7 +17,7 @@ PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 export GOTOOLCHAIN := local
 export GOFLAGS := -mod=mod
 
-.PHONY: deps tools tools-chart k8s minio postgres cluster-up cluster-down cluster-status \
+.PHONY: deps tools tools-chart k8s minio postgres chromium cluster-up cluster-down cluster-status \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
         demo demo-down bench-worker bench-operator kind-up clean
 
@@ -36,6 +36,15 @@ postgres: $(PG_BIN)/postgres
 $(PG_BIN)/postgres:
 	@command -v apt-get >/dev/null || { echo "error: PostgreSQL 15 is missing and apt-get is not available: install postgresql-15"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+
+# Debian's Chromium and its driver for the browser tests of `kubectl ferry ui`
+# (tests/e2e/test_ui.py drives it with Playwright by its path; nothing downloads a browser).
+CHROMIUM := /usr/bin/chromium
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: Chromium is missing and apt-get is not available: install chromium and chromium-driver"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 
 # Always asks the script: it rebuilds only what is missing or does not report the pinned version.
 k8s:
@@ -89,7 +98,7 @@ test-integration: deps minio
 
 # Includes the fault-injection scenarios (docs/reliability.md): the ones that stop a
 # server stop a private one.
-test-e2e: deps k8s minio tools-chart images
+test-e2e: deps k8s minio tools-chart images chromium
 	$(PYTEST) tests/e2e
 
 test: lint lint-chart test-unit test-integration test-e2e
