@@ -27,6 +27,10 @@ FINALIZER: Final = f"{GROUP}/run-guard"
 """Keeps an ExportJob whose run is in progress until the run ends (docs/api.md)."""
 
 LABEL_JOB: Final = f"{GROUP}/job"
+"""On an ExportJob's Jobs and pods: the ExportJob's name."""
+LABEL_IMPORTJOB: Final = f"{GROUP}/importjob"
+"""On an ImportJob's Jobs and pods instead of LABEL_JOB: the ImportJob's name (one key per
+kind, so an ExportJob and an ImportJob of one name never select each other's Jobs)."""
 LABEL_RUN: Final = f"{GROUP}/run"
 LABEL_GROUP: Final = f"{GROUP}/group"
 LABEL_SEAL: Final = f"{GROUP}/seal"

@@ -15,7 +15,8 @@ from ferry.api.common import ConditionReason
 from ferry.api.status import RunPhase
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, FINALIZER, LABEL_JOB
 from ferry.controller.events import EventPoster
-from ferry.controller.exportjobs import ExportJobLoop, ExportJobs
+from ferry.controller.importjobs import import_jobs
+from ferry.controller.runjobs import RunJobLoop, export_jobs
 from ferry.controller.jobgroups import JobGroupLoop, JobGroups
 from ferry.controller.kube import ApiError
 from ferry.controller.loop import Loop
@@ -36,10 +37,13 @@ class Operator:
         self.now = now
         queue = WorkQueue()
         self.events = EventPoster(kube=kube, calm=queue.calm, clock=lambda: self.now)
-        self.exportjobs = ExportJobs(kube=kube, worker=WorkerDefaults(
-            image="ferry-worker:test", service_account="ferry-worker"))
-        self.jobs: ExportJobLoop = Loop(kube=kube, kind=self.exportjobs, events=self.events,
-                                        queue=queue, clock=lambda: self.now)
+        worker = WorkerDefaults(image="ferry-worker:test", service_account="ferry-worker")
+        self.exportjobs = export_jobs(kube, worker)
+        self.jobs: RunJobLoop = Loop(kube=kube, kind=self.exportjobs, events=self.events,
+                                     queue=queue, clock=lambda: self.now)
+        self.importjobs = import_jobs(kube, worker, self.jobs)
+        self.imports: RunJobLoop = Loop(kube=kube, kind=self.importjobs, events=self.events,
+                                        clock=lambda: self.now)
         self.groups: JobGroupLoop = Loop(
             kube=kube, events=self.events, clock=lambda: self.now,
             kind=JobGroups(members=self.jobs, registry=self.exportjobs.groups))

@@ -57,7 +57,7 @@ def test_a_lost_job_is_created_again_under_the_same_name_for_the_same_run() -> N
     plan = plan_of(decision.create_job)
     assert plan["reuseCommittedSince"] == "2026-11-22T01:00:00Z", "the run's start"
     assert run.message == ("Job contacts-1 was gone while the run was in progress; created it "
-                           "again: batches already committed to S3 are kept, the others are "
+                           "again: batches already committed are kept, the others are "
                            "exported")
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "JobReplaced")]
     assert decision.events[0].message.endswith("(1 of 3 batches were seen to succeed before)")

@@ -200,6 +200,9 @@ class RunStatus(FerryModel):
     retry_of: RunId | None = Field(
         default=None, description="For trigger retry: the run whose failed batches this re-runs."
     )
+    source_run: RunId | None = Field(
+        default=None, description="ImportJob with spec.source.fromExport: the ExportJob run "
+        "whose files this run loads, chosen when it starts (a retry loads the same run's).")
     phase: RunPhase = Field(description="Queued, AwaitingDependency, InProgress, or a final phase.")
     message: Message | None = Field(
         default=None, description="What the run is doing or waiting for."
@@ -265,6 +268,9 @@ class HistoryEntry(FerryModel):
     )
     window: Window | None = Field(default=None, description="The rows' time window.")
     retry_of: RunId | None = Field(default=None, description="For retries: the run retried.")
+    source_run: RunId | None = Field(
+        default=None, description="ImportJob with spec.source.fromExport: the ExportJob run "
+        "whose files it loaded.")
     started_at: AwareDatetime | None = Field(default=None, description="Start time.")
     finished_at: AwareDatetime | None = Field(default=None, description="End time.")
     duration_seconds: int | None = Field(default=None, ge=0, description="finishedAt - startedAt.")

@@ -24,6 +24,8 @@ class BatchReport:
     total: int | None
     bytes: int | None
     files: int
+    rejected: int | None
+    """An import's rows rejected into the audit log (None: an export's, or not said)."""
     reason: str | None
     kind: str | None
 
@@ -50,4 +52,5 @@ def batch_report(document: Mapping[str, Any] | None) -> BatchReport:
     document = document or {}
     return BatchReport(records=count(document, "records"), total=count(document, "total"),
                        bytes=count(document, "bytes"), files=_file_count(document),
+                       rejected=count(document, "rejected"),
                        reason=_said(document, "reason"), kind=_said(document, "kind"))

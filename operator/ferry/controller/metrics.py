@@ -24,23 +24,31 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ferry.api.status import ExportJobStatus, HistoryEntry, RunPhase
+from ferry.constants import IMPORTJOB_KIND
 from ferry.controller.workqueue import WorkQueue
 
 NS = "job_namespace"
-RUNS = Counter("ferry_runs_total", "Finished runs by result.", [NS, "result"])
+KIND = "job_kind"
+RUNS = Counter("ferry_runs_total", "Finished runs by kind (ExportJob, ImportJob) and result.",
+               [NS, KIND, "result"])
 RUN_DURATION = Histogram(
     "ferry_run_duration_seconds", "Duration of finished runs.", [NS],
     buckets=(10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 24 * 3600),
 )
 RECORDS = Counter("ferry_records_exported_total", "Rows exported by finished runs.", [NS])
 BYTES = Counter("ferry_bytes_exported_total", "Bytes written by finished runs.", [NS])
+IMPORTED = Counter("ferry_records_imported_total", "Rows loaded by finished ImportJob runs.",
+                   [NS])
+REJECTED = Counter("ferry_records_rejected_total", "Rows finished ImportJob runs rejected "
+                   "into their audit logs (under spec.maxErrors).", [NS])
 MISSED = Counter("ferry_missed_runs_total", "Schedule slots that did not run, by reason.",
-                 [NS, "reason"])
+                 [NS, KIND, "reason"])
 RECONCILE_ERRORS = Counter("ferry_reconcile_errors_total",
                            "Reconcile passes that failed and were retried.", ["reason"])
-QUEUE_DEPTH = Gauge("ferry_workqueue_depth", "ExportJobs waiting to be reconciled.")
-TIMERS = Gauge("ferry_scheduled_wakeups", "ExportJobs with a pending wake-up (next slot, "
-               "progress poll or queue poll).")
+QUEUE_DEPTH = Gauge("ferry_workqueue_depth", "ExportJobs and ImportJobs waiting to be "
+                    "reconciled.")
+TIMERS = Gauge("ferry_scheduled_wakeups", "ExportJobs and ImportJobs with a pending wake-up "
+               "(next slot, progress poll or queue poll).")
 QUEUED_RUNS = Gauge("ferry_queued_runs", "Runs waiting for their data source.")
 LEADER = Gauge("ferry_leader", "1 while this replica acts (holds the Lease, or runs without "
                "--leader-elect); 0 while it stands by.")
@@ -49,7 +57,7 @@ BUILD_INFO = Gauge("ferry_build_info", "Always 1; the operator's version as a la
 
 
 class JobFacts(Collector):
-    """Per ExportJob: when its last successful run ended and how far behind its data is.
+    """Per job: when its last successful run ended and how far behind its data is.
 
     Kept as two numbers per job and turned into samples when scraped, so the data lag
     grows between passes as the real lag does, and ten thousand jobs cost two floats
@@ -57,21 +65,21 @@ class JobFacts(Collector):
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self.jobs: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self.jobs: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
 
-    def observe(self, namespace: str, name: str, status: ExportJobStatus) -> None:
+    def observe(self, kind: str, namespace: str, name: str, status: ExportJobStatus) -> None:
         success = next((h.finished_at for h in [*filter(None, [status.last_run]),
                                                 *(status.history or [])]
-                        if h.phase == RunPhase.SUCCEEDED and h.finished_at), None)
+                        if h.phase in SUCCESS and h.finished_at), None)
         end = status.last_successful_window_end
-        self.jobs[(namespace, name)] = (success.timestamp() if success else None,
-                                        end.timestamp() if end else None)
+        self.jobs[(namespace, kind, name)] = (success.timestamp() if success else None,
+                                              end.timestamp() if end else None)
 
-    def forget(self, namespace: str, name: str) -> None:
-        self.jobs.pop((namespace, name), None)
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.jobs.pop((namespace, kind, name), None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = [NS, "job_name"]
+        labels = [NS, KIND, "job_name"]
         success = GaugeMetricFamily(
             "ferry_last_success_timestamp_seconds",
             "When the job's latest successful run ended (Unix time).", labels=labels)
@@ -79,14 +87,18 @@ class JobFacts(Collector):
             "ferry_data_lag_seconds", "Now minus the end of the newest time window a "
             "successful run exported (status.lastSuccessfulWindowEnd).", labels=labels)
         now = self.clock()
-        for (namespace, name), (ended, window_end) in sorted(self.jobs.items()):
+        for key, (ended, window_end) in sorted(self.jobs.items()):
             if ended is not None:
-                success.add_metric([namespace, name], ended)
+                success.add_metric(list(key), ended)
             if window_end is not None:
-                lag.add_metric([namespace, name], max(0.0, now - window_end))
+                lag.add_metric(list(key), max(0.0, now - window_end))
         yield success
         yield lag
 
+
+SUCCESS = frozenset({RunPhase.SUCCEEDED, RunPhase.SUCCEEDED_WITH_ERRORS})
+"""Runs that count as the job's last success (an import's rejected rows are in its audit
+log; its files all loaded)."""
 
 JOBS = JobFacts()
 REGISTRY.register(JOBS)
@@ -99,25 +111,31 @@ def start(port: int, leading: bool) -> None:
     start_http_server(port)
 
 
-def bind(queue: WorkQueue, queued_runs: Callable[[], int]) -> None:
-    """The acting operator's gauges, read from its queue and registry when scraped."""
-    QUEUE_DEPTH.set_function(lambda: len(queue))
-    TIMERS.set_function(lambda: queue.timers)
-    QUEUED_RUNS.set_function(queued_runs)
+def bind(queues: list[WorkQueue], queued_runs: list[Callable[[], int]]) -> None:
+    """The acting operator's gauges, read from its kinds' queues and registries when
+    scraped."""
+    QUEUE_DEPTH.set_function(lambda: sum(len(q) for q in queues))
+    TIMERS.set_function(lambda: sum(q.timers for q in queues))
+    QUEUED_RUNS.set_function(lambda: sum(count() for count in queued_runs))
     LEADER.set(1)
 
 
-def record_run(namespace: str, entry: HistoryEntry) -> None:
-    RUNS.labels(namespace, entry.phase.value).inc()
+def record_run(kind: str, namespace: str, entry: HistoryEntry) -> None:
+    RUNS.labels(namespace, kind, entry.phase.value).inc()
     if entry.duration_seconds is not None:
         RUN_DURATION.labels(namespace).observe(entry.duration_seconds)
+    if kind == IMPORTJOB_KIND:
+        IMPORTED.labels(namespace).inc(entry.records or 0)
+        REJECTED.labels(namespace).inc(entry.records_rejected or 0)
+        return
     RECORDS.labels(namespace).inc(entry.records or 0)
     BYTES.labels(namespace).inc(entry.bytes or 0)
 
 
-def record_missed(namespace: str, old: ExportJobStatus, new: ExportJobStatus) -> None:
+def record_missed(kind: str, namespace: str, old: ExportJobStatus,
+                  new: ExportJobStatus) -> None:
     """Count the slots ``new`` records as missed that ``old`` did not."""
     seen = {m.scheduled_for for m in old.missed_runs or []}
     for missed in new.missed_runs or []:
         if missed.scheduled_for not in seen:
-            MISSED.labels(namespace, missed.reason.value).inc()
+            MISSED.labels(namespace, kind, missed.reason.value).inc()

@@ -129,6 +129,9 @@ class RunProgress:
     records_total: int | None
     bytes: int
     files: int
+    records_rejected: int | None
+    """ImportJob: rows rejected into the audit log by the batches that did not fail
+    (a failed batch commits nothing); None when no batch reports any."""
     failed_messages: dict[int, str]
     failed_kinds: dict[int, str]
     stuck: dict[int, str]
@@ -161,6 +164,7 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         attempts[attempt.completion_index] = attempts.get(attempt.completion_index, 0) + 1
     statuses: list[BatchStatus] = []
     processed = byte_count = file_count = 0
+    rejected: int | None = None
     failed_messages: dict[int, str] = {}
     failed_kinds: dict[int, str] = {}
     stuck: dict[int, str] = {}
@@ -191,6 +195,8 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
             message = f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip()
             stuck[batch] = message
         processed += records
+        if report.rejected is not None and phase != BatchPhase.FAILED:
+            rejected = (rejected or 0) + report.rejected
         byte_count += report.bytes or 0
         file_count += report.files
         statuses.append(
@@ -199,6 +205,7 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
                 phase=phase,
                 records_processed=records,
                 records_total=batch_total,
+                records_rejected=report.rejected if phase != BatchPhase.FAILED else None,
                 bytes=report.bytes,
                 attempts=attempts.get(completion_index),
                 started_at=pod.started_at if pod else None,
@@ -216,7 +223,7 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
         succeeded=sum(s.phase == BatchPhase.SUCCEEDED for s in statuses),
         failed=sum(s.phase == BatchPhase.FAILED for s in statuses),
     )
-    return RunProgress(counts, statuses, processed, total, byte_count, file_count,
+    return RunProgress(counts, statuses, processed, total, byte_count, file_count, rejected,
                        failed_messages, failed_kinds, stuck)
 
 

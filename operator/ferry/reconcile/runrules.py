@@ -17,9 +17,11 @@ from ferry.api.common import Window
 from ferry.api.exportjob import Concurrency, ExportJobSpec
 from ferry.api.pod import WorkerPod
 from ferry.api.schedule import Schedule
-from ferry.api.status import HistoryEntry, RunStatus
+from ferry.api.status import HistoryEntry, RunPhase, RunStatus
+from ferry.constants import EXPORTJOB_KIND
+from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.reconcile.batches import Slice, batch_count, plan_slices
-from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job
+from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job, build_seal_job, job_name
 from ferry.reconcile.windows import resolve_window
 
 
@@ -37,6 +39,8 @@ class RunSpec(Protocol):
 class RunRules(Protocol):
     """A kind's answers to the run state machine's kind-specific questions."""
 
+    kind: str
+    """The resource kind, for messages ("ExportJob")."""
     noun: str
     """What a run moves, for messages ("export", "import")."""
     backfills: bool
@@ -64,10 +68,22 @@ class RunRules(Protocol):
     def key_range(self, spec: Any, piece: Slice) -> str | None:
         """How a batch's share of the rows is chosen, when not by its window."""
 
-    def location(self, spec: Any, job: str, folder: str) -> str:
-        """The URL of a run's folder, recorded in history."""
+    def job_name(self, owner: str, number: int) -> str:
+        """The deterministic name of run ``number``'s Job."""
 
-    def job(self, owner: Owner, spec: Any, run: RunStatus, slices: list[Slice],
+    def prepare(self, spec: Any, inputs: Any, run: RunStatus,
+                original: HistoryEntry | None) -> str | None:
+        """Pin what a starting run reads (``original``: the run a retry repairs); a
+        message when it cannot start, which fails the run as a configuration error."""
+
+    def location(self, spec: Any, inputs: Any, job: str, folder: str) -> str | None:
+        """The URL of a run's folder, recorded in history (None: unknown)."""
+
+    def links(self, location: str, phase: RunPhase, failed: bool, rejected: bool
+              ) -> dict[str, str]:
+        """The history entry's URLs under the run folder's ``location``."""
+
+    def job(self, owner: Owner, spec: Any, inputs: Any, run: RunStatus, slices: list[Slice],
             defaults: WorkerDefaults, reuse_since: dt.datetime | None) -> dict[str, Any]:
         """The run's Job manifest (or its retry's, with the failed batches' slices)."""
 
@@ -90,6 +106,7 @@ def _bounds(window: Window | None) -> tuple[dt.datetime | None, dt.datetime | No
 class ExportRules:
     """ExportJob: rows of a table or query in a time window, split by time or by key."""
 
+    kind = EXPORTJOB_KIND
     noun = "export"
     backfills = True
     seals = True
@@ -135,11 +152,27 @@ class ExportRules:
             return f"hash({spec.source.key_column}) mod {piece.total} = {piece.index}"
         return None
 
-    def location(self, spec: ExportJobSpec, job: str, folder: str) -> str:
+    def job_name(self, owner: str, number: int) -> str:
+        return job_name(owner, number)
+
+    def prepare(self, spec: ExportJobSpec, inputs: None, run: RunStatus,
+                original: HistoryEntry | None) -> str | None:
+        return None
+
+    def location(self, spec: ExportJobSpec, inputs: None, job: str, folder: str) -> str:
         return run_location(spec, job, folder)
 
-    def job(self, owner: Owner, spec: ExportJobSpec, run: RunStatus, slices: list[Slice],
-            defaults: WorkerDefaults, reuse_since: dt.datetime | None) -> dict[str, Any]:
+    def links(self, location: str, phase: RunPhase, failed: bool, rejected: bool
+              ) -> dict[str, str]:
+        """The manifests (but of a canceled run) and, if a batch failed, the error reports."""
+        links = {} if phase == RunPhase.CANCELED else {"manifest": f"{location}/{MANIFESTS}"}
+        if failed:
+            links["error_report"] = f"{location}/{ERRORS}"
+        return links
+
+    def job(self, owner: Owner, spec: ExportJobSpec, inputs: None, run: RunStatus,
+            slices: list[Slice], defaults: WorkerDefaults,
+            reuse_since: dt.datetime | None) -> dict[str, Any]:
         return build_job(owner, spec, run.number, run.folder, slices, defaults,
                          reuse_committed_since=reuse_since)
 

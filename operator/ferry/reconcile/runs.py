@@ -43,11 +43,10 @@ from ferry.api.status import (
     requested_by,
     run_id,
 )
-from ferry.contract.layout import ERRORS, MANIFESTS
 from ferry.contract.limits import fit
 from ferry.reconcile import requests
 from ferry.reconcile.batches import Slice, retry_slices
-from ferry.reconcile.jobspec import Owner, WorkerDefaults, job_name
+from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.lifecycle import (
     Event,
     Verdict,
@@ -132,6 +131,8 @@ class Observation:
     polls so that together they stay within a budget (`progress_poll_interval`)."""
     rules: RunRules = EXPORT_RULES
     """What the kind's runs read, how they split and which Job runs them."""
+    inputs: Any = None
+    """Other resources the kind's rules read (an ImportJob's ExportJob, `ImportRules`)."""
 
 
 @dataclass
@@ -150,18 +151,18 @@ class Decision:
 
 
 def _history_entry(run: RunStatus, phase: RunPhase, now: dt.datetime, message: str,
-                   failed: list[int], canceled: list[int], location: str) -> HistoryEntry:
+                   failed: list[int], canceled: list[int], links: dict[str, str]
+                   ) -> HistoryEntry:
     started = run.started_at or run.queued_at
     return HistoryEntry(
         id=run.id, number=run.number, trigger=run.trigger, scheduled_for=run.scheduled_for,
         window=run.window, retry_of=run.retry_of, started_at=started, finished_at=now,
         duration_seconds=int((now - started).total_seconds()) if started else None,
         phase=phase, records=run.records_processed, files=run.files, bytes=run.bytes,
+        records_rejected=run.records_rejected, source_run=run.source_run,
         batches_planned=run.batches_planned, failed_batches=failed or None,
-        canceled_batches=canceled or None,
-        manifest=f"{location}/{MANIFESTS}" if phase != RunPhase.CANCELED else None,
-        error_report=f"{location}/{ERRORS}" if failed else None,
-        message=message, started_by=run.started_by,
+        canceled_batches=canceled or None, message=message, started_by=run.started_by,
+        **links,
     )
 
 
@@ -288,7 +289,7 @@ class _Reconciler:
         """Deleting waits for a run in progress; a queued run is simply dropped."""
         run = self.status.current_run
         if run is not None and run.phase == RunPhase.QUEUED:
-            self.finish(run, RunPhase.CANCELED, "the ExportJob is being deleted")
+            self.finish(run, RunPhase.CANCELED, f"the {self.rules.kind} is being deleted")
             run = None
         if run is None:
             self.decision.release_finalizer = True
@@ -316,8 +317,8 @@ class _Reconciler:
             return
         job = self.job_for(run.number)
         if (job is None or job.deleting) and self.obs.deleting:
-            self.finish(run, RunPhase.FAILED,
-                        f"Job {run.job_name} was deleted with the ExportJob before the run ended")
+            self.finish(run, RunPhase.FAILED, f"Job {run.job_name} was deleted with the "
+                        f"{self.rules.kind} before the run ended")
             return
         if job is None or job.deleting:
             self.replace_lost_job(run, job)
@@ -343,7 +344,12 @@ class _Reconciler:
             first = next(iter(folded.failed_messages.values()))
             self.config_failure = (f"run {run.id} failed on its configuration: {first}; "
                                    "fix the spec, Secret or bucket, then run again")
-        if counts.failed == 0 and job.finished == "Complete":
+        if counts.failed == 0 and job.finished == "Complete" and run.records_rejected:
+            self.finish(run, RunPhase.SUCCEEDED_WITH_ERRORS,
+                        f"{counts.succeeded} of {counts.total} batches succeeded; "
+                        f"{run.records_rejected} row(s) rejected under spec.maxErrors, "
+                        "listed in the audit log")
+        elif counts.failed == 0 and job.finished == "Complete":
             self.finish(run, RunPhase.SUCCEEDED,
                         f"{counts.succeeded} of {counts.total} batches succeeded")
         elif counts.succeeded > 0:
@@ -367,6 +373,7 @@ class _Reconciler:
         run.batch_statuses = folded.batches
         run.records_processed = folded.records_processed
         run.records_total = folded.records_total
+        run.records_rejected = folded.records_rejected
         run.bytes = folded.bytes
         run.files = folded.files
         run.percent = percent(folded.records_processed, folded.records_total)
@@ -399,8 +406,8 @@ class _Reconciler:
         if job is None and seen is not None and seen.batches is not None:
             done = seen.batches.succeeded
             run.message = (f"Job {run.job_name} was gone while the run was in progress; "
-                           "created it again: batches already committed to S3 are kept, "
-                           "the others are exported")
+                           "created it again: batches already committed are kept, the "
+                           f"others are {self.rules.noun}ed")
             self.event("Warning", "JobReplaced",
                        f"run {run.id}: {run.message} ({done} of {seen.batches.total} "
                        "batches were seen to succeed before)")
@@ -429,8 +436,11 @@ class _Reconciler:
                 canceled = [b.index for b in run.batch_statuses if b.phase != "Succeeded"]
             elif run.batches_planned is not None:
                 canceled = [s.index for s in self.slices_for(run)]
-        location = self.rules.location(self.obs.spec, self.obs.owner.name, run.folder)
-        entry = _history_entry(run, phase, self.now, message, failed, canceled, location)
+        location = self.rules.location(self.obs.spec, self.obs.inputs, self.obs.owner.name,
+                                       run.folder)
+        links = self.rules.links(location, phase, bool(failed),
+                                 bool(run.records_rejected)) if location else {}
+        entry = _history_entry(run, phase, self.now, message, failed, canceled, links)
         if run.job_name is not None and self.rules.seals:
             entry.sealed = False
         close_run(self.status, entry, self.spec.history_limit)
@@ -453,7 +463,8 @@ class _Reconciler:
         seals = {s.run_number: s for s in self.obs.seals if not s.deleting}
         for number, entry in waiting.items():
             seal = seals.get(number)
-            location = self.rules.location(self.obs.spec, self.obs.owner.name, entry.folder)
+            location = self.rules.location(self.obs.spec, self.obs.inputs, self.obs.owner.name,
+                                           entry.folder) or ""
             run_job = self.job_for(number)
             if seal is None and run_job is not None and run_job.finished is None:
                 continue  # a stopped run's pods may still commit: seal once they are gone
@@ -555,7 +566,13 @@ class _Reconciler:
         run.blocked_by = None
         run.queue_position = None
         run.message = None
-        run.job_name = job_name(self.obs.owner.name, run.number)
+        original = self.history_entry(run.retry_of) if run.retry_of else None
+        refused = self.rules.prepare(self.obs.spec, self.obs.inputs, run, original)
+        if refused is not None:
+            self.config_failure = f"run {run.id} cannot start: {refused}"
+            self.finish(run, RunPhase.FAILED, refused)
+            return
+        run.job_name = self.rules.job_name(self.obs.owner.name, run.number)
         run.batches_planned = self.planned_batches(run)
         self.decision.create_job = self.job_manifest(run)
         self.event("Normal", "Started",
@@ -567,8 +584,9 @@ class _Reconciler:
         self.requeue(PROGRESS_POLL_SECONDS)
 
     def job_manifest(self, run: RunStatus) -> dict[str, Any]:
-        return self.rules.job(self.obs.owner, self.obs.spec, run, self.slices_for(run),
-                              self.obs.worker, self.reuse_committed_since(run))
+        return self.rules.job(self.obs.owner, self.obs.spec, self.obs.inputs, run,
+                              self.slices_for(run), self.obs.worker,
+                              self.reuse_committed_since(run))
 
     def clean_up_jobs(self) -> None:
         """Stop Jobs no run owns any more, and keep only the latest finished Job."""

@@ -1,9 +1,12 @@
-"""ExportJob as a kind of the reconcile loop: its runs' Jobs, pods, queue and groups.
+"""ExportJob and ImportJob as kinds of the reconcile loop: their runs' Jobs, pods, queue.
 
-Decided by `ferry.reconcile.runs.reconcile`. What this kind adds to the loop:
+Both are decided by `ferry.reconcile.runs.reconcile`, configured by their `RunRules`
+(`ferry.reconcile.runrules.EXPORT_RULES`, `ferry.reconcile.importrules.IMPORT_RULES`):
+one `RunJobs` each, with its own Job label, queue and registries, so an ExportJob and an
+ImportJob of the same name never share anything. What such a kind adds to the loop:
 
 - The child Jobs come from the Job watch (`registry.JobIndex`), listed once per
-  ExportJob after a start and again where the watch may be behind (a run in progress:
+  job after a start and again where the watch may be behind (a run in progress:
   at least every `JOB_LIST_MAX_AGE` seconds; a create answered 409): at the top of the
   hour a LIST per run was one round trip more and, for the API server, a scan of every
   Job in the namespace. A Job the index does not show yet is created again under its
@@ -15,7 +18,9 @@ Decided by `ferry.reconcile.runs.reconcile`. What this kind adds to the loop:
   (`ferry.reconcile.progress.progress_poll_interval`). The count is kept from the
   decisions themselves (`polling`): status is the operator's alone to write, so its
   decisions see every run start and end; a set costs nothing per pass, where counting
-  runs in the Job index or the body cache would be a scan over every ExportJob.
+  runs in the Job index or the body cache would be a scan over every job.
+- What a kind's rules read besides the spec (an ImportJob's ExportJob) comes from
+  ``inputs`` (`ferry.controller.importjobs.ExportJobInputs`).
 - Progress-only status writes are spaced `STATUS_WRITE_INTERVAL` apart per job.
 """
 
@@ -24,8 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
 
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.status import ExportJobStatus, RunPhase
@@ -38,7 +46,7 @@ from ferry.controller.registry import JobIndex, Registry
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.observe import job_finished, job_observation, parse_time, seal_observation
 from ferry.reconcile.progress import JobObservation, SealObservation
-from ferry.reconcile.runrules import EXPORT_RULES
+from ferry.reconcile.runrules import EXPORT_RULES, RunRules
 from ferry.reconcile.runs import Decision, Observation, reconcile
 
 STATUS_WRITE_INTERVAL = 3.0
@@ -49,14 +57,28 @@ watch was broken is noticed within a minute, not never."""
 SLOT_MARGIN = 1.0
 """A wake-up within this many seconds of nextRunAt is the slot's: queued as urgent."""
 
-ExportJobLoop = Loop[ExportJobSpec, ExportJobStatus, Observation, Decision]
-ExportJobResource = Resource[ExportJobSpec, ExportJobStatus]
+RunJobLoop = Loop[Any, ExportJobStatus, Observation, Decision]
+RunJobResource = Resource[Any, ExportJobStatus]
+
+
+async def no_inputs(resource: RunJobResource) -> None:
+    """A kind whose rules read nothing but the spec."""
+    return None
 
 
 @dataclass
-class ExportJobs:
+class RunJobs:
+    """A kind whose runs are batch/v1 Jobs, configured by its rules and models."""
+
     kube: KubeApi
     worker: WorkerDefaults
+    rules: RunRules
+    plural: str
+    spec_model: type[BaseModel]
+    status_model: type[ExportJobStatus]
+    label: str
+    """The Job label naming the owner (`ferry.constants.LABEL_JOB`, `LABEL_IMPORTJOB`)."""
+    inputs: Callable[[RunJobResource], Awaitable[Any]] = no_inputs
     stall_after: dt.timedelta = dt.timedelta(minutes=15)
     registry: Registry = field(default_factory=Registry)
     groups: GroupRegistry = field(default_factory=GroupRegistry)
@@ -65,28 +87,25 @@ class ExportJobs:
     locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     last_write: dict[Key, float] = field(default_factory=dict)
     polling: set[Key] = field(default_factory=set)
-    """ExportJobs whose last decision left a run in progress: the runs polled for
-    progress. After a restart it fills as the cold start reconciles every ExportJob."""
-
-    plural = EXPORTJOB_PLURAL
-    spec_model = ExportJobSpec
-    status_model = ExportJobStatus
+    """Jobs whose last decision left a run in progress: the runs polled for
+    progress. After a restart it fills as the cold start reconciles every job."""
     finalizer: str | None = FINALIZER
 
-    def serialized(self, resource: ExportJobResource
+    def serialized(self, resource: RunJobResource
                    ) -> contextlib.AbstractAsyncContextManager[None]:
-        key = (resource.key[0], EXPORT_RULES.concurrency_key(resource.spec))
+        key = (resource.key[0], self.rules.concurrency_key(resource.spec))
         return self.locks.setdefault(key, asyncio.Lock())
 
-    async def observe(self, resource: ExportJobResource) -> Observation:
+    async def observe(self, resource: RunJobResource) -> Observation:
         namespace, name = resource.key
         meta, spec, status, now = resource.meta, resource.spec, resource.status, resource.now
-        key = EXPORT_RULES.concurrency_key(spec)
+        key = self.rules.concurrency_key(spec)
         queued_at = status.current_run.queued_at if status.current_run and \
             status.current_run.queued_at else now
         jobs, seals = await self.observe_jobs(namespace, name, status)
         return Observation(
-            owner=Owner(name=name, namespace=namespace, uid=meta["uid"]),
+            owner=Owner(name=name, namespace=namespace, uid=meta["uid"],
+                        kind=self.rules.kind, label=self.label),
             generation=meta.get("generation") or 0,
             created_at=parse_time(meta.get("creationTimestamp")) or now,
             annotations=meta.get("annotations") or {},
@@ -101,6 +120,8 @@ class ExportJobs:
             deleting=resource.deleting,
             group_requests=self.groups.requests_for(namespace, name),
             runs_in_progress=len(self.polling),
+            rules=self.rules,
+            inputs=await self.inputs(resource),
         )
 
     decide = staticmethod(reconcile)
@@ -115,7 +136,7 @@ class ExportJobs:
         now = asyncio.get_running_loop().time()
         jobs = self.jobs.jobs(namespace, name, now, JOB_LIST_MAX_AGE if in_progress else None)
         if jobs is None:
-            listed = await self.kube.list_jobs(namespace, f"{LABEL_JOB}={name}")
+            listed = await self.kube.list_jobs(namespace, f"{self.label}={name}")
             self.jobs.replace(namespace, name, listed["items"],
                               listed["metadata"].get("resourceVersion"), now)
             jobs = listed["items"]
@@ -127,20 +148,21 @@ class ExportJobs:
             if LABEL_SEAL in labels:
                 if job_finished(job) is not None and not job["metadata"].get("deletionTimestamp"):
                     pods = await self.kube.list_pods(
-                        namespace, f"{LABEL_JOB}={name},{LABEL_SEAL}={labels[LABEL_SEAL]}")
+                        namespace, f"{self.label}={name},{LABEL_SEAL}={labels[LABEL_SEAL]}")
                 sealed = seal_observation(job, pods)
                 if sealed is not None:
                     seals.append(sealed)
                 continue
             run = labels.get(LABEL_RUN)
             if current is not None and run == str(current):
-                pods = await self.kube.list_pods(namespace, f"{LABEL_JOB}={name},{LABEL_RUN}={run}")
+                pods = await self.kube.list_pods(namespace,
+                                                 f"{self.label}={name},{LABEL_RUN}={run}")
             observed = job_observation(job, pods)
             if observed is not None:
                 observations.append(observed)
         return observations, tuple(seals)
 
-    async def act(self, loop: ExportJobLoop, resource: ExportJobResource,
+    async def act(self, loop: RunJobLoop, resource: RunJobResource,
                   decision: Decision) -> None:
         obj, old, new = resource.obj, resource.status, decision.status
         namespace, name = resource.key
@@ -150,8 +172,8 @@ class ExportJobs:
             self.registry.observe(namespace, name, written)
             if new.last_run is not None and (old.last_run is None or
                                              old.last_run.id != new.last_run.id):
-                metrics.record_run(namespace, new.last_run)
-            metrics.record_missed(namespace, old, new)
+                metrics.record_run(self.rules.kind, namespace, new.last_run)
+            metrics.record_missed(self.rules.kind, namespace, old, new)
         elif new != old:
             decision.requeue_after = min(decision.requeue_after or STATUS_WRITE_INTERVAL,
                                          STATUS_WRITE_INTERVAL)
@@ -167,7 +189,7 @@ class ExportJobs:
         await loop.finish(resource, written, decision, urgent=self.slot_due(loop, new, decision))
 
     @staticmethod
-    def slot_due(loop: ExportJobLoop, status: ExportJobStatus, decision: Decision) -> bool:
+    def slot_due(loop: RunJobLoop, status: ExportJobStatus, decision: Decision) -> bool:
         """The requeue wakes the job for its next slot: it goes ahead of routine work."""
         if decision.requeue_after is None or status.next_run_at is None:
             return False
@@ -196,17 +218,17 @@ class ExportJobs:
         """Create a run's (or seal's) Job; None back means it exists (a restart, or the
         index is behind): the next pass lists."""
         meta = manifest["metadata"]
-        owner = meta["labels"][LABEL_JOB]
+        owner = meta["labels"][self.label]
         created = await self.kube.create_job(manifest)
         if created is None:
             self.jobs.unlist(meta["namespace"], owner)
             return
         self.jobs.created(meta["namespace"], owner, created, asyncio.get_running_loop().time())
 
-    def after(self, loop: ExportJobLoop, resource: ExportJobResource,
+    def after(self, loop: RunJobLoop, resource: RunJobResource,
               decision: Decision) -> None:
         key = resource.key
-        metrics.JOBS.observe(*key, decision.status)
+        metrics.JOBS.observe(self.rules.kind, *key, decision.status)
         run = decision.status.current_run
         if run is not None and run.phase == RunPhase.IN_PROGRESS:
             self.polling.add(key)
@@ -216,7 +238,7 @@ class ExportJobs:
             # Only the next run in line, ahead of routine work: waking every waiter made
             # each release cost a reconcile (and a status write) per queued job, O(n^2)
             # for a queue of n; the others see their new position at their next poll.
-            waiting = self.registry.waiting_on(key[0], EXPORT_RULES.concurrency_key(resource.spec))
+            waiting = self.registry.waiting_on(key[0], self.rules.concurrency_key(resource.spec))
             if waiting:
                 loop.queue.add(waiting[0], urgent=True)
 
@@ -224,8 +246,16 @@ class ExportJobs:
         self.polling.discard(key)  # no longer polled (no requeue)
 
     def forget(self, key: Key) -> None:
-        metrics.JOBS.forget(*key)
+        metrics.JOBS.forget(self.rules.kind, *key)
         self.registry.forget(*key)
         self.jobs.forget(*key)
         self.last_write.pop(key, None)
         self.polling.discard(key)
+
+
+def export_jobs(kube: KubeApi, worker: WorkerDefaults,
+                stall_after: dt.timedelta = dt.timedelta(minutes=15)) -> RunJobs:
+    """The ExportJob kind."""
+    return RunJobs(kube=kube, worker=worker, rules=EXPORT_RULES, plural=EXPORTJOB_PLURAL,
+                   spec_model=ExportJobSpec, status_model=ExportJobStatus, label=LABEL_JOB,
+                   stall_after=stall_after)
