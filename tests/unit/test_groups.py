@@ -90,6 +90,7 @@ def test_run_now_asks_the_first_member_and_the_rest_await_it() -> None:
         "nightly.1", "manual", 0, "1/3")
     assert phases(status) == ["Queued", "AwaitingDependency", "AwaitingDependency"]
     assert status.phase == JobPhase.QUEUED
+    assert (status.member_summary, status.schedule_type) == ("3 jobs", "on demand")
     assert [e.reason for e in decision.events] == ["Started"]
     assert member_requests(status) == [("lists", GroupRequest("nightly.1", T0))]
 
@@ -204,6 +205,7 @@ def test_a_missing_member_makes_the_group_not_ready_and_refuses_runs() -> None:
     assert (stalled.status, stalled.reason, stalled.message) == (
         ConditionStatus.TRUE, "MemberNotFound", 'member "profiles" not found')
     assert decision.status.current_run is None
+    assert decision.status.member_summary == "3 jobs, 1 missing"
     assert [(e.reason, e.message) for e in decision.events] == [
         ("RunRequestRejected", 'member "profiles" not found: no group run started')]
 

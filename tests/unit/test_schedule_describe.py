@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ferry.reconcile.schedule.describe import describe
+from ferry.reconcile.schedule.describe import describe, schedule_type
 
 from .schedules import sched
 
@@ -28,3 +28,18 @@ from .schedules import sched
 )
 def test_describe(spec: dict[str, Any], text: str) -> None:
     assert describe(sched(**spec)) == text
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        (None, "on demand"),
+        ({"once": {}}, "one-time"),
+        ({"once": {"at": "2026-12-01T10:00:00Z"}}, "one-time"),
+        ({"hourly": {"every": 4, "minute": 15}}, "recurring"),
+        ({"cron": {"expression": "0 */2 * * *"}}, "recurring"),
+    ],
+)
+def test_schedule_type(spec: dict[str, Any] | None, kind: str) -> None:
+    """The Type column of kubectl get (status.scheduleType)."""
+    assert schedule_type(sched(**spec) if spec is not None else None) == kind

@@ -175,6 +175,13 @@ def _column(name: str, json_path: str, type_: str = "string", **extra: Any) -> S
     return {"name": name, "type": type_, "jsonPath": json_path, **extra}
 
 
+READY_COLUMN = _column("Ready", '.status.conditions[?(@.type=="Ready")].status')
+"""True or False from condition Ready: whether the spec can run as written."""
+INITIATED_BY_COLUMN = _column("Initiated By", ".status.lastRun.trigger")
+"""What started the last run: schedule, manual (the user is Started By), retry, catchup,
+backfill or group:<group>.<n>."""
+
+
 def crd(kind: str, plural: str, short_name: str, schema: Schema, columns: list[Schema]) -> Schema:
     """A CustomResourceDefinition for one namespaced kind with a status subresource."""
     return {
@@ -211,11 +218,17 @@ def exportjob_crd() -> Schema:
     columns = [
         _column("Title", ".spec.title"),
         _column("Source", ".spec.source.table", priority=1),
+        _column("Type", ".status.scheduleType"),
         _column("Schedule", ".status.scheduleSummary"),
+        READY_COLUMN,
         _column("Phase", ".status.phase"),
         _column("Progress", ".status.progress"),
         _column("ETA", ".status.eta"),
         _column("Last Run", ".status.lastRun.finishedAt", "date"),
+        INITIATED_BY_COLUMN,
+        _column("Started By", ".status.lastRun.startedBy", priority=1),
+        # The group run this job last ran or answered for (<group>.<n>), newest first.
+        _column("Group Run", ".status.groupRuns[0].groupRun", priority=1),
         # A "date" column prints future times as <invalid>: show the timestamp instead.
         _column("Next Run", ".status.nextRunAt"),
         _column("Age", ".metadata.creationTimestamp", "date"),
@@ -247,10 +260,15 @@ def jobgroup_crd() -> Schema:
     """The JobGroup CRD."""
     columns = [
         _column("Title", ".spec.title"),
-        _column("Members", ".spec.members"),
+        _column("Type", ".status.scheduleType"),
+        _column("Schedule", ".status.scheduleSummary"),
+        _column("Members", ".status.memberSummary"),
+        READY_COLUMN,
         _column("Phase", ".status.phase"),
         _column("Current", ".status.current"),
         _column("Last Run", ".status.lastRun.finishedAt", "date"),
+        INITIATED_BY_COLUMN,
+        _column("Started By", ".status.lastRun.startedBy", priority=1),
         _column("Next Run", ".status.nextRunAt"),
         _column("Age", ".metadata.creationTimestamp", "date"),
     ]

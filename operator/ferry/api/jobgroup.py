@@ -22,6 +22,7 @@ from ferry.api.status import (
     JobPhase,
     RunId,
     RunPhase,
+    ScheduleType,
     Trigger,
     UpcomingRuns,
 )
@@ -165,6 +166,14 @@ class JobGroupStatus(FerryModel):
     )
     schedule_summary: ShortText | None = Field(
         default=None, description='Human summary of spec.schedule, or "on demand".'
+    )
+    schedule_type: ScheduleType | None = Field(
+        default=None, description="one-time (schedule.once), recurring (any other schedule) "
+        "or on demand (no schedule)."
+    )
+    member_summary: ShortText | None = Field(
+        default=None, description='The Members column: how many members, and how many of '
+        'them are missing, e.g. "3 jobs" or "3 jobs, 1 missing".'
     )
     current: ShortText | None = Field(
         default=None, description='Position of the current run, e.g. "2/3" (member 2 of 3).'

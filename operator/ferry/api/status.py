@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -65,6 +65,7 @@ Conditions = Annotated[
     ),
 ]
 UpcomingRuns = Annotated[list[AwareDatetime], Field(max_length=3)]
+ScheduleType = Literal["one-time", "recurring", "on demand"]
 
 
 class RunPhase(StrEnum):
@@ -376,6 +377,10 @@ class ExportJobStatus(FerryModel):
     )
     schedule_summary: ShortText | None = Field(
         default=None, description='Human summary of spec.schedule, e.g. "every 4h at :15 UTC".'
+    )
+    schedule_type: ScheduleType | None = Field(
+        default=None, description="one-time (schedule.once), recurring (any other schedule) "
+        "or on demand (no schedule: runs only when asked)."
     )
     progress: ShortText | None = Field(
         default=None, description='Progress of the current run, e.g. "45% 4.5M/10M".'

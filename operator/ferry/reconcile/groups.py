@@ -119,6 +119,12 @@ class GroupDecision:
     delete_self: bool = False
 
 
+def member_summary(members: int, missing: int) -> str:
+    """status.memberSummary (the Members column): "3 jobs", "3 jobs, 1 missing"."""
+    text = f"{members} job" + ("" if members == 1 else "s")
+    return f"{text}, {missing} missing" if missing else text
+
+
 def trigger_of(group_run: str) -> str:
     """The trigger a member's run carries for group run ``group_run`` (``<group>.<n>``)."""
     return f"group:{group_run}"
@@ -447,6 +453,7 @@ class _GroupReconciler:
         run = status.current_run
         status.current = f"{(run.member_index or 0) + 1}/{len(run.members or [])}" \
             if run is not None else None
+        status.member_summary = member_summary(len(spec.members), len(missing))
         set_phase(status, job_phase(
             run.phase if run else None, status.last_run.phase if status.last_run else None,
             invalid=problem is not None, suspended=spec.suspend,

@@ -30,7 +30,7 @@ from ferry.api.common import (
     MissedRunReason,
 )
 from ferry.api.schedule import Schedule
-from ferry.api.status import MAX_MISSED_RUNS, JobPhase, RunPhase, created_by
+from ferry.api.status import MAX_MISSED_RUNS, JobPhase, RunPhase, ScheduleType, created_by
 from ferry.reconcile.conditions import set_condition
 from ferry.reconcile.schedule.describe import schedule_view
 from ferry.reconcile.schedule.slots import ON_TIME_GRACE, due_slots
@@ -63,6 +63,7 @@ class KindStatus(Protocol):
     phase: JobPhase | None
     conditions: list[Condition] | None
     schedule_summary: str | None
+    schedule_type: ScheduleType | None
     upcoming_runs: list[dt.datetime] | None
     next_run_at: dt.datetime | None
     created_by: str | None
@@ -184,11 +185,13 @@ def show_schedule(status: KindStatus, schedule: Schedule | None, now: dt.datetim
     """status.scheduleSummary, upcomingRuns and nextRunAt (no slots while ``active`` is
     false: invalid, suspended, or a one-time schedule that has run)."""
     view = schedule_view(schedule, now, not_before=created_at, active=active)
-    before = (status.schedule_summary, status.upcoming_runs, status.next_run_at)
+    before = (status.schedule_summary, status.schedule_type, status.upcoming_runs,
+              status.next_run_at)
     status.schedule_summary = view.summary
+    status.schedule_type = view.type
     status.upcoming_runs = view.upcoming
     status.next_run_at = view.next_run_at
-    return before != (view.summary, view.upcoming, view.next_run_at)
+    return before != (view.summary, view.type, view.upcoming, view.next_run_at)
 
 
 # --- expiry ------------------------------------------------------------------------------

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ferry.api.schedule import Schedule
+from ferry.api.status import ScheduleType
 from ferry.reconcile.schedule.fires import as_utc, display_zone, upcoming
+
+ON_DEMAND: ScheduleType = "on demand"
+ONE_TIME: ScheduleType = "one-time"
+RECURRING: ScheduleType = "recurring"
+"""status.scheduleType's values: what the job does without anyone asking."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,8 @@ class ScheduleView:
     summary: str
     upcoming: list[datetime] | None
     next_run_at: datetime | None
+    type: ScheduleType = ON_DEMAND
+    """The Type column: one-time, recurring or on demand (`schedule_type`)."""
 
 
 def schedule_view(schedule: Schedule | None, now: datetime, *, not_before: datetime,
@@ -29,13 +37,21 @@ def schedule_view(schedule: Schedule | None, now: datetime, *, not_before: datet
     no slots while the schedule cannot fire (``active`` false: invalid, suspended, or a
     one-time schedule that has run)."""
     if schedule is None:
-        return ScheduleView("on demand", None, None)
+        return ScheduleView("on demand", None, None, ON_DEMAND)
     if not active:
-        return ScheduleView(describe(schedule), None, None)
+        return ScheduleView(describe(schedule), None, None, schedule_type(schedule))
     slots = upcoming(schedule, now, not_before=not_before)
     zone = display_zone(schedule)
     return ScheduleView(describe(schedule), [t.astimezone(zone) for t in slots] or None,
-                        slots[0] if slots else None)
+                        slots[0] if slots else None, schedule_type(schedule))
+
+
+def schedule_type(schedule: Schedule | None) -> ScheduleType:
+    """The schedule type people sort jobs by (one-time, recurring, on demand): what a
+    job does without anyone asking, as opposed to `describe`'s when."""
+    if schedule is None:
+        return ON_DEMAND
+    return ONE_TIME if schedule.once is not None else RECURRING
 
 
 def describe(schedule: Schedule) -> str:
