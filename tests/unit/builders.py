@@ -8,13 +8,22 @@ stores them (the controller's I/O tests, tests/unit/test_controller_loop.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
 from ferry.api.exportjob import ExportJobSpec
+from ferry.api.importjob import ImportJobSpec
 from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus
-from ferry.api.status import ExportJobStatus, RunPhase, RunStatus, run_id
-from ferry.constants import EXPORTJOB_KIND, FINALIZER, JOBGROUP_KIND
+from ferry.api.status import ExportJobStatus, ImportJobStatus, RunPhase, RunStatus, run_id
+from ferry.constants import (
+    EXPORTJOB_KIND,
+    FINALIZER,
+    IMPORTJOB_KIND,
+    JOBGROUP_KIND,
+    LABEL_IMPORTJOB,
+)
+from ferry.reconcile.importrules import IMPORT_RULES, ExportView
 from ferry.reconcile.jobspec import Owner, WorkerDefaults
 from ferry.reconcile.progress import JobObservation, PodObservation
 from ferry.reconcile.runs import Observation, QueueView
@@ -207,3 +216,47 @@ class JobGroupBuilder:
 def jobgroup(name: str = "nightly", *members: str, namespace: str = "team-a"
              ) -> JobGroupBuilder:
     return JobGroupBuilder(name, namespace, list(members) or ["contacts"])
+
+
+class ImportSpecBuilder:
+    """An ImportJobSpec: CSV files under an S3 prefix appended to one table, unless told."""
+
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] = {
+            "title": "Partner lists",
+            "source": {"s3": {"bucket": "landing", "prefix": "partner/lists",
+                              "credentialsSecretRef": {"name": "bucket", "accessKeyIdKey": "id",
+                                                       "secretAccessKeyKey": "secret"}}},
+            "format": "csv",
+            "destination": {"type": "postgres",
+                            "connectionSecretRef": {"name": "crm-db", "key": "dsn"},
+                            "table": "crm.lists"},
+        }
+
+    def set(self, key: str, value: Any) -> ImportSpecBuilder:
+        self.doc[key] = value
+        return self
+
+    def from_export(self, name: str, run: str | None = None) -> ImportSpecBuilder:
+        return self.set("source", {"fromExport": {"name": name, **({"run": run} if run
+                                                                    else {})}})
+
+    def build(self) -> ImportJobSpec:
+        return ImportJobSpec.model_validate(self.doc)
+
+
+def import_spec() -> ImportSpecBuilder:
+    return ImportSpecBuilder()
+
+
+def import_observation(job_spec: ImportJobSpec, now: dt.datetime,
+                       status: ImportJobStatus | None = None,
+                       jobs: list[JobObservation] | None = None,
+                       annotations: dict[str, str] | None = None,
+                       inputs: ExportView | None = None) -> Observation:
+    """An ImportJob "lists" in team-a, as `ferry.controller.importjobs` observes it."""
+    return dataclasses.replace(
+        observation(job_spec, now, status or ImportJobStatus(), jobs, annotations),  # type: ignore[arg-type]
+        owner=Owner(name="lists", namespace="team-a", uid="uid-2", kind=IMPORTJOB_KIND,
+                    label=LABEL_IMPORTJOB),
+        rules=IMPORT_RULES, inputs=inputs)
