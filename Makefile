@@ -19,7 +19,7 @@ export GOFLAGS := -mod=mod
 
 .PHONY: deps tools tools-chart k8s minio postgres chromium cluster-up cluster-down cluster-status \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
-        demo demo-down bench-worker bench-operator kind-up clean
+        demo demo-down bench-worker bench-import bench-operator kind-up clean
 
 deps: $(VENV)/.installed postgres
 
@@ -138,6 +138,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench-worker: deps minio $(VENV)/.bench-installed
 	$(PY) -m hack.services up
 	$(PY) -m bench.worker --rows 5000000 --rss-rows 1000000
+
+bench-import: deps minio $(VENV)/.bench-installed
+	$(PY) -m hack.services up
+	$(PY) -m bench.importer --rows 5000000 --rss-rows 1000000
 
 bench-operator: deps k8s
 	$(PY) -m bench.operator_scale

@@ -135,11 +135,11 @@ def fastest(runs: list[Result]) -> Result:
 
 
 def ferry_cmd(table: str, fmt: str, compression: str, run: str,
-              s3: Any) -> tuple[list[str], dict[str, str]]:
+              s3: Any, bucket: str = BUCKET) -> tuple[list[str], dict[str, str]]:
     plan = {
         "job": "bench", "run": run, "source": {"table": table}, "format": fmt,
         "compression": compression,
-        "destination": {"bucket": BUCKET, "prefix": "ferry", "endpoint": s3.s3_endpoint,
+        "destination": {"bucket": bucket, "prefix": "ferry", "endpoint": s3.s3_endpoint,
                         "region": s3.s3_region, "pathStyle": True},
     }
     env = {**os.environ, "FERRY_PLAN": json.dumps(plan), "FERRY_LOG_LEVEL": "WARNING",
