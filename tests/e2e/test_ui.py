@@ -287,17 +287,17 @@ def test_the_jobs_filters(ui: str, page: Page, kubectl: Kubectl, jobs: Wiring) -
     wait_until(lambda: status_of(kubectl, jobs.namespace, "failing").get("lastRun"),
                timeout=180, what="failing's run to end")
     page.goto(ui)
-    expect(row(page, "failing").locator(".phase")).to_have_text("Failed")
+    expect(row(page, "failing").locator(".phase")).to_have_text("Failed", timeout=15_000)
     page.locator("#f-phase").select_option("Failed")
-    expect(page.locator("#rows tbody tr")).to_have_count(1)
+    expect(page.locator("#rows tbody tr")).to_have_count(1, timeout=15_000)
     expect(row(page, "failing")).to_be_visible()
     page.locator("#f-phase").select_option("")
     page.locator("#f-kind").select_option("Group")
-    expect(page.locator("#rows tbody tr")).to_have_count(1)
+    expect(page.locator("#rows tbody tr")).to_have_count(1, timeout=15_000)
     expect(row(page, "chain")).to_contain_text("Evening chain")
     page.locator("#f-kind").select_option("")
     page.locator("#f-text").fill("slow")
-    expect(page.locator("#rows tbody tr")).to_have_count(1)
+    expect(page.locator("#rows tbody tr")).to_have_count(1, timeout=15_000)
     expect(row(page, "moving")).to_be_visible()
 
 
@@ -343,6 +343,8 @@ def test_a_run_page_filters_batches_and_offers_downloads(ui: str, page: Page,
     saved = info.value.path()
     lines = Path(saved).read_text().splitlines()
     assert lines[0].startswith("id,") and len(lines) == 61, "a header and batch 0's 60 rows"
+    page.locator("#f-batch").select_option("all")
+    expect(batches).to_have_count(2)
     shot(page, "run")
 
 

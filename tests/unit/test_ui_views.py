@@ -179,3 +179,11 @@ def test_the_job_page_has_spec_conditions_upcoming_and_missed_runs() -> None:
     assert page["upcoming"] == ["2026-11-22T13:00:00Z", "2026-11-22T17:00:00Z"]
     assert [r["id"] for r in page["runs"]] == ["orders.2", "orders.1"]
     assert page["events"] == events
+
+
+def test_every_button_a_kind_offers_is_a_plugin_verb_or_delete() -> None:
+    from ferry.cli.ui.actions import VERBS  # noqa: PLC0415 - the mapping under test
+
+    for kind in views.KINDS:
+        for action in kind.actions:
+            assert action == "delete" or (kind.plural, action) in VERBS, (kind.name, action)
