@@ -11,6 +11,9 @@ MANIFESTS: Final = "_manifests/"
 """Batch manifests, ``batch-<i>.json``: a batch's commit record, written last."""
 ERRORS: Final = "_errors/"
 """Error reports, ``batch-<i>.jsonl``: one line per failed attempt."""
+KEY_PLAN: Final = "_keyranges.json"
+"""The run's key ranges (``source.keyColumn`` split into batches), committed once by the
+first batch to start and read by every other batch and retry (ferry.worker.keyranges)."""
 RUN_MARKER: Final = "_run.json"
 """Written once the run has ended (``ferry-worker seal``): what a downstream reader waits for."""
 

@@ -124,6 +124,21 @@ class KeyPartition:
 
 
 @dataclasses.dataclass(frozen=True)
+class KeySplit:
+    """Batch ``index`` of ``count`` contiguous ranges of ``column``, planned by the worker.
+
+    The operator holds no database credentials, so it cannot plan key ranges; it asks
+    for them instead. The first batch of the run to start samples the column and
+    commits the ranges into the run folder, and every batch and retry of the run reads
+    that one plan (ferry.worker.keyranges), so each batch scans only its range.
+    """
+
+    column: str
+    index: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Destination:
     """Where the files go; credentials are not here (environment only)."""
 
@@ -155,6 +170,7 @@ class BatchSlice:
     window: Window | None = None
     key_range: KeyRange | None = None
     key_partition: KeyPartition | None = None
+    key_split: KeySplit | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -181,6 +197,9 @@ class Plan:
     window: Window | None = None
     key_range: KeyRange | None = None
     key_partition: KeyPartition | None = None
+    key_split: KeySplit | None = None
+    """Replaced by the worker with the committed plan's ``key_range`` (or, where no range
+    could be planned, its ``key_partition``) before the batch reads a row."""
     file_split_size: int | None = None
     totals: Totals = "count"
     slices: tuple[BatchSlice, ...] = ()
@@ -220,6 +239,10 @@ def _key_partition_json(partition: KeyPartition) -> dict[str, Any]:
     return {"column": partition.column, "index": partition.index, "count": partition.count}
 
 
+def _key_split_json(split: KeySplit) -> dict[str, Any]:
+    return {"column": split.column, "index": split.index, "count": split.count}
+
+
 def _filter_json(item: Filter) -> dict[str, Any]:
     if item.op in ("in", "notIn"):
         return {"column": item.column, "op": item.op, "values": list(item.values)}
@@ -233,7 +256,8 @@ def _slice_json(part: BatchSlice) -> dict[str, Any]:
             **({"window": _window_json(part.window)} if part.window else {}),
             **({"keyRange": _key_range_json(part.key_range)} if part.key_range else {}),
             **({"keyPartition": _key_partition_json(part.key_partition)}
-               if part.key_partition else {})}
+               if part.key_partition else {}),
+            **({"keySplit": _key_split_json(part.key_split)} if part.key_split else {})}
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
@@ -263,6 +287,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         doc["keyRange"] = _key_range_json(plan.key_range)
     if plan.key_partition:
         doc["keyPartition"] = _key_partition_json(plan.key_partition)
+    if plan.key_split:
+        doc["keySplit"] = _key_split_json(plan.key_split)
     if plan.compression_level != DEFAULT_LEVELS[plan.compression]:
         doc["compressionLevel"] = plan.compression_level
     if plan.file_split_size:
@@ -478,6 +504,21 @@ def _key_partition(raw: object) -> KeyPartition | None:
     return KeyPartition(column, index, count)
 
 
+def _key_split(raw: object) -> KeySplit | None:
+    if raw is None:
+        return None
+    obj = _obj(raw, "plan.keySplit")
+    _reject_unknown(obj, {"column", "index", "count"}, "plan.keySplit")
+    column = _ident(obj.get("column"), "plan.keySplit.column")
+    count = _int(obj, "count", "plan.keySplit", minimum=1)
+    index = _int(obj, "index", "plan.keySplit", minimum=0)
+    if count is None or index is None:
+        raise PlanError("plan.keySplit", "needs integers index and count")
+    if index >= count:
+        raise PlanError("plan.keySplit.index", f"{index} is not below count {count}")
+    return KeySplit(column, index, count)
+
+
 def _prefix(value: str | None) -> str:
     if value is None:
         return ""
@@ -544,8 +585,9 @@ _PLAN_FIELDS = {
     "job", "run", "source", "columns", "filters", "window", "keyRange", "format",
     "compression", "compressionLevel", "fileSplitSize", "destination", "batchIndex",
     "batchCount", "totals", "slices", "keyPartition", "reuseCommittedSince", "jobUid", "seal",
+    "keySplit",
 }
-_SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition"}
+_SLICE_FIELDS = {"batchIndex", "window", "keyRange", "keyPartition", "keySplit"}
 
 
 def _select_slice(obj: dict[str, Any], position: int) -> dict[str, Any]:
@@ -632,6 +674,7 @@ def decode_plan(raw: object, completion_index: Callable[[], int],
         window=_window(obj.get("window")),
         key_range=_key_range(obj.get("keyRange")),
         key_partition=_key_partition(obj.get("keyPartition")),
+        key_split=_key_split(obj.get("keySplit")),
         format=fmt,
         compression=compression,
         compression_level=level,

@@ -32,6 +32,9 @@ class Progress:
     """When the worker published it (RFC 3339 UTC); None before it is published."""
     rejected: int | None = None
     """Rows an import sent to its audit log so far (None: an export, which has none)."""
+    key_range: str | None = None
+    """The batch's share of a run split by ``keyColumn`` (its key range, or hash
+    partition), as the worker read it from the run's committed key plan."""
 
 
 def encode_progress(progress: Progress) -> str:
@@ -43,6 +46,8 @@ def encode_progress(progress: Progress) -> str:
         document["updatedAt"] = progress.updated_at
     if progress.rejected is not None:
         document["rejected"] = progress.rejected
+    if progress.key_range is not None:
+        document["keyRange"] = progress.key_range
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -51,6 +56,12 @@ def count(document: Mapping[str, Any], key: str) -> int | None:
     absent) is None: what a pod writes is read, never trusted to be well formed."""
     value = document.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def text(document: Mapping[str, Any], key: str) -> str | None:
+    """A non-empty string field of a worker's JSON document, else None."""
+    value = document.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def decode_progress(document: Mapping[str, Any]) -> Progress:
@@ -66,4 +77,5 @@ def decode_progress(document: Mapping[str, Any]) -> Progress:
         files=count(document, "files") or 0,
         updated_at=updated if isinstance(updated, str) else None,
         rejected=count(document, "rejected"),
+        key_range=text(document, "keyRange"),
     )

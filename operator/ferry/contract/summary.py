@@ -44,6 +44,8 @@ class BatchSucceeded:
     """Files the batch committed, also when the message lists only some of them."""
     files_omitted: int = 0
     note: str | None = None
+    key_range: str | None = None
+    """The batch's share of a run split by ``keyColumn`` (ferry.worker.keyranges)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,8 @@ def summary_document(summary: Summary) -> dict[str, Any]:
             doc["note"] = summary.note
         if summary.files_omitted:
             doc["filesOmitted"] = summary.files_omitted
+        if summary.key_range:
+            doc["keyRange"] = summary.key_range
         return doc
     if isinstance(summary, BatchImported):
         doc = {"status": "Imported", "batch": summary.batch, "records": summary.records,
@@ -266,7 +270,8 @@ def decode_summary(document: Mapping[str, Any] | None) -> Summary | None:
             batch=count(document, "batch") or 0, records=count(document, "records") or 0,
             bytes=count(document, "bytes") or 0, manifest=_text(document, "manifest") or "",
             files=files, file_count=count(document, "fileCount") or len(files),
-            files_omitted=count(document, "filesOmitted") or 0, note=_text(document, "note"))
+            files_omitted=count(document, "filesOmitted") or 0, note=_text(document, "note"),
+            key_range=_text(document, "keyRange"))
     if status == "Failed":
         batch = count(document, "batch")
         return BatchFailed(batch=-1 if batch is None else batch,

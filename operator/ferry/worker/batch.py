@@ -41,6 +41,7 @@ from ferry.worker import layout
 from ferry.worker.codecs import make_codec
 from ferry.worker.errors import LostRace, TransientError, WorkerError
 from ferry.worker.formats import ColumnInfo, content_type, csv_header, json_lines
+from ferry.worker.keyranges import committed_plan, resolved
 from ferry.worker.leftovers import clear_earlier_jobs
 from ferry.worker.manifest import Manifest, utc_now
 from ferry.worker.plan import Secrets
@@ -295,11 +296,41 @@ def committed_for_this_run(plan: Plan, manifest: dict[str, Any]) -> bool:
         return False
 
 
+def _read_key_plan(at: Attempt) -> Plan:
+    """The batch's plan with its share of the run's committed key plan (made by the
+    first batch to get here); every attempt reads it again, so a retry uses it too."""
+    bucket, key = at.plan.destination.bucket, layout.key_plan_key(at.plan)
+
+    def read() -> tuple[bytes, str] | None:
+        return read_object(at.client, at.retry, bucket, key, "GetObject key plan")
+
+    def create(body: bytes, replacing: str | None) -> bool:
+        condition = {"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"}
+        try:
+            at.retry("PutObject key plan", lambda: at.client.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+                **condition))
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in ("PreconditionFailed", "412",
+                                       "ConditionalRequestConflict"):
+                raise
+            return False
+        return True
+
+    key_plan = committed_plan(read, create, at.secrets.source_dsn, at.plan,
+                              at.pod or f"attempt {at.attempt}")
+    at.plan, at.progress.key_range = resolved(at.plan, key_plan)
+    log.info("batch %d reads %s", at.plan.batch_index, at.progress.key_range)
+    return at.plan
+
+
 def run_attempt(at: Attempt) -> Outcome:
     """Export the batch once; returns the committed manifest (ours or a racing winner's)."""
     plan = at.plan
     started = utc_now()
     clear_earlier_jobs(at.client, at.retry, plan)
+    if plan.key_split is not None:
+        plan = _read_key_plan(at)
     prior, prior_etag, _ = read_manifest(at)
     if prior is not None and committed_for_this_run(plan, prior):
         return Outcome(prior, note=f"batch already committed by attempt {prior.get('attempt')} "

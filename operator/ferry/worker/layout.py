@@ -5,6 +5,7 @@
     <prefix>/<job>/<run>/<job>-<batch>-<n>-<attempt>.<ext>   data files
     <prefix>/<job>/<run>/_manifests/batch-<batch>.json        commit record, written last
     <prefix>/<job>/<run>/_errors/batch-<batch>.jsonl          error report (appended)
+    <prefix>/<job>/<run>/_keyranges.json                      key ranges (keyColumn batches)
     <prefix>/<job>/<run>/_run.json                            run marker (ferry-worker seal)
 
 ``<attempt>`` is 8 random hex digits chosen by each worker attempt. Two attempts of the
@@ -52,6 +53,11 @@ def manifest_key(plan: Plan, batch: int | None = None) -> str:
     """Key of the manifest of ``batch`` (default: the plan's own batch)."""
     index = plan.batch_index if batch is None else batch
     return f"{run_prefix(plan)}/{names.manifest_name(index)}"
+
+
+def key_plan_key(plan: Plan) -> str:
+    """Key of the run's committed key ranges ``_keyranges.json``."""
+    return f"{run_prefix(plan)}/{names.KEY_PLAN}"
 
 
 def run_marker_key(plan: Plan) -> str:

@@ -148,7 +148,8 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
                      plan.run, at.attempt, number, max_attempts)
             outcome = _attempt(functools.partial(run_attempt, at))
             if not isinstance(outcome, WorkerError):
-                text = summary(outcome.document, layout.manifest_key(plan), outcome.note)
+                text = summary(outcome.document, layout.manifest_key(plan), outcome.note,
+                               progress.key_range)
                 write_termination_message(redact(text), term_path)
                 log.info("batch %d done: %s", plan.batch_index, redact(text))
                 if publisher:

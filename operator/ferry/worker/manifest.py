@@ -85,12 +85,14 @@ class Manifest:
         return json.dumps(self.to_json(), indent=1, ensure_ascii=False).encode()
 
 
-def summary(document: dict[str, Any], manifest_key: str, note: str | None = None) -> str:
+def summary(document: dict[str, Any], manifest_key: str, note: str | None = None,
+            key_range: str | None = None) -> str:
     """Success termination message from a manifest document (ours or the winner's)."""
     files = tuple(FileRef(f["key"], f["size"], f["sha256"]) for f in document.get("files", []))
     return encode_summary(BatchSucceeded(
         batch=document["batch"], records=document["records"], bytes=document["bytes"],
-        manifest=manifest_key, files=files, file_count=len(files), note=note))
+        manifest=manifest_key, files=files, file_count=len(files), note=note,
+        key_range=key_range))
 
 
 def failure(batch: int, kind: str, exit_code: int, reason: str) -> str:

@@ -41,6 +41,8 @@ class Progress:
         self.bytes = 0
         self.files = 0
         self.total: int | None = None
+        self.key_range: str | None = None
+        """The batch's share of a run split by key, once the run's key plan is read."""
 
     def add(self, records: int, nbytes: int) -> None:
         """Count records and bytes just written."""
@@ -50,7 +52,8 @@ class Progress:
     def snapshot(self) -> annotation.Progress:
         """The annotation's counts (without the timestamp)."""
         return annotation.Progress(batch=self.batch, phase=self.phase, records=self.records,
-                                   total=self.total, bytes=self.bytes, files=self.files)
+                                   total=self.total, bytes=self.bytes, files=self.files,
+                                   key_range=self.key_range)
 
 
 class Publisher:

@@ -12,8 +12,8 @@ a ``READ ONLY`` transaction with a role that should only have ``SELECT`` (docs/w
 
 Boundaries, as the controller relies on them to cover a table exactly once:
 the window is ``[from, to)`` (``col >= from AND col < to``; rows with a NULL timestamp
-are never in a window), the key range is ``[lo, hi)`` and NULL keys belong to the one
-batch with ``includeNulls``.
+are never in a window), the key range is ``[lo, hi)`` (empty where ``lo == hi``) and NULL
+keys belong to the one batch with ``includeNulls``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def _window(win: Window) -> tuple[list[sql.Composable], list[Any]]:
 
 def _key_range(kr: KeyRange) -> tuple[sql.Composable, list[Any]]:
     col = sql.Identifier(kr.column)
+    if kr.lo is not None and kr.lo == kr.hi:
+        return sql.SQL("FALSE"), []  # a batch the run's key plan leaves no keys
     bounds: list[sql.Composable] = []
     params: list[Any] = []
     if kr.lo is not None:
