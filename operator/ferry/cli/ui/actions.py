@@ -46,10 +46,12 @@ class Outcome:
 
 
 def arguments(plural: str, name: str, new: str | None, title: str | None) -> argparse.Namespace:
-    """The Namespace argparse would build for ``kubectl ferry [group] VERB NAME``."""
+    """The Namespace argparse would build for ``kubectl ferry [group] VERB NAME`` (a button
+    never waits: the page shows the run's progress instead of ``run --wait``)."""
     if plural == JOBGROUP_PLURAL:
         return argparse.Namespace(group=name)
-    return argparse.Namespace(job=name, run=None, source=name, new=new, title=title or None)
+    return argparse.Namespace(job=name, run=None, source=name, new=new, title=title or None,
+                              wait=False, follow=False, timeout=None)
 
 
 def delete(kube: Kube, plural: str, name: str) -> str:
