@@ -183,6 +183,18 @@ def test_merge_updates_matching_rows_and_inserts_the_rest(env: Env) -> None:
         (1, "old@x", 1, "keep"), (2, "new2@x", 20, "keep2"), (3, "newer3@x", 31, None)]
 
 
+def test_merge_of_a_file_without_repeated_keys_updates_and_inserts(env: Env) -> None:
+    # The upsert without DISTINCT ON (no key twice in the file), not the fallback above.
+    table = contacts(env, "merged_unique")
+    env.sql(f"INSERT INTO {table} (id, email, score, note) SELECT g, 'old', g, 'n' || g "
+            "FROM generate_series(1, 2000, 2) g")
+    env.put("m.csv", HEADER + csv_rows(1, 2000))
+    run = env.run(env.plan(table, mode="Merge", keyColumns=["id"]))
+    assert run.code == 0, run.message
+    assert env.sql(f"SELECT id, email, score, note FROM {table} ORDER BY id") == [
+        (i, f"user{i}@example.com", i % 100, f"note {i}") for i in range(1, 2001)]
+
+
 def test_merge_without_a_unique_index_names_table_and_columns(env: Env) -> None:
     table = contacts(env, "merge_nokey")
     env.put("m.csv", b"id,email\n1,a@x\n")
