@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import time
 from typing import Any
 
 from ferry.api.exportjob import ExportJob
@@ -17,9 +18,17 @@ from ferry.api.status import RETRYABLE_RUN_PHASES, ExportJobStatus, run_id
 from ferry.api.units import parse_duration
 from ferry.cli import render
 from ferry.cli.context import Context
-from ferry.cli.errors import CliError, UsageError
-from ferry.cli.jobviews import filter_rows, history_rows, history_table, list_table
+from ferry.cli.errors import EXIT_ERROR, EXIT_OK, CliError, UsageError
+from ferry.cli.jobviews import (
+    event_time,
+    filter_rows,
+    history_rows,
+    history_table,
+    list_table,
+    next_step,
+)
 from ferry.cli.model import finished_runs, parse_job
+from ferry.cli.waiting import Ended, wait_state
 from ferry.constants import (
     ANNOTATION_BACKFILL,
     ANNOTATION_RETRY_REQUESTED_AT,
@@ -37,6 +46,8 @@ GITOPS_MARKERS = (
 """Label/annotation prefixes Argo CD and Flux put on objects they manage."""
 DROPPED_LABELS = (*GITOPS_MARKERS, "app.kubernetes.io/instance", "app.kubernetes.io/managed-by")
 """Labels a clone must not inherit: they would make a GitOps tool prune or adopt it."""
+POLL_SECONDS = 1.0
+"""How often --wait and -w read the object: the operator writes progress every few seconds."""
 
 
 def get_job(ctx: Context, name: str) -> tuple[dict[str, Any], ExportJob]:
@@ -57,7 +68,32 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     jobs = [parse_job(r) for r in raws]
     ctx.out.write(list_table(jobs, ctx.now, ctx.kube.all_namespaces))
+    if getattr(args, "watch", False):
+        watch_list(ctx, {version_key(r): r["metadata"]["resourceVersion"] for r in raws})
     return 0
+
+
+def version_key(raw: dict[str, Any]) -> tuple[str, str]:
+    return raw["metadata"].get("namespace", ""), raw["metadata"]["name"]
+
+
+def watch_list(ctx: Context, seen: dict[tuple[str, str], str]) -> None:
+    """-w: after the table, a row for each job that changes (as kubectl get -w), until
+    interrupted. Rows come without the header, in the table's column order."""
+    while True:
+        time.sleep(POLL_SECONDS)
+        raws = ctx.kube.objects(EXPORTJOB_PLURAL)
+        changed = [r for r in raws if seen.get(version_key(r)) != r["metadata"]["resourceVersion"]]
+        seen = {version_key(r): r["metadata"]["resourceVersion"] for r in raws}
+        if changed:
+            rows = list_table([parse_job(r) for r in changed], utcnow(), ctx.kube.all_namespaces)
+            ctx.out.write("".join(rows.splitlines(keepends=True)[1:]))
+            ctx.out.flush()
+
+
+def utcnow() -> dt.datetime:
+    """The clock for rows printed after the command started (ctx.now is its start)."""
+    return dt.datetime.now(dt.UTC)
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
@@ -93,9 +129,62 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
             f"run {current.id} is {current.phase.value}: wait for it to end or stop it "
             f"(kubectl ferry stop {args.job})"
         )
+    after = (job.status or ExportJobStatus()).run_counter or 0
     stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RUN_REQUESTED_AT)
     ctx.out.write(f"{REF}/{args.job} run requested ({ANNOTATION_RUN_REQUESTED_AT}={stamp})\n")
-    return 0
+    if not (getattr(args, "wait", False) or getattr(args, "follow", False)):
+        return 0
+    timeout = parse_timeout(args.timeout) if getattr(args, "timeout", None) else None
+    return wait_for_run(ctx, args.job, stamp, after, follow=args.follow, timeout=timeout)
+
+
+def parse_timeout(value: str) -> float:
+    """--timeout: a duration (30s, 10m, 2h)."""
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError:
+        raise UsageError(f'invalid --timeout "{value}": use a duration such as 30m or 2h'
+                         ) from None
+
+
+def rejection(ctx: Context, name: str, stamp: str) -> str | None:
+    """The message of the RunRequestRejected event the operator posted for a request
+    made at ``stamp`` (events are how it answers a request it will not run)."""
+    since = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).replace(microsecond=0)
+    found = [e for e in ctx.kube.events("ExportJob", name) if e.reason == "RunRequestRejected"
+             and (event_time(e) or since) >= since]
+    return found[-1].message if found else None
+
+
+def wait_for_run(ctx: Context, name: str, stamp: str, after: int, *, follow: bool,
+                 timeout: float | None) -> int:
+    """Poll the job until the request's run ends: exit 0 if it Succeeded, else 1 with
+    the run's message. --follow prints the progress line each time it changes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = ""
+    while True:
+        status = get_job(ctx, name)[1].status
+        state = wait_state(status, stamp, after, None)
+        if isinstance(state, Ended) and state.run is None:
+            state = wait_state(status, stamp, after, rejection(ctx, name, stamp))
+        if isinstance(state, Ended):
+            if state.succeeded:
+                ctx.out.write(state.line + "\n")
+                return EXIT_OK
+            hint = next_step(name, status) if state.run is not None else None
+            ctx.err.write(f"error: {state.line}\n")
+            if hint:
+                ctx.hint(hint)
+            return EXIT_ERROR
+        if follow and state.line != shown:
+            ctx.out.write(state.line + "\n")
+            ctx.out.flush()
+            shown = state.line
+        if deadline is not None and time.monotonic() >= deadline:
+            ctx.err.write(f"error: timed out waiting for the run of {REF}/{name}: "
+                          f"{state.line}\n")
+            return EXIT_ERROR
+        time.sleep(POLL_SECONDS)
 
 
 def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:

@@ -251,6 +251,48 @@ def describe_job(job: ExportJob, now: dt.datetime) -> str:
     return out
 
 
+def next_step(name: str, status: ExportJobStatus | None) -> str | None:
+    """What to do about a stalled job or a failed last run, worded as the Argo CD health
+    script words it (docs/gitops/argocd-health-exportjob.lua), so the two never disagree."""
+    status = status or ExportJobStatus()
+    stalled = next((c for c in status.conditions or []
+                    if c.type == "Stalled" and c.status.value == "True"), None)
+    if stalled is not None:
+        reason = stalled.reason or stalled.type
+        return f"{reason}: {stalled.message}" if stalled.message else reason
+    if status.current_run is not None:
+        return None
+    last = status.last_run
+    if last is not None and last.phase in (RunPhase.FAILED, RunPhase.PARTIALLY_SUCCEEDED):
+        text = f"Last run {last.id} {last.phase.value}"
+        if last.message:
+            text += f": {last.message}"
+        return (f"{text} (error report: kubectl ferry errors {name}; re-run the failed "
+                f"batches: kubectl ferry retry {name})")
+    return None
+
+
+def event_time(event: Any) -> dt.datetime | None:
+    """When an Event last happened: core/v1 events carry lastTimestamp, events.k8s.io
+    ones (and some clients') only eventTime."""
+    moment = getattr(event, "last_timestamp", None) or getattr(event, "event_time", None)
+    return moment if isinstance(moment, dt.datetime) else None
+
+
+def events_section(events: Iterable[Any], now: dt.datetime) -> str:
+    """``Events:`` as kubectl describe prints them (oldest first): type, reason, age,
+    how many times, message."""
+    rows = sorted(events, key=lambda e: event_time(e) or dt.datetime.min.replace(tzinfo=dt.UTC))
+    if not rows:
+        return "Events:\n  <none>\n"
+    return "Events:\n" + render.table(
+        ["TYPE", "REASON", "AGE", "COUNT", "MESSAGE"],
+        [[e.type or "", e.reason or "", render.relative(event_time(e), now),
+          str(e.count or 1), render.text(e.message)] for e in rows],
+        indent="  ",
+    )
+
+
 # --- history ----------------------------------------------------------------------------
 
 

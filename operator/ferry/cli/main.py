@@ -76,6 +76,10 @@ def add_output(parser: argparse.ArgumentParser) -> None:
                         help="print the data as json or yaml instead of a table")
 
 
+def add_watch(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("-w", "--watch", action="store_true", help=f"{text} (until Ctrl-C)")
+
+
 def add_all_namespaces(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-A", "--all-namespaces", action="store_true", default=argparse.SUPPRESS,
                         help="list across all namespaces")
@@ -94,20 +98,30 @@ def add_job_verbs(sub: argparse._SubParsersAction[Parser]) -> None:
     p = verb(sub, "list", jobs.cmd_list, "list ExportJobs with phase, progress, ETA, last/next run")
     add_all_namespaces(p)
     add_output(p)
+    add_watch(p, "after the table, print a row for each job that changes")
     p = verb(sub, "describe", runview.cmd_describe,
              "show a job: spec summary, current run and batches, history, conditions; "
              "with --run one run and its batches")
     p.add_argument("job")
     p.add_argument("--run", type=number_arg, help="run number: that run and its batches")
     add_output(p)
+    add_watch(p, "print the job again each time it changes")
     p = verb(sub, "history", jobs.cmd_history, "runs of a job, or of all jobs (newest first)")
     p.add_argument("job", nargs="?")
     p.add_argument("--phase", type=phase_arg, help="only runs in this phase, e.g. Failed")
     p.add_argument("--since", help="only runs started since: a duration (24h, 7d) or a time")
     add_all_namespaces(p)
     add_output(p)
+    p = verb(sub, "run", jobs.cmd_run, "run a job now (the schedule is unchanged)")
+    p.add_argument("job")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the run to end: exit 0 if it Succeeded, else 1 with its "
+                   "message")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="--wait, printing the run's progress line as it changes")
+    p.add_argument("--timeout", help="with --wait or --follow: give up (exit 1) after this "
+                   "long, e.g. 2h (default: wait until the run ends)")
     for name, command, text in (
-        ("run", jobs.cmd_run, "run a job now (the schedule is unchanged)"),
         ("stop", jobs.cmd_stop, "cancel the job's current run"),
         ("suspend", jobs.cmd_suspend, "start no new scheduled runs (spec.suspend: true)"),
         ("resume", jobs.cmd_resume, "schedule runs again (spec.suspend: false)"),

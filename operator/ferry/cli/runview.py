@@ -1,4 +1,5 @@
-"""`kubectl ferry describe JOB [--run N]`: a job, or one run with its batches.
+"""`kubectl ferry describe JOB [--run N] [-w]`: a job (with its Events and the next step
+when it is stuck), or one run with its batches; -w prints the job again when it changes.
 
 A finished run's batches are no longer in status (only the current run's are): they
 come from the run folder's marker `_run.json` (docs/worker.md, "The run marker"), read
@@ -8,16 +9,25 @@ with the bucket credentials the ExportJob references, as `download` reads its fi
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import time
 from typing import Any
 
+from ferry.api.exportjob import ExportJob
 from ferry.api.status import HistoryEntry, RunStatus
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError
 from ferry.cli.files import open_folder
-from ferry.cli.jobs import get_job
-from ferry.cli.jobviews import current_run_section, describe_job, finished_run_section
-from ferry.cli.model import pick_run
+from ferry.cli.jobs import POLL_SECONDS, get_job
+from ferry.cli.jobviews import (
+    current_run_section,
+    describe_job,
+    events_section,
+    finished_run_section,
+    next_step,
+)
+from ferry.cli.model import name_of, pick_run
 from ferry.contract.layout import RUN_MARKER
 
 
@@ -35,6 +45,14 @@ def read_marker(ctx: Context, raw_job: Any, ref: Any) -> tuple[dict[str, Any] | 
         return None, f"cannot read the run marker: {exc}"
 
 
+def job_page(ctx: Context, job: ExportJob, now: dt.datetime) -> str:
+    """describe's page: the job, its Events, and the next step when it is stuck."""
+    name = name_of(job)
+    out = describe_job(job, now) + events_section(ctx.kube.events("ExportJob", name), now)
+    step = next_step(name, job.status)
+    return out + (f"Next Step:\n  {step}\n" if step else "")
+
+
 def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
     """Spec summary, current run, history, missed runs, conditions; with --run one run
     and its batches."""
@@ -43,7 +61,15 @@ def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.write(render.dump(raw, args.output))
         return 0
     if args.run is None:
-        ctx.out.write(describe_job(job, ctx.now))
+        ctx.out.write(job_page(ctx, job, ctx.now))
+        version = raw["metadata"].get("resourceVersion")
+        while getattr(args, "watch", False):
+            time.sleep(POLL_SECONDS)
+            raw, job = get_job(ctx, args.job)
+            if raw["metadata"].get("resourceVersion") != version:
+                version = raw["metadata"].get("resourceVersion")
+                ctx.out.write("\n" + job_page(ctx, job, dt.datetime.now(dt.UTC)))
+                ctx.out.flush()
         return 0
     ref = pick_run(job, args.run)
     if isinstance(ref.entry, RunStatus):
