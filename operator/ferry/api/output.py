@@ -1,5 +1,6 @@
-"""Where and how an ExportJob writes: an S3-compatible bucket, file format,
-compression and file splitting. The bucket type is shared with ImportJob sources."""
+"""Where and how an ExportJob writes: an S3-compatible bucket or an SFTP directory,
+file format, compression and file splitting. The bucket type is shared with ImportJob
+sources."""
 
 from __future__ import annotations
 
@@ -8,10 +9,23 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ferry.api.base import FerryModel, SecretDataKey, SecretName, cel, require, validations
+from ferry.api.base import (
+    FerryModel,
+    SecretDataKey,
+    SecretName,
+    cel,
+    exactly_one_rule,
+    require,
+    validations,
+)
 from ferry.api.units import QUANTITY_PATTERN, parse_quantity
 from ferry.contract.limits import MAX_PREFIX_CHARACTERS, MIN_FILE_SPLIT_BYTES
-from ferry.contract.plan import BUCKET_PATTERN, ENDPOINT_PATTERN
+from ferry.contract.plan import (
+    BUCKET_PATTERN,
+    ENDPOINT_PATTERN,
+    HOST_KEY_PATTERN,
+    SFTP_HOST_PATTERN,
+)
 
 # Segments of S3-safe characters, none empty, "." or ".." (the worker's own rule,
 # docs/worker.md), written without look-arounds: CRD patterns are Go regular expressions.
@@ -131,6 +145,57 @@ class S3Destination(S3Bucket):
     """An S3-compatible bucket. Files land under <prefix>/<job>/<run>/."""
 
 
+DIRECTORY_PATTERN = rf"^/(?:{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*)?/?$"
+"""An absolute SFTP directory of S3-safe segments (none empty, . or ..)."""
+MSG_PASSWORD_OR_KEY = ("set exactly one of privateKeyKey and passwordKey (the Secret key "
+                       "holding the private key, or the password)")
+MSG_ONE_DESTINATION = "set exactly one of spec.output.s3 and spec.output.sftp"
+
+
+class SftpCredentialsSecretRef(FerryModel):
+    """A Secret holding the SFTP user and a private key (or a password). The key names
+    default to those of a kubernetes.io/ssh-auth Secret plus ``username``."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("has(self.privateKeyKey) != has(self.passwordKey)", MSG_PASSWORD_OR_KEY)))
+
+    name: SecretName = Field(description="Name of the Secret, in the same namespace.")
+    user_key: SecretDataKey = Field(default="username", description="Key holding the user name.")
+    private_key_key: SecretDataKey | None = Field(
+        default=None, description="Key holding an unencrypted OpenSSH or PEM private key "
+        "(ed25519, ECDSA or RSA), e.g. ssh-privatekey.")
+    password_key: SecretDataKey | None = Field(
+        default=None, description="Key holding the password, instead of a private key.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SftpCredentialsSecretRef:
+        require((self.private_key_key is None) != (self.password_key is None),
+                MSG_PASSWORD_OR_KEY)
+        return self
+
+
+class SftpDestination(FerryModel):
+    """A directory on an SFTP server. Files land under <directory>/<job>/<run>/, each
+    written under a temporary name and renamed when complete; the run's manifests last."""
+
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=SFTP_HOST_PATTERN)] = Field(
+        description="Host name or IP address of the SSH server.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default=22, description="SSH port.")
+    directory: Annotated[str, Field(min_length=1, max_length=MAX_PREFIX_CHARACTERS,
+                                    pattern=DIRECTORY_PATTERN)] = Field(
+        description="Absolute directory as the SFTP user sees it (inside a chroot: relative "
+        "to its root), e.g. /upload/exports. It must exist and be writable; the job and run "
+        "folders below it are created.")
+    host_key: Annotated[str, Field(max_length=16384, pattern=HOST_KEY_PATTERN)] | None = Field(
+        default=None,
+        description="The server's public host key, pinned: '<type> <base64>' as in "
+        "known_hosts (ssh-keyscan -p <port> <host> prints it). The worker refuses any other "
+        "key before sending anything; absent, every key is refused and the run's error "
+        "names the key the server offered, to pin after checking it.")
+    credentials_secret_ref: SftpCredentialsSecretRef = Field(
+        description="Secret with the user and a private key or password.")
+
+
 class Format(StrEnum):
     """File formats."""
 
@@ -150,7 +215,13 @@ class Compression(StrEnum):
 class Output(FerryModel):
     """Destination and file layout of the exported data."""
 
-    s3: S3Destination
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel(exactly_one_rule(["s3", "sftp"]), MSG_ONE_DESTINATION)))
+
+    s3: S3Destination | None = Field(
+        default=None, description="An S3-compatible bucket (this or sftp).")
+    sftp: SftpDestination | None = Field(
+        default=None, description="A directory on an SFTP server (this or s3).")
     format: Format = Field(
         default=Format.CSV, description="File format: csv (default), jsonl or parquet."
     )
@@ -166,6 +237,22 @@ class Output(FerryModel):
         "this size: a Kubernetes quantity such as 1024Mi or 1Gi, at least 1Mi. Absent: one "
         "file per batch.",
     )
+
+    @model_validator(mode="after")
+    def _check_destination(self) -> Output:
+        require((self.s3 is None) != (self.sftp is None), MSG_ONE_DESTINATION)
+        return self
+
+    def location(self, job: str, run_dir: str) -> str:
+        """URL of a run's folder (files, _manifests/, _errors/): s3://bucket/prefix/job/run
+        or sftp://host:port/directory/job/run."""
+        if self.sftp is not None:
+            path = "/".join(p.strip("/") for p in (self.sftp.directory, job, run_dir)
+                            if p.strip("/"))
+            return f"sftp://{self.sftp.host}:{self.sftp.port}/{path}"
+        assert self.s3 is not None
+        parts = [p.strip("/") for p in (self.s3.prefix or "", job, run_dir) if p and p.strip("/")]
+        return f"s3://{self.s3.bucket}/{'/'.join(parts)}"
 
     @property
     def file_split_bytes(self) -> int | None:

@@ -1,4 +1,5 @@
-"""download, errors and logs: what a run left behind, in the bucket and in its pods.
+"""download, errors and logs: what a run left behind, in the bucket (or SFTP directory)
+and in its pods.
 
 Only files listed in a batch manifest (``<run>/_manifests/batch-<i>.json``) belong
 to a run: the manifest is the commit record, and a data file without one is a
@@ -27,18 +28,18 @@ from ferry.cli.errors import CliError
 from ferry.cli.jobs import get_job
 from ferry.cli.model import RunRef, name_of, pick_run
 from ferry.cli.s3 import Bucket, split_url
+from ferry.cli.sftp import SftpFiles
 from ferry.constants import LABEL_JOB, LABEL_RUN
 from ferry.contract.layout import ERRORS, MANIFESTS
-from ferry.reconcile.runrules import run_location
 
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A run's folder: the bucket and the key prefix ending in '/'."""
+    """A run's folder: the bucket (or SFTP directory) and the key prefix ending in '/'."""
 
-    bucket: Bucket
+    bucket: Bucket | SftpFiles
     prefix: str
     url: str
     job_uid: str | None = None
@@ -52,10 +53,14 @@ class RunFolder:
 
 def open_folder(ctx: Context, job: ExportJob, ref: RunRef) -> RunFolder:
     """The folder the run's files are in (a retry's files are in the run it repairs)."""
-    url = run_location(job.spec, name_of(job), ref.folder)
+    output = job.spec.output
+    url = output.location(name_of(job), ref.folder)
+    if output.sftp is not None:
+        return RunFolder(SftpFiles.open(ctx.kube, output.sftp), f"{name_of(job)}/{ref.folder}/",
+                         url, job.metadata.uid)
+    assert output.s3 is not None
     _, prefix = split_url(url)
-    return RunFolder(Bucket.open(ctx.kube, job.spec.output.s3), prefix + "/", url,
-                     job.metadata.uid)
+    return RunFolder(Bucket.open(ctx.kube, output.s3), prefix + "/", url, job.metadata.uid)
 
 
 def batch_of(key: str) -> int:
@@ -155,7 +160,7 @@ def fetch(folder: RunFolder, remote: RemoteFile, target: Path, progress: Progres
                 written += len(chunk)
                 progress.add(len(chunk))
         if written != remote.size or digest.hexdigest() != remote.sha256:
-            raise CliError(f"s3://{folder.bucket.name}/{remote.key} does not match its manifest "
+            raise CliError(f"{folder.bucket.url(remote.key)} does not match its manifest "
                            f"({written} bytes, sha256 {digest.hexdigest()[:12]}...): not saved")
         os.replace(temp, target)
     finally:

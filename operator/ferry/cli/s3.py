@@ -75,6 +75,10 @@ class Bucket:
         except botocore.exceptions.BotoCoreError as exc:
             raise CliError(f"{what}: {exc}") from exc
 
+    def url(self, key: str) -> str:
+        """The object's s3:// URL, for messages."""
+        return f"s3://{self.name}/{key}"
+
     def keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, sorted."""
         def collect() -> list[str]:

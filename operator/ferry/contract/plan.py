@@ -58,6 +58,13 @@ _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+$")
 _BUCKET = re.compile(BUCKET_PATTERN)
 _JOB_UID = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _ENDPOINT = re.compile(ENDPOINT_PATTERN)
+SFTP_HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?$"
+"""An SFTP host: a DNS name, IPv4 or IPv6 address (no user@, no port)."""
+HOST_KEY_PATTERN = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*$"
+"""A pinned host key: the key type and its base64 blob, as in known_hosts (no host, no
+comment)."""
+_SFTP_HOST = re.compile(SFTP_HOST_PATTERN)
+_HOST_KEY = re.compile(HOST_KEY_PATTERN)
 
 
 class PlanError(ValueError):
@@ -150,6 +157,24 @@ class Destination:
 
 
 @dataclasses.dataclass(frozen=True)
+class SftpDestination:
+    """An SFTP server's directory; the user and key or password are not here
+    (environment only). ``host_key`` is the server's public host key as OpenSSH
+    writes it (``ssh-ed25519 AAAA...``): the only key the worker accepts; empty, none is
+    (the refusal names the key offered, to pin)."""
+
+    host: str
+    port: int
+    directory: str
+    host_key: str
+
+    @property
+    def prefix(self) -> str:
+        """Keys are relative to ``directory``: no prefix of their own."""
+        return ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Seal:
     """What ``ferry-worker seal`` records about the run that ended (the operator's view).
 
@@ -184,7 +209,7 @@ class Plan:
     job: str
     run: str
     source: Source
-    destination: Destination
+    destination: Destination | SftpDestination
     format: Format
     compression: Compression
     compression_level: int
@@ -260,6 +285,15 @@ def _slice_json(part: BatchSlice) -> dict[str, Any]:
             **({"keySplit": _key_split_json(part.key_split)} if part.key_split else {})}
 
 
+def _destination_json(dest: Destination | SftpDestination) -> dict[str, Any]:
+    if isinstance(dest, SftpDestination):
+        return {"sftp": {"host": dest.host, "port": dest.port, "directory": dest.directory,
+                         **({"hostKey": dest.host_key} if dest.host_key else {})}}
+    return {"bucket": dest.bucket, "pathStyle": dest.path_style,
+            **{key: value for key, value in (("prefix", dest.prefix), ("endpoint", dest.endpoint),
+                                             ("region", dest.region)) if value}}
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as the JSON object docs/worker.md describes; defaults are left out."""
     source = plan.source
@@ -273,10 +307,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "filters": [_filter_json(f) for f in plan.filters],
         "format": plan.format,
         "compression": plan.compression,
-        "destination": {"bucket": dest.bucket, "pathStyle": dest.path_style,
-                        **{key: value for key, value in (("prefix", dest.prefix),
-                                                          ("endpoint", dest.endpoint),
-                                                          ("region", dest.region)) if value}},
+        "destination": _destination_json(dest),
         "batchCount": plan.batch_count,
     }
     if plan.columns:
@@ -536,8 +567,35 @@ def _prefix(value: str | None) -> str:
     return "/".join(segments)
 
 
-def _destination(raw: object) -> Destination:
+def _sftp(raw: object) -> SftpDestination:
+    path = "plan.destination.sftp"
+    obj = _obj(raw, path)
+    _reject_unknown(obj, {"host", "port", "directory", "hostKey"}, path)
+    host = _str(obj, "host", path)
+    assert host is not None
+    if not _SFTP_HOST.fullmatch(host):
+        raise PlanError(f"{path}.host", f"not a host name or IP address: {host!r}")
+    port = _int(obj, "port", path, minimum=1)
+    if port is not None and port > 65535:
+        raise PlanError(f"{path}.port", "must be at most 65535")
+    directory = _str(obj, "directory", path)
+    assert directory is not None
+    if not directory.startswith("/") or any(seg in (".", "..") for seg in directory.split("/")):
+        raise PlanError(f"{path}.directory", "must be an absolute path without . or .. "
+                        f"segments, got {directory!r}")
+    host_key = _str(obj, "hostKey", path, required=False) or ""
+    if host_key and not _HOST_KEY.fullmatch(host_key):
+        raise PlanError(f"{path}.hostKey", "must be one OpenSSH public key line "
+                        "(<type> <base64>), e.g. from ssh-keyscan")
+    return SftpDestination(host=host, port=port or 22, directory=directory.rstrip("/") or "/",
+                           host_key=host_key)
+
+
+def _destination(raw: object) -> Destination | SftpDestination:
     obj = _obj(raw, "plan.destination")
+    if "sftp" in obj:
+        _reject_unknown(obj, {"sftp"}, "plan.destination")
+        return _sftp(obj["sftp"])
     _reject_unknown(obj, {"bucket", "prefix", "endpoint", "region", "pathStyle"},
                     "plan.destination")
     bucket = _str(obj, "bucket", "plan.destination")

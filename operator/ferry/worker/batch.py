@@ -1,5 +1,9 @@
 """One attempt at one batch: stream, upload, commit the manifest last, clean up.
 
+Written once against :class:`ferry.worker.storage.Store`: the steps below are the
+same for an S3 bucket and an SFTP directory ("PUT" is the store's write, "ETag" its
+version tag, "412" its :class:`~ferry.worker.storage.ConflictError`).
+
 Exactly-once, even with retries, a pod killed at any point, or two pods racing on the
 same index (issue 8 item 13):
 
@@ -25,16 +29,11 @@ so readers (who trust only manifests) never see a partial batch.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import datetime as dt
-import email.utils
-import functools
 import json
 import logging
 from typing import Any
-
-import botocore.exceptions
 
 from ferry.contract.plan import Plan
 from ferry.worker import layout
@@ -47,9 +46,9 @@ from ferry.worker.manifest import Manifest, utc_now
 from ferry.worker.plan import Secrets
 from ferry.worker.progress import Progress
 from ferry.worker.source import BatchReader
-from ferry.worker.splitting import SplitFile, TextSplitter
+from ferry.worker.splitting import Sink, SplitFile, TextSplitter
+from ferry.worker.storage import ConflictError, Store
 from ferry.worker.totals import progress_total
-from ferry.worker.upload import MultipartWriter, Retrier, error_code, read_object
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +63,10 @@ class Attempt:
 
     plan: Plan
     secrets: Secrets
-    client: Any
-    retry: Retrier
-    pool: concurrent.futures.ThreadPoolExecutor
+    store: Store
     progress: Progress
     attempt: str
     pod: str | None
-    stranded: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    """(key, upload id) of earlier attempts' uploads in this process that could not be
-    aborted; the attempt that commits aborts them by id."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,57 +77,37 @@ class Outcome:
     note: str | None = None
 
 
-# --------------------------------------------------------------------------- S3 state
+# --------------------------------------------------------------------------- commit
 
 
-def _server_time(headers: dict[str, str]) -> dt.datetime:
-    date = headers.get("date")
-    return email.utils.parsedate_to_datetime(date) if date else dt.datetime.now(dt.UTC)
+def read_manifest(at: Attempt) -> tuple[dict[str, Any] | None, str | None]:
+    """The committed manifest (document, version tag) or (None, None)."""
+    found = at.store.read(layout.manifest_key(at.plan), "GetObject manifest")
+    if found is None:
+        return None, None
+    return json.loads(found.body), found.tag
 
 
-def read_manifest(at: Attempt) -> tuple[dict[str, Any] | None, str | None, dt.datetime]:
-    """The committed manifest (document, ETag) or (None, None), and the server's time."""
+def _commit(at: Attempt, manifest: Manifest, prior_tag: str | None) -> dt.datetime:
+    """Conditional write of the manifest; returns the server's commit time or LostRace."""
     key = layout.manifest_key(at.plan)
-    bucket = at.plan.destination.bucket
     try:
-        response = at.retry("GetObject manifest", lambda: at.client.get_object(
-            Bucket=bucket, Key=key))
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in ("NoSuchKey", "404"):
-            raise
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        return None, None, _server_time(headers)
-    document = json.loads(response["Body"].read())
-    headers = response["ResponseMetadata"]["HTTPHeaders"]
-    return document, str(response["ETag"]), _server_time(headers)
-
-
-def _commit(at: Attempt, manifest: Manifest, prior_etag: str | None) -> dt.datetime:
-    """Conditional PUT of the manifest; returns the server's commit time or LostRace."""
-    plan = at.plan
-    key = layout.manifest_key(plan)
-    condition = {"IfMatch": prior_etag} if prior_etag else {"IfNoneMatch": "*"}
-    body = manifest.encode()
-    try:
-        response = at.retry("PutObject manifest", lambda: at.client.put_object(
-            Bucket=plan.destination.bucket, Key=key, Body=body,
-            ContentType="application/json", **condition))
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) not in ("PreconditionFailed", "NoSuchKey", "412"):
-            raise
-        current, _, now = read_manifest(at)
+        return at.store.put(key, manifest.encode(), "application/json", "PutObject manifest",
+                            if_absent=prior_tag is None, if_match=prior_tag)
+    except ConflictError:
+        current = at.store.read(key, "GetObject manifest")
         if current is None:
             raise TransientError("the batch manifest was deleted during this attempt") from None
-        if current.get("attempt") == at.attempt:
-            return now  # our own PUT landed; only its response was lost
-        raise LostRace(json.dumps(current)) from None
-    return _server_time(response["ResponseMetadata"]["HTTPHeaders"])
+        document = json.loads(current.body)
+        if document.get("attempt") == at.attempt:
+            return current.modified  # our own write landed; only its answer was lost
+        raise LostRace(json.dumps(document)) from None
 
 
 def _committed_by_us(at: Attempt) -> bool:
     """After an unclear commit failure: did our manifest land anyway? (False if unknown.)"""
     try:
-        current, _, _ = read_manifest(at)
+        current, _ = read_manifest(at)
     except Exception:
         return False
     return current is not None and current.get("attempt") == at.attempt
@@ -142,71 +116,35 @@ def _committed_by_us(at: Attempt) -> bool:
 def _discard(at: Attempt, keys: list[str]) -> None:
     """Best-effort delete of this attempt's files after a failure (never masks it)."""
     try:
-        _delete(at, keys)
+        at.store.delete(keys)
     except Exception as exc:
         log.warning("could not delete %d file(s) of the failed attempt: %s", len(keys),
                     type(exc).__name__)
 
 
-def _delete(at: Attempt, keys: list[str]) -> None:
-    bucket = at.plan.destination.bucket
-    for start in range(0, len(keys), 1000):
-        objects = [{"Key": k} for k in keys[start:start + 1000]]
-        at.retry("DeleteObjects", lambda objs=objects: at.client.delete_objects(  # type: ignore[misc]
-            Bucket=bucket, Delete={"Objects": objs, "Quiet": True}))
-
-
 def _sweep(at: Attempt, keep: set[str], prior: dict[str, Any] | None,
            committed_at: dt.datetime) -> None:
-    """Delete superseded and orphaned files of this batch, abort stale uploads."""
-    plan = at.plan
-    bucket = plan.destination.bucket
-    prefix = layout.batch_data_prefix(plan)
+    """Delete superseded and orphaned files of this batch (an SFTP attempt's temporary
+    files among them), discard stale unfinished uploads."""
+    prefix = layout.batch_data_prefix(at.plan)
     cutoff = committed_at - _SWEEP_MARGIN
     doomed = {f["key"] for f in (prior or {}).get("files", [])} - keep
-    paginator = at.client.get_paginator("list_objects_v2")
-    for page in at.retry("ListObjectsV2", lambda: list(paginator.paginate(
-            Bucket=bucket, Prefix=prefix))):
-        for obj in page.get("Contents", []):
-            if obj["Key"] not in keep and obj["LastModified"] < cutoff:
-                doomed.add(obj["Key"])
-    _delete(at, sorted(doomed))
-    uploads = [u for u in _multipart_uploads(at) if u["Key"].startswith(prefix)]
-    for upload in uploads:
-        if upload["Initiated"] < cutoff:
-            at.retry("AbortMultipartUpload", lambda u=upload: at.client.abort_multipart_upload(  # type: ignore[misc]
-                Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]))
-    stranded = list(at.stranded)
-    for key, upload_id in stranded:
-        try:
-            at.retry("AbortMultipartUpload", lambda k=key, u=upload_id: at.client  # type: ignore[misc]
-                     .abort_multipart_upload(Bucket=bucket, Key=k, UploadId=u))
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != "NoSuchUpload":
-                raise
-        at.stranded.remove((key, upload_id))
-    if doomed or uploads or stranded:
-        log.info("swept %d stale file(s), checked %d upload(s) and aborted %d stranded by "
-                 "earlier attempts", len(doomed), len(uploads), len(stranded))
-
-
-def _multipart_uploads(at: Attempt) -> list[dict[str, Any]]:
-    """All open multipart uploads of the bucket.
-
-    Listed without a prefix and filtered by the caller, because MinIO only honours a
-    prefix that is a complete object key.
-    """
-    bucket = at.plan.destination.bucket
-    paginator = at.client.get_paginator("list_multipart_uploads")
-    pages = at.retry("ListMultipartUploads", lambda: list(paginator.paginate(Bucket=bucket)))
-    return [u for page in pages for u in page.get("Uploads", [])]
+    for listed in at.store.listing(prefix, "ListObjectsV2"):
+        if listed.key not in keep and listed.modified < cutoff:
+            doomed.add(listed.key)
+    at.store.delete(sorted(doomed))
+    discarded = at.store.sweep_incomplete(prefix, cutoff)
+    if doomed or discarded:
+        log.info("swept %d stale file(s) and %d unfinished upload(s) of earlier attempts",
+                 len(doomed), discarded)
 
 
 def append_error(at: Attempt, error: WorkerError) -> None:
-    """Append one JSON line to the run's error report for this batch.
+    """Append one JSON line to the run's error report for this batch (next to the data,
+    in the same store).
 
-    Its reads and writes are retried like any S3 call: the report is what a user reads
-    to learn why a batch failed, and a brief outage is often what made it fail.
+    Its reads and writes are retried like any other call: the report is what a user
+    reads to learn why a batch failed, and a brief outage is often what made it fail.
     """
     plan = at.plan
     key = layout.error_key(plan)
@@ -216,21 +154,18 @@ def append_error(at: Attempt, error: WorkerError) -> None:
         "attempt": at.attempt, "pod": at.pod, "kind": error.kind,
         "exitCode": int(error.exit_code), "reason": error.reason,
     }, ensure_ascii=False).encode() + b"\n"
-    bucket = plan.destination.bucket
     for _ in range(5):
-        found = read_object(at.client, at.retry, bucket, key, "GetObject error report")
-        if found:
-            body, condition = found[0] + record, {"IfMatch": found[1]}
-        else:
-            body, condition = record, {"IfNoneMatch": "*"}
+        found = at.store.read(key, "GetObject error report")
         try:
-            at.retry("PutObject error report", functools.partial(
-                at.client.put_object, Bucket=bucket, Key=key, Body=body,
-                ContentType="application/jsonl", **condition))
+            if found:
+                at.store.put(key, found.body + record, "application/jsonl",
+                             "PutObject error report", if_match=found.tag)
+            else:
+                at.store.put(key, record, "application/jsonl", "PutObject error report",
+                             if_absent=True)
             return
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise
+        except ConflictError:
+            continue
 
 
 # --------------------------------------------------------------------------- data
@@ -240,11 +175,9 @@ def _write_files(at: Attempt, reader: BatchReader, columns: list[ColumnInfo]) ->
     plan = at.plan
     ctype = content_type(plan.format, plan.compression)
 
-    def open_file(n: int) -> MultipartWriter:
+    def open_file(n: int) -> Sink:
         at.progress.files = n + 1
-        return MultipartWriter(at.client, plan.destination.bucket,
-                               layout.data_key(plan, at.attempt, n), ctype, at.pool, at.retry,
-                               stranded=at.stranded)
+        return at.store.writer(layout.data_key(plan, at.attempt, n), ctype)
 
     if plan.format == "parquet":
         from ferry.worker.parquet import CsvToArrow, ParquetSplitter  # noqa: PLC0415 - pyarrow is slow to import and only Parquet needs it
@@ -299,21 +232,17 @@ def committed_for_this_run(plan: Plan, manifest: dict[str, Any]) -> bool:
 def _read_key_plan(at: Attempt) -> Plan:
     """The batch's plan with its share of the run's committed key plan (made by the
     first batch to get here); every attempt reads it again, so a retry uses it too."""
-    bucket, key = at.plan.destination.bucket, layout.key_plan_key(at.plan)
+    key = layout.key_plan_key(at.plan)
 
     def read() -> tuple[bytes, str] | None:
-        return read_object(at.client, at.retry, bucket, key, "GetObject key plan")
+        found = at.store.read(key, "GetObject key plan")
+        return (found.body, found.tag) if found else None
 
     def create(body: bytes, replacing: str | None) -> bool:
-        condition = {"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"}
         try:
-            at.retry("PutObject key plan", lambda: at.client.put_object(
-                Bucket=bucket, Key=key, Body=body, ContentType="application/json",
-                **condition))
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) not in ("PreconditionFailed", "412",
-                                       "ConditionalRequestConflict"):
-                raise
+            at.store.put(key, body, "application/json", "PutObject key plan",
+                         if_absent=replacing is None, if_match=replacing)
+        except ConflictError:
             return False
         return True
 
@@ -328,10 +257,10 @@ def run_attempt(at: Attempt) -> Outcome:
     """Export the batch once; returns the committed manifest (ours or a racing winner's)."""
     plan = at.plan
     started = utc_now()
-    clear_earlier_jobs(at.client, at.retry, plan)
+    clear_earlier_jobs(at.store, plan)
     if plan.key_split is not None:
         plan = _read_key_plan(at)
-    prior, prior_etag, _ = read_manifest(at)
+    prior, prior_tag = read_manifest(at)
     if prior is not None and committed_for_this_run(plan, prior):
         return Outcome(prior, note=f"batch already committed by attempt {prior.get('attempt')} "
                        "of this run: not exported again")
@@ -349,9 +278,9 @@ def run_attempt(at: Attempt) -> Outcome:
     )
     ours = [f.stored.key for f in files]
     try:
-        committed_at = _commit(at, manifest, prior_etag)
+        committed_at = _commit(at, manifest, prior_tag)
     except LostRace as race:
-        _delete(at, ours)
+        at.store.delete(ours)
         winner = json.loads(race.args[0])
         return Outcome(winner, note=f"batch already committed by attempt {winner.get('attempt')}")
     except BaseException:

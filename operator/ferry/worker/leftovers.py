@@ -22,7 +22,7 @@ by a worker from before uids were recorded):
 
 Only a batch whose plan carries ``jobUid`` does this; a plan written by hand keeps the
 old behaviour (a batch replaces its own index's manifest, nothing else is touched).
-S3 (and MinIO) deletes are unconditional, so an attempt racing on the same index that
+Deletes are unconditional (S3, MinIO and SFTP alike), so an attempt racing on the same index that
 commits between this check and the delete loses its commit; this attempt then commits
 the batch itself, which is what a later attempt replacing an earlier one does anyway.
 """
@@ -36,7 +36,7 @@ from typing import Any
 
 from ferry.contract.plan import Plan
 from ferry.worker import layout
-from ferry.worker.upload import Retry, read_object
+from ferry.worker.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +48,32 @@ def earlier_job(plan: Plan, document: dict[str, Any]) -> bool:
     return plan.job_uid is not None and document.get("jobUid") != plan.job_uid
 
 
-def clear_earlier_jobs(client: Any, retry: Retry[Any], plan: Plan) -> list[str]:
+def clear_earlier_jobs(store: Store, plan: Plan) -> list[str]:
     """Remove the earlier jobs' batches this batch is responsible for; returns the keys."""
     if plan.job_uid is None:
         return []
     run = layout.run_prefix(plan) + "/"
     doomed_manifests: list[str] = []
     doomed_files: list[str] = []
-    own_manifest = _read_json(client, retry, plan, layout.manifest_key(plan))
+    own_manifest = _read_json(store, layout.manifest_key(plan))
     if own_manifest is not None and earlier_job(plan, own_manifest):
         doomed_manifests.append(layout.manifest_key(plan))
         doomed_files += [str(f["key"]) for f in own_manifest.get("files", [])
                          if isinstance(f, dict) and str(f.get("key", "")).startswith(run)]
-    if _earlier_jobs_error_report(client, retry, plan):
+    if _earlier_jobs_error_report(store, plan):
         doomed_files.append(layout.error_key(plan))
     if plan.batch_index == 0:
-        marker = _read_json(client, retry, plan, layout.run_marker_key(plan))
+        marker = _read_json(store, layout.run_marker_key(plan))
         if marker is not None and earlier_job(plan, marker):
             # First of all: a reader waiting for _run.json must not take the earlier
             # job's "complete" for this run's.
             doomed_manifests.append(layout.run_marker_key(plan))
-        manifests, files = _beyond_batch_count(client, retry, plan)
+        manifests, files = _beyond_batch_count(store, plan)
         doomed_manifests += manifests
         doomed_files += files
     doomed_files = sorted(set(doomed_files) - set(doomed_manifests))
-    _delete(client, retry, plan, doomed_manifests)
-    _delete(client, retry, plan, doomed_files)
+    store.delete(doomed_manifests)
+    store.delete(doomed_files)
     removed = doomed_manifests + doomed_files
     if doomed_manifests:
         log.info("removed %d manifest(s) and %d other object(s) an earlier ExportJob named %s "
@@ -82,22 +82,18 @@ def clear_earlier_jobs(client: Any, retry: Retry[Any], plan: Plan) -> list[str]:
     return removed
 
 
-def _beyond_batch_count(client: Any, retry: Retry[Any], plan: Plan) -> tuple[list[str], list[str]]:
+def _beyond_batch_count(store: Store, plan: Plan) -> tuple[list[str], list[str]]:
     """Manifests, and data files and error reports, of indexes >= the batch count."""
     run = layout.run_prefix(plan) + "/"
     data = f"{run}{plan.job}-"
     manifests: list[str] = []
     files: list[str] = []
-    paginator = client.get_paginator("list_objects_v2")
-    pages = retry("ListObjectsV2", lambda: list(paginator.paginate(
-        Bucket=plan.destination.bucket, Prefix=run)))
-    for page in pages:
-        for obj in page.get("Contents", []):
-            key = str(obj["Key"])
-            index = _index_of(key, run, data)
-            if index is None or index < plan.batch_count:
-                continue
-            (manifests if key.endswith(".json") else files).append(key)
+    for listed in store.listing(run, "ListObjectsV2"):
+        key = listed.key
+        index = _index_of(key, run, data)
+        if index is None or index < plan.batch_count:
+            continue
+        (manifests if key.endswith(".json") else files).append(key)
     return manifests, files
 
 
@@ -114,28 +110,23 @@ def _index_of(key: str, run: str, data: str) -> int | None:
     return None
 
 
-def _read(client: Any, retry: Retry[Any], plan: Plan, key: str) -> bytes | None:
-    found = read_object(client, retry, plan.destination.bucket, key, "GetObject")
-    return found[0] if found else None
-
-
-def _read_json(client: Any, retry: Retry[Any], plan: Plan, key: str) -> dict[str, Any] | None:
-    body = _read(client, retry, plan, key)
-    if body is None:
+def _read_json(store: Store, key: str) -> dict[str, Any] | None:
+    found = store.read(key, "GetObject")
+    if found is None:
         return None
     try:
-        document = json.loads(body)
+        document = json.loads(found.body)
     except ValueError:
         return {}
     return document if isinstance(document, dict) else {}
 
 
-def _earlier_jobs_error_report(client: Any, retry: Retry[Any], plan: Plan) -> bool:
+def _earlier_jobs_error_report(store: Store, plan: Plan) -> bool:
     """Whether this batch's error report exists and holds no record of this job."""
-    body = _read(client, retry, plan, layout.error_key(plan))
-    if body is None:
+    found = store.read(layout.error_key(plan), "GetObject")
+    if found is None:
         return False
-    for line in body.decode(errors="replace").splitlines():
+    for line in found.body.decode(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
@@ -143,11 +134,3 @@ def _earlier_jobs_error_report(client: Any, retry: Retry[Any], plan: Plan) -> bo
         if isinstance(record, dict) and not earlier_job(plan, record):
             return False
     return True
-
-
-def _delete(client: Any, retry: Retry[Any], plan: Plan, keys: list[str]) -> None:
-    bucket = plan.destination.bucket
-    for start in range(0, len(keys), 1000):
-        objects = [{"Key": k} for k in keys[start:start + 1000]]
-        retry("DeleteObjects", lambda objs=objects: client.delete_objects(  # type: ignore[misc]
-            Bucket=bucket, Delete={"Objects": objs, "Quiet": True}))

@@ -5,7 +5,8 @@ Input (details and an example plan in docs/worker.md):
 * ``FERRY_PLAN`` JSON plan (or ``FERRY_PLAN_FILE`` / ``--plan-file``), see
   :mod:`ferry.worker.plan`; ``--batch-index`` or ``JOB_COMPLETION_INDEX`` pick the batch.
 * Secrets: ``FERRY_SOURCE_DSN``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
-  (``AWS_SESSION_TOKEN``).
+  (``AWS_SESSION_TOKEN``); for an SFTP destination ``FERRY_SFTP_USER`` and
+  ``FERRY_SFTP_PRIVATE_KEY`` or ``FERRY_SFTP_PASSWORD``.
 * ``POD_NAME`` / ``POD_NAMESPACE`` (progress annotation), ``FERRY_TERMINATION_MESSAGE_PATH``
   (default ``/dev/termination-log``), ``FERRY_MAX_ATTEMPTS`` (in-process tries for
   transient failures, default 3), ``FERRY_S3_RETRY_SECONDS`` (per-call S3 retry budget,
@@ -40,7 +41,7 @@ from typing import TypeVar
 
 import psycopg
 
-from ferry.contract.plan import Plan
+from ferry.contract.plan import Plan, SftpDestination
 from ferry.worker import layout
 from ferry.worker.batch import Attempt, append_error, run_attempt
 from ferry.worker.errors import ConfigError, ExitCode, Redactor, TransientError, WorkerError
@@ -48,6 +49,7 @@ from ferry.worker.manifest import failure, summary, write_termination_message
 from ferry.worker.plan import Secrets, load_plan, load_secrets
 from ferry.worker.progress import Progress, Publisher, pod_patcher
 from ferry.worker.seal import seal_run, sealed_message
+from ferry.worker.storage import S3Store, Store
 from ferry.worker.upload import MAX_IN_FLIGHT, Retrier, make_client
 
 log = logging.getLogger("ferry.worker")
@@ -67,7 +69,8 @@ def _redactor(env: Mapping[str, str]) -> Redactor:
     """Knows every secret value this process was given."""
     dsns = [env.get("FERRY_SOURCE_DSN"), env.get("FERRY_DESTINATION_DSN")]
     redact = Redactor([*dsns, env.get("AWS_SECRET_ACCESS_KEY"),
-                       env.get("AWS_SESSION_TOKEN"), env.get("PGPASSWORD")])
+                       env.get("AWS_SESSION_TOKEN"), env.get("PGPASSWORD"),
+                       env.get("FERRY_SFTP_PASSWORD"), env.get("FERRY_SFTP_PRIVATE_KEY")])
     for dsn in dsns:
         if dsn:
             with contextlib.suppress(psycopg.ProgrammingError):
@@ -135,14 +138,12 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
     progress = Progress(plan.batch_index)
     patcher = pod_patcher(env)
     publisher = Publisher(progress, patcher).start() if patcher else None
-    client = make_client(plan.destination, secrets)
     pod = env.get("POD_NAME")
     error: WorkerError = TransientError("no attempt made")
-    stranded: list[tuple[str, str]] = []
-    with concurrent.futures.ThreadPoolExecutor(MAX_IN_FLIGHT, "ferry-upload") as pool:
+    with (concurrent.futures.ThreadPoolExecutor(MAX_IN_FLIGHT, "ferry-upload") as pool,
+          contextlib.closing(open_store(plan, secrets, retrier, pool)) as store):
         for number in range(1, max_attempts + 1):
-            at = Attempt(plan, secrets, client, retrier, pool, progress,
-                         random_ids.token_hex(4), pod, stranded)
+            at = Attempt(plan, secrets, store, progress, random_ids.token_hex(4), pod)
             progress.records = progress.bytes = progress.files = 0
             log.info("batch %d of %s.%s: attempt %s (%d/%d)", plan.batch_index, plan.job,
                      plan.run, at.attempt, number, max_attempts)
@@ -172,17 +173,29 @@ def _export(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redact
     return int(error.exit_code)
 
 
+def open_store(plan: Plan, secrets: Secrets, retrier: Retrier,
+               pool: concurrent.futures.ThreadPoolExecutor | None = None) -> Store:
+    """The run's destination: an SFTP directory or an S3 bucket (one retry budget)."""
+    dest = plan.destination
+    if isinstance(dest, SftpDestination):
+        # Imported here: paramiko is only loaded by a pod that writes to SFTP.
+        from ferry.worker.sftp import SftpStore  # noqa: PLC0415
+
+        return SftpStore(dest, secrets, budget_s=retrier.budget_s)
+    return S3Store(make_client(dest, secrets), dest.bucket, retrier, pool)
+
+
 def _seal(plan: Plan, secrets: Secrets, env: Mapping[str, str], redact: Redactor,
           max_attempts: int, retrier: Retrier) -> int:
     """Seal the run; after a transient failure start over (the seal only reads the
     manifests and rewrites one object, so a repeat is harmless). A failure's
     termination message is the export's with ``batch`` -1: the seal has no batch."""
     term_path = env.get("FERRY_TERMINATION_MESSAGE_PATH")
-    client = make_client(plan.destination, secrets)
+    store = open_store(plan, secrets, retrier)
     error: WorkerError = TransientError("no attempt made")
     for number in range(1, max_attempts + 1):
         log.info("sealing %s.%s (%d/%d)", plan.job, plan.run, number, max_attempts)
-        marker = _attempt(lambda: seal_run(client, retrier, plan))
+        marker = _attempt(lambda: seal_run(store, plan))
         if not isinstance(marker, WorkerError):
             text = redact(sealed_message(marker, layout.run_marker_key(plan)))
             write_termination_message(text, term_path)

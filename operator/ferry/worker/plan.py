@@ -48,6 +48,10 @@ class Secrets:
     aws_access_key_id: str | None
     aws_secret_access_key: str | None
     aws_session_token: str | None
+    sftp_user: str | None = None
+    sftp_password: str | None = None
+    sftp_private_key: str | None = None
+    """An OpenSSH or PEM private key's text (``FERRY_SFTP_PRIVATE_KEY``)."""
 
 
 def _completion_index(env: Mapping[str, str]) -> int:
@@ -116,4 +120,7 @@ def load_secrets(env: Mapping[str, str], *, source: bool = True) -> Secrets:
     secret = env.get("AWS_SECRET_ACCESS_KEY") or None
     if (key_id is None) != (secret is None):
         raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
-    return Secrets(dsn, key_id, secret, env.get("AWS_SESSION_TOKEN") or None)
+    return Secrets(dsn, key_id, secret, env.get("AWS_SESSION_TOKEN") or None,
+                   sftp_user=env.get("FERRY_SFTP_USER") or None,
+                   sftp_password=env.get("FERRY_SFTP_PASSWORD") or None,
+                   sftp_private_key=env.get("FERRY_SFTP_PRIVATE_KEY") or None)

@@ -32,7 +32,7 @@ from ferry.contract.summary import RunSealed, SealedBatch, encode_summary
 from ferry.worker import layout
 from ferry.worker.leftovers import earlier_job
 from ferry.worker.manifest import utc_now
-from ferry.worker.upload import Retry, read_object
+from ferry.worker.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +113,21 @@ def sealed_message(marker: dict[str, Any], marker_key: str) -> str:
                                   b["startedAt"], b["finishedAt"]) for b in marker["batches"])))
 
 
-def _listed_manifests(client: Any, retry: Retry[Any], plan: Plan) -> set[str]:
+def _listed_manifests(store: Store, plan: Plan) -> set[str]:
     """Every key under ``_manifests/`` (all pages): one listing instead of a GET per
     batch that may not exist."""
-    paginator = client.get_paginator("list_objects_v2")
-    pages = retry("ListObjectsV2 manifests", lambda: list(paginator.paginate(
-        Bucket=plan.destination.bucket, Prefix=layout.manifests_prefix(plan))))
-    return {str(obj["Key"]) for page in pages for obj in page.get("Contents", [])}
+    return {listed.key for listed in store.listing(layout.manifests_prefix(plan),
+                                                "ListObjectsV2 manifests")}
 
 
-def _read_committed(client: Any, retry: Retry[Any], plan: Plan, batch: int) -> Committed | None:
+def _read_committed(store: Store, plan: Plan, batch: int) -> Committed | None:
     """The batch's manifest if it is this ExportJob's and readable, else None (missing)."""
     key = layout.manifest_key(plan, batch)
-    found = read_object(client, retry, plan.destination.bucket, key, "GetObject manifest")
+    found = store.read(key, "GetObject manifest")
     if found is None:
         return None  # listed, then removed (an earlier job's, by a batch of this one)
     try:
-        document = json.loads(found[0])
+        document = json.loads(found.body)
     except ValueError:
         document = None
     if isinstance(document, dict) and earlier_job(plan, document):
@@ -142,15 +140,13 @@ def _read_committed(client: Any, retry: Retry[Any], plan: Plan, batch: int) -> C
     return entry
 
 
-def seal_run(client: Any, retry: Retry[Any], plan: Plan) -> dict[str, Any]:
+def seal_run(store: Store, plan: Plan) -> dict[str, Any]:
     """Read what the run's folder commits, write ``_run.json`` last; returns the marker."""
-    listed = _listed_manifests(client, retry, plan)
+    listed = _listed_manifests(store, plan)
     batches = [entry for batch in range(plan.batch_count)
                if layout.manifest_key(plan, batch) in listed
-               and (entry := _read_committed(client, retry, plan, batch)) is not None]
+               and (entry := _read_committed(store, plan, batch)) is not None]
     marker = run_marker(plan, batches, utc_now())
     body = json.dumps(marker, indent=1, ensure_ascii=False).encode()
-    retry("PutObject run marker", lambda: client.put_object(
-        Bucket=plan.destination.bucket, Key=layout.run_marker_key(plan), Body=body,
-        ContentType="application/json"))
+    store.put(layout.run_marker_key(plan), body, "application/json", "PutObject run marker")
     return marker
