@@ -479,12 +479,12 @@ def test_a_malformed_backfill_is_rejected_with_the_expected_form() -> None:
     assert decision.status.backfill is None
 
 
-def test_batches_on_a_key_column_are_hash_partitions_over_the_whole_window() -> None:
+def test_batches_on_a_key_column_are_key_ranges_the_worker_plans_over_the_window() -> None:
     job = spec().relative("1h").batches(3).set("source.keyColumn", "id").build()
     decision = reconcile(observation(job, T0, annotations={ANNOTATION_RUN_REQUESTED_AT: "1"}))
     assert decision.create_job is not None
     slices = plan_of(decision.create_job)["slices"]
-    assert [s["keyPartition"] for s in slices] == [  # type: ignore[index]
+    assert [s["keySplit"] for s in slices] == [  # type: ignore[index]
         {"column": "id", "index": i, "count": 3} for i in range(3)]
     assert {s["window"]["from"] for s in slices} == {"2026-11-21T23:00:00Z"}  # type: ignore[index]
 

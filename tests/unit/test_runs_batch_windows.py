@@ -57,8 +57,29 @@ def test_a_retry_shows_the_slices_of_the_batches_it_reruns() -> None:
         (1, Window(from_=T0 + HOUR, to=T0 + 2 * HOUR))]
 
 
-def test_the_batches_of_a_run_split_by_key_show_their_hash_partition() -> None:
+def test_the_batches_of_a_run_split_by_key_show_the_range_their_worker_reads() -> None:
     job = spec().hourly().set("source.keyColumn", "id").batches(2).relative("1h").build()
+    started = reconcile(observation(job, T0 + HOUR)).status
+    polled = reconcile(observation(job, T0 + HOUR + MINUTE, status=started,
+                                   jobs=[running_job(1, 2)])).status
+    assert polled.current_run is not None and polled.current_run.batch_statuses is not None
+    assert [b.key_range for b in polled.current_run.batch_statuses] == [
+        "range 1 of 2 of id, planned by the first batch",
+        "range 2 of 2 of id, planned by the first batch"]
+    reported = running_job(1, 2)
+    reported.pods[1] = PodObservation(
+        completion_index=1, phase="Running", created_at=T0,
+        progress={"records": 1, "bytes": 10, "files": 0, "keyRange": "id >= 5000"})
+    polled = reconcile(observation(job, T0 + HOUR + 2 * MINUTE, status=polled,
+                                   jobs=[reported])).status
+    assert polled.current_run is not None and polled.current_run.batch_statuses is not None
+    assert [b.key_range for b in polled.current_run.batch_statuses] == [
+        "range 1 of 2 of id, planned by the first batch", "id >= 5000"]
+
+
+def test_a_query_split_by_key_shows_its_hash_partition() -> None:
+    job = (spec().hourly().set("source.keyColumn", "id").set("source.table", None)
+           .set("source.query", "SELECT * FROM contacts").batches(2).relative("1h").build())
     started = reconcile(observation(job, T0 + HOUR)).status
     polled = reconcile(observation(job, T0 + HOUR + MINUTE, status=started,
                                    jobs=[running_job(1, 2)])).status

@@ -58,7 +58,7 @@ def test_rows_per_batch_splits_by_the_previous_successful_runs_records() -> None
     assert second.create_job is not None and second.create_job["spec"]["completions"] == 3
     plan = plan_of(second)
     assert plan["batchCount"] == 3
-    assert [s["keyPartition"] for s in plan["slices"]] == [
+    assert [s["keySplit"] for s in plan["slices"]] == [
         {"column": "id", "index": i, "count": 3} for i in range(3)]
     assert [e.message for e in second.events] == [
         "run contacts.2 started (schedule); 3 batch(es) of rowsPerBatch 10 for the previous "
@@ -96,7 +96,7 @@ def test_a_retry_re_runs_the_failed_index_of_the_original_split_after_batches_ch
     run = retry.status.current_run
     assert run is not None and (run.retry_of, run.batches_planned) == ("contacts.1", 3)
     plan = plan_of(retry)
-    assert plan["batchCount"] == 3, "hash partition 1 of 3, not of 5: each row exactly once"
-    assert [s["keyPartition"] for s in plan["slices"]] == [
+    assert plan["batchCount"] == 3, "key range 1 of 3, not of 5: each row exactly once"
+    assert [s["keySplit"] for s in plan["slices"]] == [
         {"column": "id", "index": 1, "count": 3}]
     assert retry.create_job is not None and retry.create_job["spec"]["completions"] == 1

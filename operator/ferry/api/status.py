@@ -164,7 +164,8 @@ class BatchStatus(FerryModel):
     window: Window | None = Field(default=None, description="Time slice of this batch, if any.")
     key_range: ShortText | None = Field(
         default=None, description="The batch's share of a run split by source.keyColumn: "
-        'its hash partition, e.g. "hash(id) mod 4 = 1".'
+        'its key range as the worker planned it, e.g. "100 <= id < 200" (or its hash '
+        'partition, e.g. "hash(id) mod 4 = 1", where no range can be planned).'
     )
     started_at: AwareDatetime | None = Field(default=None, description="When the batch started.")
     finished_at: AwareDatetime | None = Field(default=None, description="When the batch ended.")

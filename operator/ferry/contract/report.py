@@ -28,6 +28,9 @@ class BatchReport:
     """An import's rows rejected into the audit log (None: an export's, or not said)."""
     reason: str | None
     kind: str | None
+    key_range: str | None = None
+    """The batch's share of a run split by key, as its worker read it from the run's
+    committed key plan (ferry.worker.keyranges); None before it has."""
 
 
 def _file_count(document: Mapping[str, Any]) -> int:
@@ -53,4 +56,5 @@ def batch_report(document: Mapping[str, Any] | None) -> BatchReport:
     return BatchReport(records=count(document, "records"), total=count(document, "total"),
                        bytes=count(document, "bytes"), files=_file_count(document),
                        rejected=count(document, "rejected"),
-                       reason=_said(document, "reason"), kind=_said(document, "kind"))
+                       reason=_said(document, "reason"), kind=_said(document, "kind"),
+                       key_range=_said(document, "keyRange"))

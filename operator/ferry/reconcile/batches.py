@@ -4,8 +4,10 @@ A batch is a slice of the run's data, and the slices of a run cover its window
 exactly once whatever the data does while the run is in flight, without any query
 against the source (the operator never holds database credentials):
 
-- with `source.keyColumn`, batch i of N takes the rows whose key hashes to i
-  (NULL keys go to batch 0), each over the whole window;
+- with `source.keyColumn` on a table, batch i of N takes the i-th of N contiguous key
+  ranges (NULL keys in batch 0), which the first batch's worker plans from a sample of
+  the data and commits into the run folder (ferry.worker.keyranges); on a `query`
+  source, the rows whose key hashes to i, each over the whole window;
 - otherwise, with a bounded window on `source.timestampColumn`, batch i is the i-th
   of N equal, contiguous, half-open time slices;
 - otherwise (timeframe all without a key column) the run is a single batch.
@@ -15,9 +17,8 @@ previous successful run's records divided by it (rounded up; one batch until a r
 succeeded). A run records the count it started with (`batchesPlanned`), and its retry
 re-runs indexes of that same split.
 
-Hash partitions cost each batch a scan of the window; key ranges planned from the
-column's min/max would let each batch read only its range, and are left for later
-(it needs a planning query the worker would run).
+Hash partitions cost each batch a scan of the window, which is why they are left only
+where no range can be planned (docs/worker.md, "Key ranges").
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 from ferry.api.common import ConditionReason
 from ferry.api.status import BatchCounts, BatchPhase, BatchStatus
+from ferry.contract.limits import MAX_SHORT_TEXT_CHARACTERS
 from ferry.contract.report import batch_report
 
 PROGRESS_POLL_SECONDS = 5.0
@@ -206,6 +207,8 @@ def fold_progress(job: JobObservation, batch_ids: list[int]) -> RunProgress:
                 records_processed=records,
                 records_total=batch_total,
                 records_rejected=report.rejected if phase != BatchPhase.FAILED else None,
+                key_range=report.key_range[:MAX_SHORT_TEXT_CHARACTERS] if report.key_range
+                else None,
                 bytes=report.bytes,
                 attempts=attempts.get(completion_index),
                 started_at=pod.started_at if pod else None,

@@ -93,8 +93,10 @@ class RunRules(Protocol):
 
 
 def run_location(spec: ExportJobSpec, job: str, run_dir: str) -> str:
-    """s3:// or sftp:// URL of an export run's folder (files, _manifests/, _errors/)."""
-    return spec.output.location(job, run_dir)
+    """s3:// URL of an export run's folder (files, _manifests/, _errors/)."""
+    s3 = spec.output.s3
+    parts = [p.strip("/") for p in (s3.prefix or "", job, run_dir) if p and p.strip("/")]
+    return f"s3://{s3.bucket}/{'/'.join(parts)}"
 
 
 def _bounds(window: Window | None) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -146,8 +148,13 @@ class ExportRules:
                 f" for the previous successful run's {previous_records} records")
 
     def key_range(self, spec: ExportJobSpec, piece: Slice) -> str | None:
-        if piece.by_key and spec.source.key_column:
-            return f"hash({spec.source.key_column}) mod {piece.total} = {piece.index}"
+        """Until the batch's worker reports its committed range (which then wins)."""
+        key = spec.source.key_column
+        if not (piece.by_key and key):
+            return None
+        if spec.source.query is not None:
+            return f"hash({key}) mod {piece.total} = {piece.index}"
+        return f"range {piece.index + 1} of {piece.total} of {key}, planned by the first batch"
         return None
 
     def job_name(self, owner: str, number: int) -> str:

@@ -368,7 +368,8 @@ class _Reconciler:
         for batch, piece in zip(folded.batches, slices, strict=True):
             if piece.start is not None or piece.end is not None:
                 batch.window = Window(piece.start, piece.end).to_api()
-            batch.key_range = self.rules.key_range(self.obs.spec, piece)
+            # The worker's own word (its committed key range) wins over the plan's.
+            batch.key_range = batch.key_range or self.rules.key_range(self.obs.spec, piece)
         run.batches = folded.counts
         run.batch_statuses = folded.batches
         run.records_processed = folded.records_processed
