@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ferry.api.exportjob import ExportJobSpec
-from ferry.api.output import S3CredentialsSecretRef
+from ferry.api.output import Output, S3CredentialsSecretRef, SftpCredentialsSecretRef
 from ferry.api.pod import WorkerPod
 from ferry.api.source import Filter as SourceFilter
 from ferry.api.status import HistoryEntry
@@ -32,6 +32,7 @@ from ferry.contract.plan import (
     Plan,
     RunOutcome,
     Seal,
+    SftpDestination,
     Source,
     Window,
     encode_plan,
@@ -124,7 +125,6 @@ def worker_plan(
         plan_source = Source(table=table, schema=schema or None)
     else:
         plan_source = Source(query=source.query)
-    s3 = spec.output.s3
     compression: Compression = spec.output.compression.value
     return Plan(
         job=owner.name,
@@ -137,14 +137,45 @@ def worker_plan(
         compression=compression,
         compression_level=DEFAULT_LEVELS[compression],
         file_split_size=spec.output.file_split_bytes or None,
-        destination=Destination(bucket=s3.bucket, prefix=s3.prefix or "", endpoint=s3.endpoint,
-                                region=s3.region, path_style=s3.force_path_style),
+        destination=plan_destination(spec.output),
         batch_index=0,
         batch_count=slices[0].total,
         slices=tuple(_slice(spec, s) for s in slices),
         reuse_committed_since=reuse_committed_since,
         seal=seal,
     )
+
+
+def plan_destination(output: Output) -> Destination | SftpDestination:
+    """The plan's destination: the bucket, or the SFTP server and directory."""
+    if output.sftp is not None:
+        sftp = output.sftp
+        return SftpDestination(host=sftp.host, port=sftp.port,
+                               directory=sftp.directory.rstrip("/") or "/",
+                               host_key=sftp.host_key or "")
+    s3 = output.s3
+    assert s3 is not None, "the API requires s3 or sftp"
+    return Destination(bucket=s3.bucket, prefix=s3.prefix or "", endpoint=s3.endpoint,
+                       region=s3.region, path_style=s3.force_path_style)
+
+
+def sftp_credentials_env(credentials: SftpCredentialsSecretRef) -> list[dict[str, Any]]:
+    """The SFTP user and private key (or password) as FERRY_SFTP_* env vars."""
+    env = [secret_env("FERRY_SFTP_USER", credentials.name, credentials.user_key)]
+    if credentials.private_key_key is not None:
+        env.append(secret_env("FERRY_SFTP_PRIVATE_KEY", credentials.name,
+                              credentials.private_key_key))
+    if credentials.password_key is not None:
+        env.append(secret_env("FERRY_SFTP_PASSWORD", credentials.name, credentials.password_key))
+    return env
+
+
+def destination_env(output: Output) -> list[dict[str, Any]]:
+    """Secret refs of the run's destination: SFTP login, or the bucket's keys."""
+    if output.sftp is not None:
+        return sftp_credentials_env(output.sftp.credentials_secret_ref)
+    assert output.s3 is not None, "the API requires s3 or sftp"
+    return s3_credentials_env(output.s3.credentials_secret_ref)
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -210,7 +241,7 @@ def _export_pod(spec: ExportJobSpec, defaults: WorkerDefaults, args: list[str],
     if with_source:
         ref = spec.source.connection_secret_ref
         env.append(secret_env("FERRY_SOURCE_DSN", ref.name, ref.key))
-    env += s3_credentials_env(spec.output.s3.credentials_secret_ref)
+    env += destination_env(spec.output)
     return worker_pod(spec.worker, defaults, args, env)
 
 

@@ -93,10 +93,8 @@ class RunRules(Protocol):
 
 
 def run_location(spec: ExportJobSpec, job: str, run_dir: str) -> str:
-    """s3:// URL of an export run's folder (files, _manifests/, _errors/)."""
-    s3 = spec.output.s3
-    parts = [p.strip("/") for p in (s3.prefix or "", job, run_dir) if p and p.strip("/")]
-    return f"s3://{s3.bucket}/{'/'.join(parts)}"
+    """s3:// or sftp:// URL of an export run's folder (files, _manifests/, _errors/)."""
+    return spec.output.location(job, run_dir)
 
 
 def _bounds(window: Window | None) -> tuple[dt.datetime | None, dt.datetime | None]:
