@@ -228,9 +228,13 @@ class SftpStore:
         self._makedirs(sftp, posixpath.dirname(folder))
         try:
             sftp.mkdir(folder)
-        except OSError:
-            if not stat.S_ISDIR(sftp.stat(folder).st_mode or 0):
-                raise
+        except OSError as exc:
+            try:  # made meanwhile by a racing attempt?
+                made = stat.S_ISDIR(sftp.stat(folder).st_mode or 0)
+            except OSError:
+                made = False
+            if not made:
+                raise exc from None
         self._made.add(folder)
 
     def _temp(self, key: str) -> str:
