@@ -46,6 +46,16 @@ $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "error: Chromium is missing and apt-get is not available: install chromium and chromium-driver"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 
+# Debian's OpenSSH server for the SFTP tests and benchmark: hack/sshd.py starts private
+# ones on loopback ports (chroot, key authentication), never the system's sshd.
+SSHD := /usr/sbin/sshd
+.PHONY: sshd
+sshd: $(SSHD)
+
+$(SSHD):
+	@command -v apt-get >/dev/null || { echo "error: sshd is missing and apt-get is not available: install openssh-server"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-sftp-server >/dev/null
+
 # Always asks the script: it rebuilds only what is missing or does not report the pinned version.
 k8s:
 	bash hack/build-kubernetes.sh $(KUBERNETES_VERSION) $(ETCD_VERSION)
@@ -93,12 +103,12 @@ crds: deps
 test-unit: deps
 	$(PYTEST) tests/unit
 
-test-integration: deps minio
+test-integration: deps minio sshd
 	$(PYTEST) tests/integration
 
 # Includes the fault-injection scenarios (docs/reliability.md): the ones that stop a
 # server stop a private one.
-test-e2e: deps k8s minio tools-chart images chromium
+test-e2e: deps k8s minio tools-chart images chromium sshd
 	$(PYTEST) tests/e2e
 
 test: lint lint-chart test-unit test-integration test-e2e
@@ -135,7 +145,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 # Benchmarks print ratios against baselines measured in the same run (BENCHMARKS.md).
-bench-worker: deps minio $(VENV)/.bench-installed
+bench-worker: deps minio sshd $(VENV)/.bench-installed
 	$(PY) -m hack.services up
 	$(PY) -m bench.worker --rows 5000000 --rss-rows 1000000
 
