@@ -424,7 +424,14 @@ INVALID = [
     Invalid(
         "group-member-name",
         {"spec.members": ["Bad_Name"]},
-        _pattern("spec.members[0]", "Bad_Name", "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        _pattern("spec.members[0]", "Bad_Name", "^(importjob/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        JOBGROUP,
+    ),
+    Invalid(
+        "group-member-name-length",
+        {"spec.members": ["a" * 53]},
+        f'spec.members[0]: Invalid value: "string": a member is an ExportJob\'s name or '
+        "importjob/<name>, the name at most 52 characters",
         JOBGROUP,
     ),
     Invalid(

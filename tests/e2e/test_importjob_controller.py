@@ -232,3 +232,52 @@ def test_from_export_loads_the_exports_latest_run_beside_an_export_of_the_same_n
     ready = next(c for c in get(kubectl, ns, "importjob/contacts")["status"]["conditions"]
                  if c["type"] == "Ready")
     assert ready["status"] == "True", "a successful run clears the configuration error"
+
+
+def test_a_group_runs_an_export_then_an_import_of_its_files_then_a_merge(
+    kubectl: Kubectl, operator: OperatorProcess, imports: Wiring, s3: S3Server, pg_db: str,
+) -> None:
+    """The seeds' ordered imports: load the list table from the export's files, then merge
+    the profile table; each member starts once the one before it succeeded."""
+    ns, bucket = imports.namespace, imports.bucket
+    table(pg_db, "accounts")
+    table(pg_db, "accounts_list")
+    table(pg_db, "account_profiles", [(1, "stale", 0)])
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts SELECT i, 'account ' || i, i "
+                     "FROM generate_series(1, 120) AS i")
+    put_csv(s3, bucket, f"{PREFIX}/account-profiles/p.csv", [(1, "fresh", 1), (2, "new", 2)])
+    source = {"type": "postgres", "connectionSecretRef": {"name": imports.db_secret,
+                                                          "key": "dsn"},
+              "table": "accounts"}
+    apply(kubectl, ns, export_job("accounts", imports, s3, source=source))
+    loader = import_job("account-list", imports, s3, "accounts_list")
+    loader["spec"]["source"] = {"fromExport": {"name": "accounts"}}
+    apply(kubectl, ns, loader)
+    apply(kubectl, ns, import_job("account-profiles", imports, s3, "account_profiles",
+                                  mode="Merge", keyColumns=["id"]))
+    apply(kubectl, ns, {"apiVersion": "ferry.dev/v1alpha1", "kind": "JobGroup",
+                        "metadata": {"name": "accounts-nightly"},
+                        "spec": {"title": "Accounts nightly",
+                                 "members": ["accounts", "importjob/account-list",
+                                             "importjob/account-profiles"]}})
+    run_now(kubectl, ns, "jobgroup/accounts-nightly")
+
+    def group_run() -> dict[str, Any] | None:
+        status = get(kubectl, ns, "jobgroup/accounts-nightly").get("status") or {}
+        return status.get("lastRun")
+    run = wait_until(group_run, timeout=300, what="the group run to end")
+
+    assert run["phase"] == "Succeeded", run
+    assert [(m["name"], m["phase"], m["runId"]) for m in run["members"]] == [
+        ("accounts", "Succeeded", "accounts.1"),
+        ("importjob/account-list", "Succeeded", "account-list.1"),
+        ("importjob/account-profiles", "Succeeded", "account-profiles.1")]
+    started = [m["startedAt"] for m in run["members"]]
+    assert started == sorted(started), "in order, one at a time"
+    assert rows_of(pg_db, "accounts_list") == rows_of(pg_db, "accounts")
+    assert rows_of(pg_db, "account_profiles") == [(1, "fresh", 1), (2, "new", 2)]
+    loaded = get(kubectl, ns, "importjob/account-list")["status"]["lastRun"]
+    assert (loaded["trigger"], loaded["sourceRun"]) == ("group:accounts-nightly.1",
+                                                        "accounts.1")
+    kubectl("delete", "-n", ns, "jobgroup/accounts-nightly")

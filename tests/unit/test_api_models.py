@@ -217,7 +217,9 @@ def test_one_time_flag() -> None:
     [
         ([], "at least 1 item"),
         (["Bad_Name"], "String should match pattern"),
-        (["a" * 53], "at most 52 characters"),
+        (["a" * 53], "the name at most 52 characters"),
+        (["importjob/" + "a" * 53], "at most 62 characters"),
+        (["cronjob/a"], "String should match pattern"),
     ],
 )
 def test_invalid_group_members(members: list[str], message: str) -> None:

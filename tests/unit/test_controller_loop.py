@@ -13,13 +13,19 @@ import pytest
 
 from ferry.api.common import ConditionReason
 from ferry.api.status import RunPhase
-from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, FINALIZER, LABEL_JOB
+from ferry.constants import (
+    ANNOTATION_RUN_REQUESTED_AT,
+    EXPORTJOB_KIND,
+    FINALIZER,
+    IMPORTJOB_KIND,
+    LABEL_JOB,
+)
 from ferry.controller.events import EventPoster
 from ferry.controller.importjobs import import_jobs
-from ferry.controller.runjobs import RunJobLoop, export_jobs
 from ferry.controller.jobgroups import JobGroupLoop, JobGroups
 from ferry.controller.kube import ApiError
 from ferry.controller.loop import Loop
+from ferry.controller.runjobs import RunJobLoop, export_jobs
 from ferry.controller.workqueue import WorkQueue
 from ferry.reconcile.jobspec import WorkerDefaults
 from tests.unit.builders import T0, exportjob, jobgroup
@@ -41,12 +47,13 @@ class Operator:
         self.exportjobs = export_jobs(kube, worker)
         self.jobs: RunJobLoop = Loop(kube=kube, kind=self.exportjobs, events=self.events,
                                      queue=queue, clock=lambda: self.now)
-        self.importjobs = import_jobs(kube, worker, self.jobs)
+        self.importjobs = import_jobs(kube, worker, self.jobs, self.exportjobs.groups)
         self.imports: RunJobLoop = Loop(kube=kube, kind=self.importjobs, events=self.events,
                                         clock=lambda: self.now)
         self.groups: JobGroupLoop = Loop(
             kube=kube, events=self.events, clock=lambda: self.now,
-            kind=JobGroups(members=self.jobs, registry=self.exportjobs.groups))
+            kind=JobGroups(loops={EXPORTJOB_KIND: self.jobs, IMPORTJOB_KIND: self.imports},
+                           registry=self.exportjobs.groups))
 
     async def settle_events(self) -> list[str]:
         await self.events.drain(1.0)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from ferry.api.base import (
+    RESOURCE_NAME_MAX,
     FerryModel,
     Message,
-    ResourceName,
     ShortText,
+    cel,
+    require,
+    validations,
 )
 from ferry.api.common import LastHandledRequests, MissedRun, ObjectMeta
 from ferry.api.schedule import Schedule
@@ -26,9 +29,39 @@ from ferry.api.status import (
     Trigger,
     UpcomingRuns,
 )
-from ferry.constants import JOBGROUP_KIND
+from ferry.constants import EXPORTJOB_KIND, IMPORTJOB_KIND, JOBGROUP_KIND
 
 MAX_MEMBERS = 50
+IMPORT_MEMBER_PREFIX = "importjob/"
+"""A member ``importjob/<name>`` is an ImportJob; a bare ``<name>`` an ExportJob (as kubectl
+names a resource: ``kind/name``)."""
+
+MSG_MEMBER_NAME = (f"a member is an ExportJob's name or importjob/<name>, the name at most "
+                   f"{RESOURCE_NAME_MAX} characters")
+
+
+def member_kind(ref: str) -> tuple[str, str]:
+    """(kind, name) of a member reference."""
+    if ref.startswith(IMPORT_MEMBER_PREFIX):
+        return IMPORTJOB_KIND, ref.removeprefix(IMPORT_MEMBER_PREFIX)
+    return EXPORTJOB_KIND, ref
+
+
+def _check_member(ref: str) -> str:
+    require(len(member_kind(ref)[1]) <= RESOURCE_NAME_MAX, MSG_MEMBER_NAME)
+    return ref
+
+
+MemberRef = Annotated[
+    str,
+    Field(min_length=1, max_length=len(IMPORT_MEMBER_PREFIX) + RESOURCE_NAME_MAX,
+          pattern=r"^(importjob/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+          json_schema_extra=validations(cel(
+              f"self.size() <= (self.startsWith('{IMPORT_MEMBER_PREFIX}') ? "
+              f"{len(IMPORT_MEMBER_PREFIX) + RESOURCE_NAME_MAX} : {RESOURCE_NAME_MAX})",
+              MSG_MEMBER_NAME))),
+    AfterValidator(_check_member),
+]
 
 
 class FailurePolicy(StrEnum):
@@ -49,10 +82,11 @@ class JobGroupSpec(FerryModel):
     description: Annotated[str, Field(max_length=4096)] | None = Field(
         default=None, description="Free-form description."
     )
-    members: Annotated[list[ResourceName], Field(min_length=1, max_length=MAX_MEMBERS)] = Field(
-        description="ExportJob names in this namespace, run in this order, one at a time "
-        "(1-50, each listed once). A missing member is reported as condition Ready=False, "
-        "reason MemberNotFound. Members are usually ExportJobs without their own schedule.",
+    members: Annotated[list[MemberRef], Field(min_length=1, max_length=MAX_MEMBERS)] = Field(
+        description="Jobs in this namespace, run in this order, one at a time (1-50, each "
+        "listed once): an ExportJob by its name, an ImportJob as importjob/<name>. A "
+        "missing member is reported as condition Ready=False, reason MemberNotFound. "
+        "Members are usually jobs without their own schedule.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     schedule: Schedule | None = Field(
@@ -96,7 +130,8 @@ class MemberPhase(StrEnum):
 class MemberRun(FerryModel):
     """One member's part in a group run."""
 
-    name: ResourceName = Field(description="ExportJob name.")
+    name: MemberRef = Field(description="The member: an ExportJob's name, or "
+                            "importjob/<name>.")
     run_id: RunId | None = Field(default=None, description="The member's run id, once created.")
     phase: MemberPhase = Field(
         description="AwaitingDependency (not reached yet), Queued (asked to run; waits for "

@@ -26,8 +26,10 @@ from typing import Any
 import kopf
 
 from ferry.constants import (
+    EXPORTJOB_KIND,
     EXPORTJOB_PLURAL,
     GROUP,
+    IMPORTJOB_KIND,
     IMPORTJOB_PLURAL,
     JOBGROUP_PLURAL,
     LABEL_IMPORTJOB,
@@ -99,12 +101,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.events = events
     memo.exportjobs = exportjobs
     memo.exportjob_loop = Loop(kube=kube, kind=exportjobs, events=events, queue=queue)
-    importjobs = import_jobs(kube, worker, memo.exportjob_loop, stall_after)
+    importjobs = import_jobs(kube, worker, memo.exportjob_loop, exportjobs.groups, stall_after)
     memo.importjobs = importjobs
     memo.importjob_loop = Loop(kube=kube, kind=importjobs, events=events,
                                queue=WorkQueue())
-    memo.jobgroup_loop = Loop(kube=kube, events=events, kind=JobGroups(
-        members=memo.exportjob_loop, registry=exportjobs.groups))
+    memo.jobgroups = JobGroups(
+        loops={EXPORTJOB_KIND: memo.exportjob_loop, IMPORTJOB_KIND: memo.importjob_loop},
+        registry=exportjobs.groups)
+    memo.jobgroup_loop = Loop(kube=kube, events=events, kind=memo.jobgroups)
     metrics.bind([queue, memo.importjob_loop.queue],
                  [exportjobs.registry.queued, importjobs.registry.queued])
     memo.tasks = [asyncio.create_task(memo.exportjob_loop.run_worker()) for _ in range(WORKERS)]
@@ -138,8 +142,9 @@ def _job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: st
         jobs.registry.observe(namespace, name, obj)
         if loop.observed(namespace, name, obj):
             loop.queue.add((namespace, name))
-    if loop is memo.exportjob_loop and jobs.groups.member_changed(namespace, name, obj):
-        for group in jobs.groups.groups_of(namespace, name):
+    member = jobs.member_prefix + name
+    if jobs.groups.member_changed(namespace, member, obj):
+        for group in jobs.groups.groups_of(namespace, member):
             memo.jobgroup_loop.queue.add(group)
 
 
@@ -169,7 +174,7 @@ async def jobgroup_changed(
         return
     obj = dict(body)
     for member in exportjobs.groups.observe(namespace, name, obj):
-        memo.exportjob_loop.queue.add((namespace, member))
+        memo.jobgroups.wake(namespace, member)
     if loop.observed(namespace, name, obj):
         loop.queue.add((namespace, name))
 

@@ -15,8 +15,10 @@ from pydantic import ValidationError
 
 from ferry.api.exportjob import ExportJobSpec
 from ferry.api.importjob import ImportJobSpec
+from ferry.api.jobgroup import IMPORT_MEMBER_PREFIX
 from ferry.api.status import ExportJobStatus, ImportJobStatus
 from ferry.constants import IMPORTJOB_PLURAL, LABEL_IMPORTJOB
+from ferry.controller.groupregistry import GroupRegistry
 from ferry.controller.kube import Body, KubeApi
 from ferry.controller.loop import Loop
 from ferry.controller.runjobs import RunJobResource, RunJobs
@@ -59,9 +61,11 @@ class ExportJobInputs:
 
 
 def import_jobs(kube: KubeApi, worker: WorkerDefaults, exports: Loop[Any, Any, Any, Any],
+                groups: GroupRegistry,
                 stall_after: dt.timedelta = dt.timedelta(minutes=15)) -> RunJobs:
-    """The ImportJob kind; ``exports`` is the ExportJob loop its fromExport reads from."""
+    """The ImportJob kind; ``exports`` is the ExportJob loop its fromExport reads from,
+    ``groups`` what JobGroups ask of every member of either kind."""
     return RunJobs(kube=kube, worker=worker, rules=IMPORT_RULES, plural=IMPORTJOB_PLURAL,
                    spec_model=ImportJobSpec, status_model=ImportJobStatus,
-                   label=LABEL_IMPORTJOB, stall_after=stall_after,
-                   inputs=ExportJobInputs(exports))
+                   label=LABEL_IMPORTJOB, member_prefix=IMPORT_MEMBER_PREFIX,
+                   stall_after=stall_after, inputs=ExportJobInputs(exports), groups=groups)

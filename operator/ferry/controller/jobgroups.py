@@ -1,7 +1,8 @@
 """JobGroup as a kind of the reconcile loop: it follows its members and never touches them.
 
-Decided by `ferry.reconcile.groups.reconcile_group`. The members are read from the
-ExportJob loop's body cache (the ExportJob watch plus the operator's own writes; a GET
+Decided by `ferry.reconcile.groups.reconcile_group`. The members are read from their
+kind's loop's body cache (the ExportJob loop's, or for an ``importjob/<name>`` the
+ImportJob loop's: the watch plus the operator's own writes; a GET
 only for a member it holds nothing of), not fetched on every pass. After a status write
 the group only wakes the members it asks something of, whose own pass reads the request
 from the `GroupRegistry` (level-based: requests derive from the groups' status).
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus
+from ferry.api.jobgroup import JobGroupSpec, JobGroupStatus, member_kind
 from ferry.api.status import ExportJobStatus
 from ferry.constants import JOBGROUP_PLURAL
 from ferry.controller.groupregistry import GroupRegistry
@@ -46,8 +48,9 @@ def member_view(obj: Body) -> MemberView:
 
 @dataclass
 class JobGroups:
-    members: Loop[Any, Any, Any, Any]
-    """The loop of the members' kind: its cache to read them, its queue to wake them."""
+    loops: Mapping[str, Loop[Any, Any, Any, Any]]
+    """The loop of each members' kind (ExportJob, ImportJob): its cache to read them, its
+    queue to wake them."""
     registry: GroupRegistry
 
     plural = JOBGROUP_PLURAL
@@ -77,8 +80,14 @@ class JobGroups:
 
     decide = staticmethod(reconcile_group)
 
+    def wake(self, namespace: str, member: str) -> None:
+        """Queue a member (``importjob/<name>`` or an ExportJob's name) for a reconcile."""
+        kind, name = member_kind(member)
+        self.loops[kind].queue.add((namespace, name))
+
     async def observe_members(self, namespace: str, names: list[str]) -> dict[str, MemberView]:
-        found = await asyncio.gather(*(self.members.read(namespace, n) for n in names))
+        found = await asyncio.gather(*(self.loops[kind].read(namespace, name)
+                                       for kind, name in map(member_kind, names)))
         return {name: member_view(obj) for name, obj in zip(names, found, strict=True)
                 if obj is not None}
 
@@ -88,7 +97,7 @@ class JobGroups:
         if decision.status != resource.status:
             written = await loop.write_status(resource.obj, decision.status)
             for member in self.registry.observe(*resource.key, written):
-                self.members.queue.add((resource.key[0], member))
+                self.wake(resource.key[0], member)
         await loop.finish(resource, written, decision)
 
     def after(self, loop: JobGroupLoop, resource: JobGroupResource,

@@ -78,6 +78,8 @@ class RunJobs:
     status_model: type[ExportJobStatus]
     label: str
     """The Job label naming the owner (`ferry.constants.LABEL_JOB`, `LABEL_IMPORTJOB`)."""
+    member_prefix: str = ""
+    """How a JobGroup names a job of this kind: ``<prefix><name>`` (`api.jobgroup.MemberRef`)."""
     inputs: Callable[[RunJobResource], Awaitable[Any]] = no_inputs
     stall_after: dt.timedelta = dt.timedelta(minutes=15)
     registry: Registry = field(default_factory=Registry)
@@ -118,7 +120,7 @@ class RunJobs:
             worker=self.worker,
             stall_after=self.stall_after,
             deleting=resource.deleting,
-            group_requests=self.groups.requests_for(namespace, name),
+            group_requests=self.groups.requests_for(namespace, self.member_prefix + name),
             runs_in_progress=len(self.polling),
             rules=self.rules,
             inputs=await self.inputs(resource),

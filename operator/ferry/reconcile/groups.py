@@ -75,13 +75,16 @@ FOLLOW_POLL_SECONDS = 30.0
 """Safety net while a member runs: member status changes enqueue the group anyway."""
 
 FINISHED_MEMBER_PHASES = frozenset({
-    MemberPhase.SUCCEEDED, MemberPhase.PARTIALLY_SUCCEEDED, MemberPhase.FAILED,
+    MemberPhase.SUCCEEDED, MemberPhase.SUCCEEDED_WITH_ERRORS, MemberPhase.PARTIALLY_SUCCEEDED,
+    MemberPhase.FAILED,
     MemberPhase.CANCELED, MemberPhase.SKIPPED,
 })
 NOT_SUCCEEDED = frozenset({
     MemberPhase.PARTIALLY_SUCCEEDED, MemberPhase.FAILED, MemberPhase.CANCELED,
 })
-"""Member results the failure policy reacts to (Skipped is a decision, not a failure)."""
+"""Member results the failure policy reacts to (Skipped is a decision, not a failure; an
+import that rejected rows under its maxErrors loaded its files: the next member runs)."""
+SUCCESSES = frozenset({MemberPhase.SUCCEEDED, MemberPhase.SUCCEEDED_WITH_ERRORS})
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def member_waits(status: JobGroupStatus | None) -> list[tuple[str, GroupRequest]
 def _group_result(members: list[MemberRun], policy: FailurePolicy) -> tuple[RunPhase, str]:
     """The phase and summary of a group run whose members all ended."""
     counts = {phase: [m.name for m in members if m.phase == phase] for phase in MemberPhase}
-    ok = counts[MemberPhase.SUCCEEDED]
+    ok = [m.name for m in members if m.phase in SUCCESSES]
     summary = f"{len(ok)} of {len(members)} members succeeded"
     details = [f"{phase.value.lower()}: {', '.join(names)}" for phase, names in counts.items()
                if names and phase != MemberPhase.SUCCEEDED]
@@ -386,7 +389,7 @@ class _GroupReconciler:
             self.event("Warning", "RetryRejected", str(refusal))
             return
         previous = last.members or []
-        first = next((i for i, m in enumerate(previous) if m.phase != MemberPhase.SUCCEEDED), 0)
+        first = next((i for i, m in enumerate(previous) if m.phase not in SUCCESSES), 0)
         carried = [m.model_copy(update={"message": f"succeeded in group run {last.id}"})
                    for m in previous[:first]]
         self.new_run("retry", self.now, retry_of=last.id, carried=carried,
