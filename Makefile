@@ -19,7 +19,7 @@ export GOFLAGS := -mod=mod
 
 .PHONY: deps tools tools-chart k8s minio postgres chromium cluster-up cluster-down cluster-status \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
-        demo demo-down bench-worker bench-import bench-operator kind-up clean
+        demo demo-down bench-worker bench-worker-batches bench-import bench-operator kind-up clean
 
 deps: $(VENV)/.installed postgres
 
@@ -148,6 +148,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench-worker: deps minio sshd $(VENV)/.bench-installed
 	$(PY) -m hack.services up
 	$(PY) -m bench.worker --rows 5000000 --rss-rows 1000000
+	$(PY) -m bench.batches --rows 3000000 --parallelism 2
+
+bench-worker-batches: deps minio $(VENV)/.bench-installed
+	$(PY) -m hack.services up
+	$(PY) -m bench.batches --rows 3000000 --parallelism 2
 
 bench-import: deps minio $(VENV)/.bench-installed
 	$(PY) -m hack.services up
