@@ -110,11 +110,12 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     assert [entries[n]["phase"] for n in ("first", "second", "broken")] == [
         "Succeeded", "Succeeded", "Failed"]
     after = wait_until(lambda: (m := scrape(metrics_port)).get(
-        f'ferry_runs_total{{job_namespace="{ns}",result="Failed"}}') and m,
+        f'ferry_runs_total{{job_kind="ExportJob",job_namespace="{ns}",result="Failed"}}') and m,
         what="the failed run in the metrics")
     label = f'job_namespace="{ns}"'
-    assert after[f'ferry_runs_total{{{label},result="Succeeded"}}'] == 2.0
-    assert after[f'ferry_runs_total{{{label},result="Failed"}}'] == 1.0
+    runs = f'job_kind="ExportJob",{label}'
+    assert after[f'ferry_runs_total{{{runs},result="Succeeded"}}'] == 2.0
+    assert after[f'ferry_runs_total{{{runs},result="Failed"}}'] == 1.0
     assert after[f"ferry_records_exported_total{{{label}}}"] == 2 * ROWS
     assert after[f"ferry_bytes_exported_total{{{label}}}"] == sum(
         e.get("bytes") or 0 for e in entries.values()) > 0
@@ -125,15 +126,16 @@ def test_metrics_count_runs_records_bytes_queue_and_reconcile_errors(
     assert after['ferry_build_info{version="0.1.0"}'] == 1.0
     assert after["ferry_leader"] == 1.0
     for name in ("first", "second"):
-        job = f'job_name="{name}",{label}'
+        job = f'job_kind="ExportJob",job_name="{name}",{label}'
         finished = dt.datetime.fromisoformat(entries[name]["finishedAt"].replace("Z", "+00:00"))
         assert after[f"ferry_last_success_timestamp_seconds{{{job}}}"] == finished.timestamp()
     # Only "second" exports a time window: its lag is now minus the window's end.
-    assert f'ferry_data_lag_seconds{{job_name="first",{label}}}' not in after
+    assert f'ferry_data_lag_seconds{{job_kind="ExportJob",job_name="first",{label}}}' not in after
     window_end = get(kubectl, ns, "exportjob/second")["status"]["lastSuccessfulWindowEnd"]
     lag = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(window_end.replace("Z", "+00:00"))
-    scraped_lag = after[f'ferry_data_lag_seconds{{job_name="second",{label}}}']
+    scraped_lag = after[f'ferry_data_lag_seconds{{job_kind="ExportJob",job_name="second",{label}}}']
     assert 0 <= lag.total_seconds() - scraped_lag < 60
-    assert f'ferry_last_success_timestamp_seconds{{job_name="broken",{label}}}' not in after
+    broken = f'job_kind="ExportJob",job_name="broken",{label}'
+    assert f"ferry_last_success_timestamp_seconds{{{broken}}}" not in after
     assert after['ferry_reconcile_errors_total{reason="api-403"}'] >= \
         blocked['ferry_reconcile_errors_total{reason="api-403"}']
