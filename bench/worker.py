@@ -23,6 +23,11 @@ compares rows/s with the ``psql \\copy ... TO '/dev/null' CSV`` extraction limit
 S3 writer (bench/upload_only.py): the ceiling the S3 server on this machine puts on any
 exporter. With ``--rss-rows`` every ferry format also runs on a smaller table to show
 that memory does not grow with table size.
+``ferry csv sftp`` exports CSV to a private sshd on loopback (hack/sshd.py: Debian's
+openssh-server, chroot, key authentication) and ``scp (csv file)`` copies psql's CSV of
+the table to the same server with OpenSSH's scp: the ceiling the SSH server puts on any
+exporter; ``sftp_vs_scp`` in the JSON is the ratio of the two (rows/s). Both are
+skipped, with the reason, where sshd cannot run (not root, not installed).
 Results go to stdout and bench/results/worker.json.
 """
 
@@ -42,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from hack import services
+from hack import services, sshd
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "worker.json"
@@ -147,6 +152,28 @@ def ferry_cmd(table: str, fmt: str, compression: str, run: str,
     return [str(VENV_BIN / "ferry-worker"), "export"], env
 
 
+def ferry_sftp_cmd(table: str, run: str,
+                   server: sshd.SftpServer) -> tuple[list[str], dict[str, str]]:
+    """ferry-worker exporting CSV to the benchmark's sshd."""
+    plan = {"job": "bench", "run": run, "source": {"table": table}, "format": "csv",
+            "compression": "none",
+            "destination": {"sftp": {"host": "127.0.0.1", "port": server.port,
+                                     "directory": server.directory,
+                                     "hostKey": server.host_key}}}
+    env = {**os.environ, "FERRY_PLAN": json.dumps(plan), "FERRY_LOG_LEVEL": "WARNING",
+           "FERRY_SFTP_USER": server.user, "FERRY_SFTP_PRIVATE_KEY": server.private_key}
+    return [str(VENV_BIN / "ferry-worker"), "export"], env
+
+
+def scp_cmd(local: str, remote: str, server: sshd.SftpServer) -> list[str]:
+    """OpenSSH's scp of a local file to the benchmark's sshd, host key pinned."""
+    known = server.folder / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{server.port} {server.host_key}\n")
+    return ["scp", "-q", "-P", str(server.port), "-i", str(server.folder / "client_ed25519"),
+            "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", local, f"{server.user}@127.0.0.1:{remote}"]
+
+
 def sling_binary() -> str | None:
     """The binary shipped by the sling-linux-amd64 wheel (the wrapper would download)."""
     spec = importlib.util.find_spec("sling_linux_amd64")
@@ -205,6 +232,12 @@ def main() -> int:
             "-c", f"\\copy (SELECT * FROM {table}) TO '/dev/null' CSV"]
     load_start = os.getloadavg()
     rounds: dict[str, list[Result]] = {}
+    server: sshd.SftpServer | None = None
+    if sshd.available() is None:
+        server = sshd.SftpServer("bench").prepare()
+        server.start()
+    else:
+        failures.append(f"ferry csv sftp and scp: {sshd.available()}")
     with tempfile.NamedTemporaryFile(suffix=".csv") as sizing:
         subprocess.run(["psql", "-q", "-h", ep.pg_host, "-p", str(ep.pg_port), "-U", ep.pg_user,
                         DATABASE, "-c", f"\\copy (SELECT * FROM {table}) TO '{sizing.name}' CSV"],
@@ -224,6 +257,17 @@ def main() -> int:
                 cmd, ferry_env = ferry_cmd(table, fmt, compression, f"r{args.rows}-{n}", ep)
                 rounds.setdefault(name, []).append(timed(name, args.rows, cmd,
                                                          {**env, **ferry_env}))
+            if server is not None:
+                rounds.setdefault("scp (csv file)", []).append(timed(
+                    "scp (csv file)", args.rows,
+                    scp_cmd(sizing.name, f"{server.directory}/scp-{n}.csv", server), env))
+                cmd, ferry_env = ferry_sftp_cmd(table, f"r{args.rows}-{n}", server)
+                rounds.setdefault("ferry csv sftp", []).append(timed(
+                    "ferry csv sftp", args.rows, cmd, {**env, **ferry_env}))
+                shutil.rmtree(server.upload / "bench", ignore_errors=True)  # GBs, not kept
+                Path(server.upload / f"scp-{n}.csv").unlink(missing_ok=True)
+    if server is not None:
+        server.stop()
     for runs in rounds.values():
         best = fastest(runs)
         best.peak_rss_mb = max(r.peak_rss_mb for r in runs)  # memory: the worst round
@@ -296,6 +340,7 @@ def main() -> int:
         "all_runs": {name: [r.seconds for r in runs] for name, runs in rounds.items()},
         "results": [dataclasses.asdict(r) for r in results],
         "rss_flatness": rss_check,
+        "sftp_vs_scp": _ratio(results, "ferry csv sftp", "scp (csv file)"),
         "failed_baselines": failures,
     }, indent=2) + "\n")
     services.empty_bucket(s3, BUCKET)  # gigabytes of results, not kept
@@ -303,6 +348,14 @@ def main() -> int:
         print(f"baseline not measured: {failed[:300]}")
     print(f"\nwrote {args.output}")
     return 0
+
+
+def _ratio(results: list[Result], name: str, ceiling: str) -> float | None:
+    """rows/s of ``name`` over ``ceiling``'s (None where either was not measured)."""
+    rates = {r.name: r.rows_per_s for r in results}
+    if not rates.get(name) or not rates.get(ceiling):
+        return None
+    return round(rates[name] / rates[ceiling], 3)
 
 
 if __name__ == "__main__":
