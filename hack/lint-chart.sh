@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `helm lint --strict` and `helm template | kubeconform -strict` for charts/ferry, in
 # each of its shapes (cluster-wide with the default webhook, namespaced + webhook with
-# Helm-made certificates, webhook with cert-manager, webhook off). Offline: kubeconform's schemas are generated from the
+# Helm-made certificates, webhook with cert-manager, webhook off, ServiceMonitor and
+# PrometheusRule on). Offline: kubeconform's schemas are generated from the
 # k8s.io/kubernetes module's OpenAPI documents and crds/ (hack/kubeconform_schemas.py).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,14 +21,16 @@ shapes=(
   "namespaced+webhook|--set watchNamespaces={team-a,team-b} --set webhook.enabled=true"
   "cert-manager|--set webhook.enabled=true --set webhook.certificate.source=cert-manager"
   "webhook-off|--set webhook.enabled=false"
+  "monitoring|--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set metrics.serviceMonitor.labels.release=kube-prometheus-stack"
 )
 for shape in "${shapes[@]}"; do
   name="${shape%%|*}"; read -r -a flags <<<"${shape#*|}"
   echo ">> chart shape: $name"
   "$helm" lint --strict --kube-version "$k8s" "$chart" "${flags[@]}" --quiet
-  # cert-manager's kinds have no schema offline: they are the only ones skipped.
+  # cert-manager's and the Prometheus Operator's kinds have no schema offline: they are
+  # the only ones skipped (tests/e2e/test_chart.py checks their fields).
   "$helm" template ferry "$chart" --namespace ferry-system --include-crds \
       --kube-version "$k8s" "${flags[@]}" \
     | "$kubeconform" -strict -summary -schema-location "$schemas" \
-        -skip Certificate,Issuer -
+        -skip Certificate,Issuer,ServiceMonitor,PrometheusRule -
 done

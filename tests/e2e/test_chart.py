@@ -28,9 +28,10 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from ferry.constants import EXPORTJOB_PLURAL, IMPORTJOB_PLURAL
 from ferry.controller import admission as admission_handlers
-from ferry.controller.exportjobs import ExportJobs
 from ferry.controller.jobgroups import JobGroups
+from ferry.controller.runjobs import RunJobs
 from ferry.reconcile import admission
 from ferry.reconcile.batches import Slice
 from ferry.reconcile.jobspec import Owner, WorkerDefaults, build_job
@@ -51,6 +52,9 @@ SHAPES = {
     "cert-manager": ["--set", "webhook.enabled=true",
                      "--set", "webhook.certificate.source=cert-manager"],
     "webhook-off": ["--set", "webhook.enabled=false"],
+    "monitoring": ["--set", "metrics.serviceMonitor.enabled=true",
+                   "--set", "metrics.prometheusRule.enabled=true",
+                   "--set", "metrics.serviceMonitor.labels.release=kube-prometheus-stack"],
 }
 
 # The operator's API calls (operator/ferry/controller and kopf), rule by rule.
@@ -202,19 +206,21 @@ def kubeconform_run(kubeconform: str, schema_location: str, manifests: str,
 
 
 @pytest.mark.parametrize(("shape", "resources"), [
-    ("cluster-wide", 19), ("namespaced+webhook", 26), ("cert-manager", 20),
-    ("webhook-off", 15)])
+    ("cluster-wide", 21), ("namespaced+webhook", 28), ("cert-manager", 22),
+    ("webhook-off", 17), ("monitoring", 23)])
 def test_rendered_chart_is_valid_kubernetes(
     render_text: Callable[..., str], kubeconform: str, schema_location: str,
     shape: str, resources: int,
 ) -> None:
     manifests = render_text("--include-crds", *SHAPES[shape])
-    # cert-manager's Certificate and Issuer have no offline schema: the only skips.
+    # cert-manager's Certificate and Issuer and the Prometheus Operator's ServiceMonitor
+    # and PrometheusRule have no offline schema: the only skips (their fields are
+    # checked by the tests below).
     result = kubeconform_run(kubeconform, schema_location, manifests,
-                             "-skip", "Certificate,Issuer")
+                             "-skip", "Certificate,Issuer,ServiceMonitor,PrometheusRule")
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)["summary"]
-    skipped = 2 if shape == "cert-manager" else 0
+    skipped = 2 if shape in ("cert-manager", "monitoring") else 0
     assert summary == {"valid": resources - skipped, "invalid": 0, "errors": 0,
                        "skipped": skipped}
 
@@ -453,8 +459,9 @@ def ferry_plurals(args: str, verb: str) -> list[str]:
     hold one."""
     if "plural" not in args.split(", "):
         return ["jobgroups" if "JOBGROUP_PLURAL" in args else "exportjobs"]
-    return [kind.plural for kind in (ExportJobs, JobGroups)
-            if verb != "patch" or kind.finalizer is not None]
+    kinds = [(EXPORTJOB_PLURAL, RunJobs.finalizer), (IMPORTJOB_PLURAL, RunJobs.finalizer),
+             (JobGroups.plural, JobGroups.finalizer)]
+    return [plural for plural, finalizer in kinds if verb != "patch" or finalizer is not None]
 
 
 def controller_api_calls() -> set[tuple[str, str, str]]:
@@ -804,3 +811,160 @@ def test_restricted_namespace_really_enforces(
     assert result.returncode == 1
     assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in (
         result.stderr)
+
+
+# --- monitoring (ServiceMonitor, PrometheusRule) ----------------------------------------
+
+def documented_metrics() -> set[str]:
+    """The metric names docs/operations.md's table lists."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    return set(re.findall(r"^\| `(ferry_[a-z_]+)` \|", text, re.MULTILINE))
+
+
+def test_service_monitor_selects_the_metrics_service_with_its_labels(render: Render) -> None:
+    assert not [d for d in render() if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    docs = render(*SHAPES["monitoring"])
+    monitor = only(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = only(docs, "Service", "ferry-metrics")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ferry-system"]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    # No ServiceMonitor without the Service it scrapes.
+    off = render(*SHAPES["monitoring"], "--set", "metrics.enabled=false")
+    assert not [d for d in off if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+
+
+def test_prometheus_rule_alerts_on_documented_metrics(render: Render) -> None:
+    rule = only(render(*SHAPES["monitoring"], "--set", "metrics.prometheusRule.labels.role=x",
+                       "--set", "metrics.prometheusRule.staleAfterSeconds=7200"),
+                "PrometheusRule")
+    assert rule["metadata"]["labels"]["role"] == "x"
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert list(rules) == ["FerryRunFailed", "FerryJobStale", "FerryOperatorAbsent"]
+    used = {m for r in rules.values() for m in re.findall(r"ferry_[a-z_]+", r["expr"])}
+    assert used == {"ferry_runs_total", "ferry_last_success_timestamp_seconds", "ferry_leader"}
+    assert used <= documented_metrics()
+    # The target's namespace label (the release's), never a job's: that is job_namespace.
+    assert all('namespace="ferry-system"' in r["expr"] for r in rules.values())
+    assert rules["FerryJobStale"]["expr"] == (
+        'time() - ferry_last_success_timestamp_seconds{namespace="ferry-system"} > 7200')
+    assert rules["FerryOperatorAbsent"]["expr"] == (
+        'absent(ferry_leader{namespace="ferry-system"} == 1)')
+    assert rules["FerryOperatorAbsent"]["labels"] == {"severity": "critical"}
+    assert "{{ $labels.job_name }}" in rules["FerryJobStale"]["annotations"]["summary"]
+
+
+def test_values_schema_refuses_an_unknown_monitoring_key(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", "ferry", str(CHART), "--kube-version", kubernetes_version(),
+         "--set", "metrics.serviceMonitor.intervall=1m"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "intervall" in result.stderr and "serviceMonitor" in result.stderr
+
+
+# --- roles for namespace users ----------------------------------------------------------
+
+def test_user_roles_aggregate_into_the_built_in_roles(render: Render) -> None:
+    docs = render()
+    view, edit = only(docs, "ClusterRole", "ferry-view"), only(docs, "ClusterRole", "ferry-edit")
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k in view["metadata"]["labels"] if k.startswith(aggregate)} == {
+        aggregate + "view", aggregate + "edit", aggregate + "admin"}
+    assert {k for k in edit["metadata"]["labels"] if k.startswith(aggregate)} == {
+        aggregate + "edit", aggregate + "admin"}
+    for role in (view, edit):
+        resources = {r for rule in role["rules"] for r in rule["resources"]}
+        assert "secrets" not in resources and not any(r.endswith("/status") for r in resources)
+    writes = {v for rule in edit["rules"] if "exportjobs" in rule["resources"]
+              for v in rule["verbs"]}
+    assert writes == {"get", "list", "watch", "create", "update", "patch", "delete"}
+    plain = render("--set", "rbac.userRoles.aggregate=false")
+    assert not [k for k in only(plain, "ClusterRole", "ferry-edit")["metadata"]["labels"]
+                if k.startswith(aggregate)]
+    assert not [d for d in render("--set", "rbac.userRoles.create=false")
+                if d["metadata"]["name"] in ("ferry-view", "ferry-edit")]
+
+
+def token_kubeconfig(kubectl: Kubectl, kubeconfig: str, namespace: str, account: str,
+                     path: Path) -> str:
+    """A kubeconfig with only a token of ServiceAccount ``account``."""
+    token = kubectl("create", "token", account, "-n", namespace,
+                    "--duration=10m").stdout.strip()
+    admin = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster = dict(admin["clusters"][0]["cluster"])
+    if "certificate-authority" in cluster:
+        ca = Path(cluster["certificate-authority"])
+        if not ca.is_absolute():
+            cluster["certificate-authority"] = str(Path(kubeconfig).parent / ca)
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "u", "context": {"cluster": "c", "user": account,
+                                               "namespace": namespace}}],
+        "current-context": "u"}))
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_plugin_verbs_work_under_ferry_edit_alone(
+        kubectl: Kubectl, kubeconfig: str, namespace: str, other_namespace: str, crds: None,
+        install_rbac: Callable[..., str], tmp_path: Path) -> None:
+    """A ServiceAccount bound (RoleBinding, one namespace) to the chart's -edit
+    ClusterRole and to nothing else runs the plugin's verbs there, and nowhere else."""
+    release = install_rbac(namespace)
+    kubectl("create", "serviceaccount", "alice", "-n", namespace)
+    # The release name lacks "ferry": the chart's fullname is "<release>-ferry".
+    kubectl("create", "rolebinding", "alice-ferry", f"--clusterrole={release}-ferry-edit",
+            f"--serviceaccount={namespace}:alice", "-n", namespace)
+    job = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ExportJob",
+           "metadata": {"name": "orders"},
+           "spec": {"title": "Orders",
+                    "source": {"type": "postgres",
+                               "connectionSecretRef": {"name": "db", "key": "dsn"},
+                               "table": "orders", "timestampColumn": "created_at"},
+                    "output": {"s3": {"bucket": "exports"}, "format": "csv"}}}
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job))
+    user = token_kubeconfig(kubectl, kubeconfig, namespace, "alice", tmp_path / "alice")
+
+    def ferry(*args: str, ns: str = namespace) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "kubectl-ferry"), "-n", ns,
+                               *args], capture_output=True, text=True, timeout=60, check=False,
+                              env={"PATH": "/usr/bin:/bin", "KUBECONFIG": user})
+
+    for args in (["list"], ["describe", "orders"], ["history", "orders"], ["run", "orders"],
+                 ["suspend", "orders"], ["resume", "orders"], ["clone", "orders", "orders-2"],
+                 ["backfill", "orders", "--from", "2026-11-01T00:00:00Z", "--to",
+                  "2026-11-02T00:00:00Z"], ["group", "list"],
+                 ["describe", "orders", "-o", "json"]):
+        done = ferry(*args)
+        if args[0] == "backfill":
+            # Refused by the plugin (no schedule), not by RBAC: the read was allowed.
+            assert (done.returncode, done.stderr) == (
+                1, 'error: exportjob "orders" has no schedule: a backfill runs its past '
+                'slots\n')
+            continue
+        assert done.returncode == 0, (args, done.stderr)
+        assert "forbidden" not in done.stderr.lower(), (args, done.stderr)
+    annotations = json.loads(kubectl("get", "exportjob/orders", "-n", namespace, "-o",
+                                     "json").stdout)["metadata"]["annotations"]
+    assert "ferry.dev/run-requested-at" in annotations
+    assert kubectl("get", "exportjob/orders-2", "-n", namespace, "-o",
+                   "jsonpath={.spec.suspend}").stdout == "true"
+    # Logs and Events are readable; Secrets and the operator's status are not.
+    account = f"system:serviceaccount:{namespace}:alice"
+    scope = ["-n", namespace]
+    assert can_i(kubectl, account, "get", "pods", "log", *scope)
+    assert can_i(kubectl, account, "list", "events", "", *scope)
+    assert not can_i(kubectl, account, "get", "secrets", "", *scope)
+    assert not can_i(kubectl, account, "patch", "exportjobs.ferry.dev", "status", *scope)
+    # Another namespace: refused, in one line naming what was refused.
+    elsewhere = ferry("list", ns=other_namespace)
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.startswith("error: ") and "forbidden" in elsewhere.stderr.lower()
+    assert elsewhere.stderr.count("\n") == 1

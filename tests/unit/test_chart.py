@@ -120,6 +120,13 @@ def test_defaults_pass_pod_security_restricted_and_more() -> None:
     ("worker.podPatchPolicy.enabled", True),
     ("metrics.port", 9090),
     ("rbac.create", True),
+    # Roles for namespace users by default (multi-tenant clusters expect them); the
+    # Prometheus Operator's kinds only on request (their CRDs may not exist).
+    ("rbac.userRoles.create", True),
+    ("rbac.userRoles.aggregate", True),
+    ("metrics.serviceMonitor.enabled", False),
+    ("metrics.prometheusRule.enabled", False),
+    ("metrics.prometheusRule.staleAfterSeconds", 93600),
 ])
 def test_defaults(key: str, expected: object) -> None:
     node: Any = values()
