@@ -72,12 +72,15 @@ def test_errors_table_tolerates_missing_fields() -> None:
 
 
 class Chunks:
-    """The one part of a Bucket that fetch reads: a name and an object's bytes in chunks."""
+    """The part of a Bucket that fetch reads: an object's URL and its bytes in chunks."""
 
     name = "b"
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
 
     def stream(self, key: str) -> Iterator[bytes]:
         yield self.data[:3]
