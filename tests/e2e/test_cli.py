@@ -100,11 +100,11 @@ def jobs(kubectl: Kubectl, namespace: str, crds: None) -> None:
 
 def test_list(ferry: Ferry, jobs: None) -> None:
     assert ferry("list") == (0, (
-        "NAME       TITLE             PHASE        PROGRESS                      ETA   "
+        "NAME       TYPE     TITLE             PHASE        PROGRESS                      ETA   "
         "LAST RUN                       NEXT RUN\n"
-        "contacts   Contact history   InProgress   [#########-----------]  45%   12m   "
+        "contacts   Export   Contact history   InProgress   [#########-----------]  45%   12m   "
         "PartiallySucceeded 1h50m ago   in 45m\n"
-        "orders     Contact history   Failed       -                             -     "
+        "orders     Export   Contact history   Failed       -                             -     "
         "Failed 50m ago                 -\n"
     ), "")
 

@@ -19,7 +19,7 @@ import yaml
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_IMPORTJOB, LABEL_RUN
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get
+from .operator_fixtures import OperatorProcess, Wiring, export_job, get, plugin
 from .support import Kubectl, wait_until
 
 PREFIX = "landing"
@@ -281,3 +281,31 @@ def test_a_group_runs_an_export_then_an_import_of_its_files_then_a_merge(
     assert (loaded["trigger"], loaded["sourceRun"]) == ("group:accounts-nightly.1",
                                                         "accounts.1")
     kubectl("delete", "-n", ns, "jobgroup/accounts-nightly")
+
+
+def test_the_plugin_lists_runs_waits_for_and_describes_an_import(
+    kubectl: Kubectl, kubeconfig: str, operator: OperatorProcess, imports: Wiring,
+    s3: S3Server, pg_db: str,
+) -> None:
+    ns, bucket = imports.namespace, imports.bucket
+    put_csv(s3, bucket, f"{PREFIX}/cli-lists/a.csv", [(1, "one", 1), (2, "two", 2)])
+    table(pg_db, "cli_lists")
+    apply(kubectl, ns, import_job("cli-lists", imports, s3, "cli_lists"))
+
+    ran = plugin(kubeconfig, ns, "run", "importjob/cli-lists", "--wait", "--timeout", "3m")
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("importjob.ferry.dev/cli-lists run requested")
+    assert rows_of(pg_db, "cli_lists") == [(1, "one", 1), (2, "two", 2)]
+    listed = plugin(kubeconfig, ns, "list")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("cli-lists "))
+    assert row.split()[:3] == ["cli-lists", "Import", "e2e"]
+    history = plugin(kubeconfig, ns, "history", "ij/cli-lists")
+    assert "cli-lists.1" in history.stdout and "Succeeded" in history.stdout
+    described = plugin(kubeconfig, ns, "describe", "importjob/cli-lists")
+    assert "Type:" in described.stdout and "Import" in described.stdout
+    assert "Destination:" in described.stdout and "table cli_lists" in described.stdout
+    refused = plugin(kubeconfig, ns, "errors", "importjob/cli-lists")
+    assert refused.returncode != 0
+    assert "importjob.ferry.dev/cli-lists is an ImportJob: errors reads an ExportJob's" \
+        in refused.stderr

@@ -12,11 +12,11 @@ from ferry.api.status import FINISHED_RUN_PHASES, ExportJobStatus, HistoryEntry,
 from ferry.cli import groupviews, jobviews
 from ferry.cli.errors import CliError
 from ferry.cli.jobs import clone_body, gitops_manager, retry_target
-from ferry.cli.model import parse_group, parse_job, pick_run
+from ferry.cli.model import job_ref, parse_group, parse_import, parse_job, pick_run
 from ferry.constants import ANNOTATION_RETRY_REQUESTED_AT
 from ferry.reconcile.runs import reconcile
 from tests.cli_objects import NOW, exportjob, failed_status, group_status, running_status
-from tests.unit.builders import observation, spec
+from tests.unit.builders import import_spec, observation, spec
 
 
 def job(name: str = "contacts", status: Any = None) -> ExportJob:
@@ -30,11 +30,11 @@ def job(name: str = "contacts", status: Any = None) -> ExportJob:
 def test_list_row_of_a_running_job() -> None:
     out = jobviews.list_table([job(status=running_status("contacts")), job("fresh")], NOW, False)
     assert out == (
-        "NAME       TITLE             PHASE        PROGRESS                      ETA   "
+        "NAME       TYPE     TITLE             PHASE        PROGRESS                      ETA   "
         "LAST RUN                       NEXT RUN\n"
-        "contacts   Contact history   InProgress   [#########-----------]  45%   12m   "
+        "contacts   Export   Contact history   InProgress   [#########-----------]  45%   12m   "
         "PartiallySucceeded 1h50m ago   in 45m\n"
-        "fresh      Contact history   -            -                             -     "
+        "fresh      Export   Contact history   -            -                             -     "
         "-                              -\n"
     )
 
@@ -211,3 +211,22 @@ def test_a_finished_runs_batches_come_from_its_run_marker() -> None:
         "  2       Canceled    -                      -                      -         -\n")
     unsealed = jobviews.finished_run_section(entry, None, "no marker yet")
     assert unsealed.endswith("Batches:\n  <no marker yet>\n")
+
+
+def test_list_and_describe_show_an_importjob_as_an_import() -> None:
+    raw = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ImportJob",
+           "metadata": {"name": "lists", "namespace": "team-a"},
+           "spec": {**import_spec().set("mode", "Merge").set("keyColumns", ["id"]).doc},
+           "status": {"phase": "Succeeded"}}
+    imported = parse_import(raw)
+
+    row = jobviews.list_table([imported], NOW, False).splitlines()[1]
+    assert row.split()[:3] == ["lists", "Import", "Partner"]
+    page = jobviews.describe_job(imported, NOW)
+    assert "Source:       s3://landing/partner/lists; csv\n" in page
+    assert ("Destination:  postgres table crm.lists (Secret crm-db, key dsn), Merge on id\n"
+            in page)
+    assert job_ref("importjob/lists") == ("importjobs", "lists") == job_ref("ij/lists")
+    assert job_ref("lists") == ("exportjobs", "lists")
+    with pytest.raises(CliError, match='"cronjob/x" is not a job: use NAME'):
+        job_ref("cronjob/x")

@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ferry.api.exportjob import ExportJob
+from ferry.api.importjob import ImportJob
 from ferry.cli import render
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError
-from ferry.cli.jobs import get_job
+from ferry.cli.jobs import get_export, get_job
 from ferry.cli.model import RunRef, name_of, pick_run
 from ferry.cli.s3 import Bucket, split_url
 from ferry.cli.sftp import SftpFiles
-from ferry.constants import LABEL_JOB, LABEL_RUN
+from ferry.constants import LABEL_IMPORTJOB, LABEL_JOB, LABEL_RUN
 from ferry.contract.layout import ERRORS, MANIFESTS
 
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -170,7 +171,7 @@ def fetch(folder: RunFolder, remote: RemoteFile, target: Path, progress: Progres
 
 def cmd_download(ctx: Context, args: argparse.Namespace) -> int:
     """The committed files of a run (default: the latest), optionally of one batch."""
-    _, job = get_job(ctx, args.job)
+    _, job = get_export(ctx, args.job, "download")
     ref = pick_run(job, args.run)
     folder = open_folder(ctx, job, ref)
     files = committed_files(folder, ref, args.batch)
@@ -219,7 +220,7 @@ def errors_table(records: list[dict[str, Any]]) -> str:
 
 def cmd_errors(ctx: Context, args: argparse.Namespace) -> int:
     """The error report of a run (default: the latest), one line per failed attempt."""
-    _, job = get_job(ctx, args.job)
+    _, job = get_export(ctx, args.job, "errors")
     ref = pick_run(job, args.run)
     records = error_records(open_folder(ctx, job, ref))
     if args.output:
@@ -241,7 +242,8 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
     current = status.current_run if status else None
     ref = pick_run(job, args.run if args.run is not None or current is None else current.number)
     number = ref.id.rsplit(".", 1)[1]
-    pods = ctx.kube.pods(f"{LABEL_JOB}={args.job},{LABEL_RUN}={number}")
+    label = LABEL_IMPORTJOB if isinstance(job, ImportJob) else LABEL_JOB
+    pods = ctx.kube.pods(f"{label}={name_of(job)},{LABEL_RUN}={number}")
     if args.batch is not None:
         pods = [p for p in pods if (p.metadata.labels or {}).get(COMPLETION_INDEX_LABEL)
                 == str(args.batch)]

@@ -1,4 +1,6 @@
-"""ExportJob verbs: list, describe, history, run, stop, retry, suspend, resume, clone.
+"""ExportJob and ImportJob verbs: list, describe, history, run, stop, retry, suspend,
+resume, clone. A job is named as kubectl names it: ``NAME`` (an ExportJob),
+``importjob/NAME`` or ``ij/NAME`` (`ferry.cli.model.job_ref`).
 
 The imperative verbs never change what the operator decides: they set the Flux-style
 ``ferry.dev/*-requested-at`` annotations the operator reacts to, after checking the
@@ -27,7 +29,7 @@ from ferry.cli.jobviews import (
     list_table,
     next_step,
 )
-from ferry.cli.model import finished_runs, parse_job
+from ferry.cli.model import AnyJob, finished_runs, job_ref, parse_any
 from ferry.cli.waiting import Ended, wait_state
 from ferry.constants import (
     ANNOTATION_BACKFILL,
@@ -35,9 +37,10 @@ from ferry.constants import (
     ANNOTATION_RUN_REQUESTED_AT,
     ANNOTATION_STOP_REQUESTED_AT,
     EXPORTJOB_PLURAL,
+    IMPORTJOB_PLURAL,
 )
 
-REF = "exportjob.ferry.dev"
+KIND_OF = {EXPORTJOB_PLURAL: "ExportJob", IMPORTJOB_PLURAL: "ImportJob"}
 GITOPS_MARKERS = (
     "argocd.argoproj.io/",
     "kustomize.toolkit.fluxcd.io/",
@@ -50,23 +53,51 @@ POLL_SECONDS = 1.0
 """How often --wait and -w read the object: the operator writes progress every few seconds."""
 
 
-def get_job(ctx: Context, name: str) -> tuple[dict[str, Any], ExportJob]:
+def display(ref: str) -> str:
+    """``exportjob.ferry.dev/NAME`` or ``importjob.ferry.dev/NAME``, as kubectl prints it."""
+    plural, name = job_ref(ref)
+    return f"{KIND_OF[plural].lower()}.ferry.dev/{name}"
+
+
+def get_job(ctx: Context, ref: str) -> tuple[dict[str, Any], AnyJob]:
     """The raw object (for -o) and its parsed model."""
-    raw = ctx.kube.get(EXPORTJOB_PLURAL, name)
-    return raw, parse_job(raw)
+    plural, name = job_ref(ref)
+    raw = ctx.kube.get(plural, name)
+    return raw, parse_any(plural, raw)
+
+
+def get_export(ctx: Context, ref: str, verb: str) -> tuple[dict[str, Any], ExportJob]:
+    """An ExportJob, for the verbs that read a run folder's files."""
+    raw, job = get_job(ctx, ref)
+    if not isinstance(job, ExportJob):
+        raise CliError(f"{display(ref)} is an ImportJob: {verb} reads an ExportJob's run "
+                       "folder; an import's rejected rows are in the audit log that "
+                       f"`kubectl ferry describe {ref}` names")
+    return raw, job
+
+
+def all_jobs(ctx: Context) -> list[dict[str, Any]]:
+    """Every ExportJob, then every ImportJob (none where that CRD is not installed)."""
+    return [*ctx.kube.objects(EXPORTJOB_PLURAL), *ctx.kube.objects(IMPORTJOB_PLURAL,
+                                                                   missing_ok=True)]
+
+
+def parsed(raws: list[dict[str, Any]]) -> list[AnyJob]:
+    return [parse_any(IMPORTJOB_PLURAL if r.get("kind") == "ImportJob" else EXPORTJOB_PLURAL, r)
+            for r in raws]
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     """Jobs with phase, progress bar, ETA, last and next run."""
-    raws = ctx.kube.objects(EXPORTJOB_PLURAL)
+    raws = all_jobs(ctx)
     if args.output:
         ctx.out.write(render.dump(render.item_list(raws), args.output))
         return 0
     if not raws:
         where = "any namespace" if ctx.kube.all_namespaces else f'namespace "{ctx.kube.namespace}"'
-        ctx.err.write(f"No exportjobs found in {where}.\n")
+        ctx.err.write(f"No exportjobs or importjobs found in {where}.\n")
         return 0
-    jobs = [parse_job(r) for r in raws]
+    jobs = parsed(raws)
     ctx.out.write(list_table(jobs, ctx.now, ctx.kube.all_namespaces))
     if getattr(args, "watch", False):
         watch_list(ctx, {version_key(r): r["metadata"]["resourceVersion"] for r in raws})
@@ -82,11 +113,11 @@ def watch_list(ctx: Context, seen: dict[tuple[str, str], str]) -> None:
     interrupted. Rows come without the header, in the table's column order."""
     while True:
         time.sleep(POLL_SECONDS)
-        raws = ctx.kube.objects(EXPORTJOB_PLURAL)
+        raws = all_jobs(ctx)
         changed = [r for r in raws if seen.get(version_key(r)) != r["metadata"]["resourceVersion"]]
         seen = {version_key(r): r["metadata"]["resourceVersion"] for r in raws}
         if changed:
-            rows = list_table([parse_job(r) for r in changed], utcnow(), ctx.kube.all_namespaces)
+            rows = list_table(parsed(changed), utcnow(), ctx.kube.all_namespaces)
             ctx.out.write("".join(rows.splitlines(keepends=True)[1:]))
             ctx.out.flush()
 
@@ -98,10 +129,7 @@ def utcnow() -> dt.datetime:
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     """Runs of one job, or of every job in scope (the seeds' History page)."""
-    if args.job:
-        jobs = [get_job(ctx, args.job)[1]]
-    else:
-        jobs = [parse_job(r) for r in ctx.kube.objects(EXPORTJOB_PLURAL)]
+    jobs = [get_job(ctx, args.job)[1]] if args.job else parsed(all_jobs(ctx))
     since = parse_since(args.since, ctx.now) if args.since else None
     rows = filter_rows(history_rows(jobs), args.phase, since)
     if args.output:
@@ -130,8 +158,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
             f"(kubectl ferry stop {args.job})"
         )
     after = (job.status or ExportJobStatus()).run_counter or 0
-    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RUN_REQUESTED_AT)
-    ctx.out.write(f"{REF}/{args.job} run requested ({ANNOTATION_RUN_REQUESTED_AT}={stamp})\n")
+    stamp = request(ctx, *job_ref(args.job), ANNOTATION_RUN_REQUESTED_AT)
+    ctx.out.write(f"{display(args.job)} run requested ({ANNOTATION_RUN_REQUESTED_AT}={stamp})\n")
     if not (getattr(args, "wait", False) or getattr(args, "follow", False)):
         return 0
     timeout = parse_timeout(args.timeout) if getattr(args, "timeout", None) else None
@@ -151,7 +179,9 @@ def rejection(ctx: Context, name: str, stamp: str) -> str | None:
     """The message of the RunRequestRejected event the operator posted for a request
     made at ``stamp`` (events are how it answers a request it will not run)."""
     since = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).replace(microsecond=0)
-    found = [e for e in ctx.kube.events("ExportJob", name) if e.reason == "RunRequestRejected"
+    plural, bare = job_ref(name)
+    found = [e for e in ctx.kube.events(KIND_OF[plural], bare)
+             if e.reason == "RunRequestRejected"
              and (event_time(e) or since) >= since]
     return found[-1].message if found else None
 
@@ -181,7 +211,7 @@ def wait_for_run(ctx: Context, name: str, stamp: str, after: int, *, follow: boo
             ctx.out.flush()
             shown = state.line
         if deadline is not None and time.monotonic() >= deadline:
-            ctx.err.write(f"error: timed out waiting for the run of {REF}/{name}: "
+            ctx.err.write(f"error: timed out waiting for the run of {display(name)}: "
                           f"{state.line}\n")
             return EXIT_ERROR
         time.sleep(POLL_SECONDS)
@@ -190,6 +220,9 @@ def wait_for_run(ctx: Context, name: str, stamp: str, after: int, *, follow: boo
 def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:
     """Ask for one run per past slot of the schedule in [--from, --to)."""
     _, job = get_job(ctx, args.job)
+    if not isinstance(job, ExportJob):
+        raise CliError(f"{display(args.job)} is an ImportJob: a backfill replays an "
+                       "ExportJob's past time windows")
     if job.spec.schedule is None:
         raise CliError(f'exportjob "{args.job}" has no schedule: a backfill runs its past slots')
     bounds = []
@@ -205,9 +238,9 @@ def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:
     if bounds[0] >= bounds[1]:
         raise CliError("--from must be before --to")
     value = "/".join(bounds)
-    ctx.kube.patch(EXPORTJOB_PLURAL, args.job,
+    ctx.kube.patch(EXPORTJOB_PLURAL, job_ref(args.job)[1],
                    {"metadata": {"annotations": {ANNOTATION_BACKFILL: value}}})
-    ctx.out.write(f"{REF}/{args.job} backfill requested ({ANNOTATION_BACKFILL}={value})\n")
+    ctx.out.write(f"{display(args.job)} backfill requested ({ANNOTATION_BACKFILL}={value})\n")
     return 0
 
 
@@ -217,13 +250,13 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     current = (job.status or ExportJobStatus()).current_run
     if current is None:
         raise CliError(f'exportjob "{args.job}" has no run in progress: nothing to stop')
-    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_STOP_REQUESTED_AT)
-    ctx.out.write(f"{REF}/{args.job} stop of run {current.id} requested "
+    stamp = request(ctx, *job_ref(args.job), ANNOTATION_STOP_REQUESTED_AT)
+    ctx.out.write(f"{display(args.job)} stop of run {current.id} requested "
                   f"({ANNOTATION_STOP_REQUESTED_AT}={stamp})\n")
     return 0
 
 
-def retry_target(job: ExportJob, name: str, number: int | None) -> str:
+def retry_target(job: AnyJob, name: str, number: int | None) -> str:
     """The run a retry repairs, checked the way the operator will check it.
 
     The operator retries the latest finished run (a retry of a retry repairs the
@@ -258,8 +291,8 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     commit, into the same run folder."""
     _, job = get_job(ctx, args.job)
     target = retry_target(job, args.job, args.run)
-    stamp = request(ctx, EXPORTJOB_PLURAL, args.job, ANNOTATION_RETRY_REQUESTED_AT)
-    ctx.out.write(f"{REF}/{args.job} retry of run {target} requested "
+    stamp = request(ctx, *job_ref(args.job), ANNOTATION_RETRY_REQUESTED_AT)
+    ctx.out.write(f"{display(args.job)} retry of run {target} requested "
                   f"({ANNOTATION_RETRY_REQUESTED_AT}={stamp})\n")
     return 0
 
@@ -285,10 +318,10 @@ def set_suspend(ctx: Context, name: str, suspend: bool) -> int:
                        f"cannot be resumed; clone it to run it again (kubectl ferry clone "
                        f"{name} NEW)")
     if job.spec.suspend == suspend:
-        ctx.out.write(f"{REF}/{name} already {word}\n")
+        ctx.out.write(f"{display(name)} already {word}\n")
         return 0
-    ctx.kube.patch(EXPORTJOB_PLURAL, name, {"spec": {"suspend": suspend}})
-    ctx.out.write(f"{REF}/{name} {word}\n")
+    ctx.kube.patch(*job_ref(name), {"spec": {"suspend": suspend}})
+    ctx.out.write(f"{display(name)} {word}\n")
     manager = gitops_manager(raw)
     who = f"{manager} manages this object" if manager else "if Git is the source of this object"
     ctx.hint(f"{who}: set spec.suspend: {str(suspend).lower()} in Git too, or the next sync "
@@ -323,10 +356,12 @@ def clone_body(raw: dict[str, Any], new: str, title: str | None) -> dict[str, An
 def cmd_clone(ctx: Context, args: argparse.Namespace) -> int:
     """Copy a job under a new name; the copy starts suspended."""
     raw, _ = get_job(ctx, args.source)
-    ctx.kube.create(EXPORTJOB_PLURAL, clone_body(raw, args.new, args.title))
-    ctx.out.write(f"{REF}/{args.new} created from {args.source} (suspended)\n")
-    ctx.hint(f"review it with `kubectl ferry describe {args.new}`, then start its schedule "
-             f"with `kubectl ferry resume {args.new}`")
+    plural = job_ref(args.source)[0]
+    ctx.kube.create(plural, clone_body(raw, args.new, args.title))
+    new = f"importjob/{args.new}" if plural == IMPORTJOB_PLURAL else args.new
+    ctx.out.write(f"{display(new)} created from {args.source} (suspended)\n")
+    ctx.hint(f"review it with `kubectl ferry describe {new}`, then start its schedule "
+             f"with `kubectl ferry resume {new}`")
     return 0
 
 

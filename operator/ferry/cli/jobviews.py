@@ -1,16 +1,18 @@
-"""What `list`, `describe` and `history` print for ExportJobs (pure functions)."""
+"""What `list`, `describe` and `history` print for ExportJobs and ImportJobs (pure
+functions)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ferry.api.exportjob import ExportJob, ExportJobSpec
+from ferry.api.exportjob import ExportJobSpec
+from ferry.api.importjob import ImportJobSpec
 from ferry.api.status import BatchStatus, ExportJobStatus, HistoryEntry, RunPhase, RunStatus
 from ferry.cli import render
-from ferry.cli.model import finished_runs, name_of
+from ferry.cli.model import AnyJob, finished_runs, kind_word, name_of
 from ferry.reconcile.runrules import run_location
 from ferry.reconcile.schedule.describe import describe as describe_schedule
 
@@ -43,14 +45,15 @@ def last_run_cell(status: ExportJobStatus, now: dt.datetime) -> str:
     return f"{last.phase.value} {render.relative(last.finished_at, now)}"
 
 
-def list_table(jobs: list[ExportJob], now: dt.datetime, all_namespaces: bool) -> str:
-    """The jobs at a glance, like the seeds' jobs list."""
-    headers = ["NAME", "TITLE", "PHASE", "PROGRESS", "ETA", "LAST RUN", "NEXT RUN"]
+def list_table(jobs: Sequence[AnyJob], now: dt.datetime, all_namespaces: bool) -> str:
+    """The jobs at a glance, like the seeds' jobs list (Type: the seeds' Job Type)."""
+    headers = ["NAME", "TYPE", "TITLE", "PHASE", "PROGRESS", "ETA", "LAST RUN", "NEXT RUN"]
     rows = []
     for job in jobs:
         status = job.status or ExportJobStatus()
         row = [
             name_of(job),
+            kind_word(job),
             job.spec.title,
             status.phase.value if status.phase else render.NONE,
             progress(status.current_run),
@@ -200,7 +203,29 @@ def finished_run_section(entry: HistoryEntry, marker: dict[str, Any] | None,
                               [rows[i] for i in sorted(rows)], indent="  ")
 
 
-def describe_job(job: ExportJob, now: dt.datetime) -> str:
+def import_pairs(spec: ImportJobSpec) -> list[tuple[str, str]]:
+    """What an ImportJob reads and where it loads it."""
+    source = spec.source
+    if source.from_export is not None:
+        run = source.from_export.run or "its latest Succeeded run"
+        what = f"the files of ExportJob {source.from_export.name}, {run}"
+    else:
+        assert source.s3 is not None
+        s3 = source.s3
+        what = f"s3://{s3.bucket}/{s3.prefix or ''}" + (f" matching {s3.glob}" if s3.glob
+                                                        else "")
+        if spec.new_files_only:
+            what += ", each file once (newFilesOnly)"
+    dest = spec.destination
+    ref = dest.connection_secret_ref
+    keys = f" on {', '.join(spec.key_columns)}" if spec.key_columns else ""
+    return [("Type", "Import"), ("Source", f"{what}; {spec.format.value}"),
+            ("Destination", f"{dest.type.value} table {dest.table} (Secret {ref.name}, key "
+                            f"{ref.key}), {spec.mode.value}{keys}"),
+            ("Max Errors", str(spec.max_errors))]
+
+
+def describe_job(job: AnyJob, now: dt.datetime) -> str:
     """Everything about one job, in kubectl describe's shape."""
     spec, name = job.spec, name_of(job)
     status = job.status or ExportJobStatus()
@@ -214,11 +239,17 @@ def describe_job(job: ExportJob, now: dt.datetime) -> str:
     ]
     if spec.description:
         pairs.append(("Description", render.text(spec.description)))
+    if isinstance(spec, ImportJobSpec):
+        pairs += [*import_pairs(spec), ("Schedule", schedule)]
+    else:
+        pairs += [
+            ("Type", "Export"),
+            ("Source", source_summary(spec)),
+            ("Timeframe", timeframe_summary(spec)),
+            ("Schedule", schedule),
+            ("Output", output_summary(spec, name)),
+        ]
     pairs += [
-        ("Source", source_summary(spec)),
-        ("Timeframe", timeframe_summary(spec)),
-        ("Schedule", schedule),
-        ("Output", output_summary(spec, name)),
         ("Suspend", str(spec.suspend).lower()),
         ("Phase", status.phase.value if status.phase else render.NONE),
         ("Next Run", f"{render.timestamp(status.next_run_at)} "
@@ -313,7 +344,7 @@ class HistoryRow:
     error_report: str | None
 
     @classmethod
-    def of(cls, job: ExportJob, run: HistoryEntry | RunStatus) -> HistoryRow:
+    def of(cls, job: AnyJob, run: HistoryEntry | RunStatus) -> HistoryRow:
         """A row from a history entry or from the current run."""
         finished = run if isinstance(run, HistoryEntry) else None
         return cls(
@@ -327,7 +358,7 @@ class HistoryRow:
             duration_seconds=finished.duration_seconds if finished else None,
             records=finished.records if finished else getattr(run, "records_processed", None),
             files=run.files,
-            error_report=finished.error_report if finished else None,
+            error_report=(finished.error_report or finished.audit_log) if finished else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,7 +378,7 @@ class HistoryRow:
         }
 
 
-def history_rows(jobs: list[ExportJob]) -> list[HistoryRow]:
+def history_rows(jobs: Sequence[AnyJob]) -> list[HistoryRow]:
     """Every job's current and finished runs, newest start first."""
     rows = []
     for job in jobs:

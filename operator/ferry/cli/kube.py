@@ -112,9 +112,16 @@ class Kube:
                 ) from exc
             raise CliError(f'get {KIND_NAMES[plural]} "{name}": {_api_message(exc)}') from exc
 
-    def objects(self, plural: str) -> list[dict[str, Any]]:
-        """All objects in the namespace (or every namespace with -A), sorted by name."""
-        items, _ = self.listing(plural)
+    def objects(self, plural: str, missing_ok: bool = False) -> list[dict[str, Any]]:
+        """All objects in the namespace (or every namespace with -A), sorted by name;
+        ``missing_ok``: none when the kind's CRD is not installed (an older chart)."""
+        try:
+            items, _ = self.listing(plural)
+        except CliError as exc:
+            cause = exc.__cause__
+            if missing_ok and isinstance(cause, ApiException) and cause.status == 404:
+                return []
+            raise
         return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 
     def patch(self, plural: str, name: str, body: dict[str, Any]) -> dict[str, Any]:

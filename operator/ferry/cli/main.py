@@ -95,7 +95,8 @@ def verb(sub: argparse._SubParsersAction[Parser], name: str, command: Command,
 
 
 def add_job_verbs(sub: argparse._SubParsersAction[Parser]) -> None:
-    p = verb(sub, "list", jobs.cmd_list, "list ExportJobs with phase, progress, ETA, last/next run")
+    p = verb(sub, "list", jobs.cmd_list, "list ExportJobs and ImportJobs with type, phase, "
+             "progress, ETA, last/next run")
     add_all_namespaces(p)
     add_output(p)
     add_watch(p, "after the table, print a row for each job that changes")

@@ -12,9 +12,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ferry.api.exportjob import ExportJob
+from ferry.api.importjob import ImportJob
 from ferry.api.jobgroup import JobGroup
 from ferry.api.status import ExportJobStatus, HistoryEntry, RunStatus, run_id
 from ferry.cli.errors import CliError
+from ferry.constants import EXPORTJOB_PLURAL, IMPORTJOB_PLURAL
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,12 +36,46 @@ def parse_job(raw: dict[str, Any]) -> ExportJob:
     return _parse(ExportJob, raw, "exportjob")
 
 
+def parse_import(raw: dict[str, Any]) -> ImportJob:
+    """An ImportJob as returned by the API server."""
+    return _parse(ImportJob, raw, "importjob")
+
+
+AnyJob = ExportJob | ImportJob
+"""A job whose runs move data: both kinds' status is an ExportJobStatus."""
+
+KINDS = {"exportjob": EXPORTJOB_PLURAL, "exportjobs": EXPORTJOB_PLURAL, "ej": EXPORTJOB_PLURAL,
+         "importjob": IMPORTJOB_PLURAL, "importjobs": IMPORTJOB_PLURAL, "ij": IMPORTJOB_PLURAL}
+"""What may come before the slash of a job reference (kubectl's kind/name)."""
+
+
+def job_ref(ref: str) -> tuple[str, str]:
+    """(plural, name) of ``NAME`` (an ExportJob), ``importjob/NAME`` or ``ij/NAME``."""
+    kind, slash, name = ref.partition("/")
+    if not slash:
+        return EXPORTJOB_PLURAL, ref
+    plural = KINDS.get(kind.removesuffix(".ferry.dev"))
+    if plural is None or not name:
+        raise CliError(f'"{ref}" is not a job: use NAME (an ExportJob) or importjob/NAME')
+    return plural, name
+
+
+def parse_any(plural: str, raw: dict[str, Any]) -> AnyJob:
+    """An ExportJob or ImportJob, by its plural."""
+    return parse_import(raw) if plural == IMPORTJOB_PLURAL else parse_job(raw)
+
+
+def kind_word(job: AnyJob) -> str:
+    """The seeds' Job Type."""
+    return "Import" if isinstance(job, ImportJob) else "Export"
+
+
 def parse_group(raw: dict[str, Any]) -> JobGroup:
     """A JobGroup as returned by the API server."""
     return _parse(JobGroup, raw, "jobgroup")
 
 
-def name_of(obj: ExportJob | JobGroup) -> str:
+def name_of(obj: ExportJob | ImportJob | JobGroup) -> str:
     """metadata.name (always set on objects read from the API server)."""
     return obj.metadata.name or ""
 
@@ -64,7 +100,7 @@ class RunRef:
     entry: HistoryEntry | RunStatus | None
 
 
-def pick_run(job: ExportJob, number: int | None) -> RunRef:
+def pick_run(job: AnyJob, number: int | None) -> RunRef:
     """The run ``--run N`` names, or the latest finished (else the current) run.
 
     History is bounded; a run number up to status.runCounter that history no longer

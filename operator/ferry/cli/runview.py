@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from ferry.api.exportjob import ExportJob
+from ferry.api.importjob import ImportJob
 from ferry.api.status import HistoryEntry, RunStatus
 from ferry.cli import render
 from ferry.cli.context import Context
@@ -27,7 +27,7 @@ from ferry.cli.jobviews import (
     finished_run_section,
     next_step,
 )
-from ferry.cli.model import name_of, pick_run
+from ferry.cli.model import AnyJob, name_of, pick_run
 from ferry.contract.layout import RUN_MARKER
 
 
@@ -45,10 +45,10 @@ def read_marker(ctx: Context, raw_job: Any, ref: Any) -> tuple[dict[str, Any] | 
         return None, f"cannot read the run marker: {exc}"
 
 
-def job_page(ctx: Context, job: ExportJob, now: dt.datetime) -> str:
+def job_page(ctx: Context, job: AnyJob, now: dt.datetime) -> str:
     """describe's page: the job, its Events, and the next step when it is stuck."""
     name = name_of(job)
-    out = describe_job(job, now) + events_section(ctx.kube.events("ExportJob", name), now)
+    out = describe_job(job, now) + events_section(ctx.kube.events(job.kind, name), now)
     step = next_step(name, job.status)
     return out + (f"Next Step:\n  {step}\n" if step else "")
 
@@ -74,6 +74,9 @@ def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
     ref = pick_run(job, args.run)
     if isinstance(ref.entry, RunStatus):
         ctx.out.write(f"Run {ref.id} (in progress):\n" + current_run_section(ref.entry, ctx.now))
+    elif isinstance(ref.entry, HistoryEntry) and isinstance(job, ImportJob):
+        ctx.out.write(finished_run_section(ref.entry, None, "an import's batches are in its "
+                                           "Job while it is kept, and in its message"))
     elif isinstance(ref.entry, HistoryEntry):
         marker, note = read_marker(ctx, job, ref)
         ctx.out.write(finished_run_section(ref.entry, marker, note))
