@@ -180,3 +180,32 @@ def test_sftp_exports_download_errors_and_no_leaks(
     leaks = [f"{what} in {where}" for what, value in secrets_.items()
              for where, text in places.items() if value in text]
     assert leaks == []
+
+
+def test_a_changed_host_key_fails_once_with_ready_false_and_nothing_sent(
+    kubectl: Kubectl, operator: OperatorProcess, wiring: Wiring, server: sshd.SftpServer,
+    rows: list[list[str | None]], tmp_path: Path,
+) -> None:
+    ns, name = wiring.namespace, "changed-host-key"
+    apply(kubectl, ns, _secret("partner-sftp", {"username": server.user,
+                                                "ssh-privatekey": server.private_key}))
+    other = tmp_path / "other_host"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(other)],
+                   check=True)
+    manifest = sftp_job(name, wiring, server, "partner-sftp")
+    manifest["spec"]["output"]["sftp"]["hostKey"] = " ".join(
+        Path(f"{other}.pub").read_text().split()[:2])
+    log_before = server.log.read_text()
+    apply(kubectl, ns, manifest)
+    request(kubectl, ns, name, ANNOTATION_RUN_REQUESTED_AT)
+    failed = wait_until(lambda: (r := last_run(kubectl, ns, name)) and r, timeout=180,
+                        what="the run to end")
+    assert failed["phase"] == "Failed", failed
+    condition = ready(kubectl, ns, name)
+    assert (condition["status"], condition["reason"]) == ("False", "ConfigurationError")
+    assert f"SFTP 127.0.0.1:{server.port}: refused the server's host key ssh-ed25519 " \
+        "SHA256:" in condition["message"]
+    assert sorted(exit_codes(kubectl, ns, name)) == [3, 3], "no retries, no crash loop"
+    assert not (server.upload / name).exists()
+    new_log = server.log.read_text()[len(log_before):]
+    assert "Accepted" not in new_log and server.user not in new_log, "no login was tried"
