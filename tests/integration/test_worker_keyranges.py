@@ -26,13 +26,15 @@ ROWS = 300_000
 def dsn(pg_db: str) -> str:
     with psycopg.connect(pg_db, autocommit=True) as conn:
         # 90% of the rows hold 0.1% of the key space, 1% have no key; ids in table order.
-        conn.execute("CREATE TABLE skewed (id int PRIMARY KEY, k bigint, ts timestamptz)")
+        # A 200-byte note: 8,600 pages, so 8 batches sample 3,200 of them.
+        conn.execute("CREATE TABLE skewed (id int PRIMARY KEY, k bigint, ts timestamptz, "
+                     "note text)")
         conn.execute(f"""
             INSERT INTO skewed
             SELECT g, CASE WHEN g % 100 = 0 THEN NULL
                            WHEN g % 10 < 9 THEN (g::bigint * 7919) % 1000
                            ELSE 1000 + (g::bigint * 7919) % 999000 END,
-                   timestamptz '2026-01-01' + g * interval '1 second'
+                   timestamptz '2026-01-01' + g * interval '1 second', repeat('n', 200)
             FROM generate_series(1, {ROWS}) g""")
         conn.execute("CREATE INDEX ON skewed (k)")
         conn.execute("ANALYZE skewed")
@@ -91,7 +93,7 @@ def test_skewed_keys_give_even_batches_read_from_a_sample(
     assert normal(exported) == normal(source_rows(dsn, "SELECT id, k FROM skewed"))
     assert len({row[0] for row in exported}) == ROWS
     sizes = [len(rows) for rows in per_batch]
-    assert max(sizes) <= 1.3 * min(sizes), sizes
+    assert max(sizes) <= 1.25 * min(sizes), sizes
     committed = key_plan(s3, plan)
     assert committed["method"] == "ranges"
     assert committed["sample"].startswith("TABLESAMPLE SYSTEM")
