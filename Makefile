@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml setup.py operator/ferry/worker/_copyrows.c
 	@command -v gcc >/dev/null || { echo "error: gcc not found: the worker has a C extension (operator/ferry/worker/_copyrows.c); install gcc"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[operator,worker,test]'
 	touch $@
 
 postgres: $(PG_BIN)/postgres
@@ -132,7 +132,8 @@ PIP_COMPILE := PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --generate-hashes
 	--strip-extras --no-emit-index-url
 lock: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet 'pip-tools==7.7.0'
-	$(PIP_COMPILE) --output-file images/requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra operator --extra worker --output-file images/requirements.lock \
+	  pyproject.toml
 	$(PIP_COMPILE) --only-build-deps --all-build-deps --output-file images/build-requirements.lock \
 	  pyproject.toml
 
@@ -141,7 +142,7 @@ kind-up:
 	bash hack/kind-up.sh
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
+	$(VENV)/bin/pip install --quiet -e '.[operator,worker,test,bench]'
 	touch $@
 
 # Benchmarks print ratios against baselines measured in the same run (BENCHMARKS.md).
