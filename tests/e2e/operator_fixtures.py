@@ -191,6 +191,38 @@ def export_job(name: str, wiring: Wiring, s3: S3Server, **spec: Any) -> dict[str
             "metadata": {"name": name}, "spec": body}
 
 
+PREFIX = "landing"
+"""Where import_job's ImportJobs read their files: landing/<job name>/."""
+
+
+def import_job(name: str, wiring: Wiring, s3: S3Server, into: str, **spec: Any
+               ) -> dict[str, Any]:
+    """An ImportJob of the CSV files under ``landing/<name>/`` into table ``into``."""
+    body: dict[str, Any] = {
+        "title": f"e2e {name}",
+        "source": {"s3": {"bucket": wiring.bucket, "prefix": f"{PREFIX}/{name}",
+                          "endpoint": s3.endpoint_url, "region": s3.region,
+                          "forcePathStyle": True,
+                          "credentialsSecretRef": {"name": wiring.s3_secret,
+                                                   "accessKeyIdKey": "accessKeyId",
+                                                   "secretAccessKeyKey": "secretAccessKey"}}},
+        "format": "csv",
+        "destination": {"type": "postgres",
+                        "connectionSecretRef": {"name": wiring.db_secret, "key": "dsn"},
+                        "table": into},
+    }
+    body.update(spec)
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ImportJob",
+            "metadata": {"name": name}, "spec": body}
+
+
+def put_csv(s3: S3Server, bucket: str, key: str, rows: list[tuple[Any, ...]],
+            header: str = "id,name,score") -> None:
+    body = header + "\n" + "".join(",".join("" if v is None else str(v) for v in row) + "\n"
+                                   for row in rows)
+    s3.client().put_object(Bucket=bucket, Key=key, Body=body.encode())
+
+
 def get(kubectl: Kubectl, namespace: str, resource: str) -> dict[str, Any]:
     return json.loads(kubectl("get", resource, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
 

@@ -32,7 +32,15 @@ from ferry.constants import (
 from ferry.reconcile import admission
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, start_operator
+from .operator_fixtures import (
+    OperatorProcess,
+    Wiring,
+    export_job,
+    get,
+    import_job,
+    put_csv,
+    start_operator,
+)
 from .support import Kubectl, wait_until
 
 ROWS = 300
@@ -118,14 +126,20 @@ def webhook_configurations(namespace: str, port: int, ca_bundle: str) -> list[di
              hook("delete-guard.exportjobs.ferry.dev", admission.GUARD_EXPORTJOB_DELETE,
                   "exportjobs", ["DELETE"]),
              hook("validate.jobgroups.ferry.dev", admission.VALIDATE_JOBGROUP, "jobgroups",
-                  create_update)]},
+                  create_update),
+             hook("validate.importjobs.ferry.dev", admission.VALIDATE_IMPORTJOB, "importjobs",
+                  create_update),
+             hook("delete-guard.importjobs.ferry.dev", admission.GUARD_IMPORTJOB_DELETE,
+                  "importjobs", ["DELETE"])]},
         {"apiVersion": "admissionregistration.k8s.io/v1",
          "kind": "MutatingWebhookConfiguration", "metadata": {"name": f"ferry-e2e-{namespace}"},
          "webhooks": [
              {**hook("record-user.exportjobs.ferry.dev", admission.RECORD_USER_EXPORTJOB,
                      "exportjobs", create_update), "reinvocationPolicy": "Never"},
              {**hook("record-user.jobgroups.ferry.dev", admission.RECORD_USER_JOBGROUP,
-                     "jobgroups", create_update), "reinvocationPolicy": "Never"}]},
+                     "jobgroups", create_update), "reinvocationPolicy": "Never"},
+             {**hook("record-user.importjobs.ferry.dev", admission.RECORD_USER_IMPORTJOB,
+                     "importjobs", create_update), "reinvocationPolicy": "Never"}]},
     ]
 
 
@@ -311,3 +325,46 @@ def test_a_jobgroup_records_its_creator(
     stored = get(kubectl, wiring.namespace, "jobgroup/weekly")["metadata"]["annotations"]
     assert stored[ANNOTATION_CREATED_BY] == "alice"
     kubectl("delete", "-n", wiring.namespace, "jobgroup/weekly", "--timeout=60s")
+
+
+def test_an_importjob_is_checked_recorded_and_not_deleted_while_it_loads(
+    kubectl: Kubectl, webhooks: None, wiring: Wiring, s3: S3Server, pg_db: str,
+) -> None:
+    """The ImportJob's webhooks: the same checks, users and delete guard as an export's.
+    The run is held InProgress by a lock on its table, which the worker waits for."""
+    ns = wiring.namespace
+    bad = import_job("zoned", wiring, s3, "loaded",
+                     schedule={"daily": {"at": "02:30"}, "timeZone": "Mars/Olympus"})
+    assert denial(apply(kubectl, ns, bad)) == (
+        'Error from server: error when creating "STDIN": admission webhook '
+        '"validate.importjobs.ferry.dev" denied the request: spec.schedule.timeZone '
+        "'Mars/Olympus' is not an IANA time zone (use e.g. UTC, Europe/Berlin, "
+        "America/New_York)")
+    put_csv(s3, wiring.bucket, "landing/held/a.csv", [(1, "one", 1)])
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE loaded (id bigint PRIMARY KEY, name text, score int)")
+    result = apply(kubectl, ns, import_job("held", wiring, s3, "loaded"), *AS_ALICE)
+    assert result.returncode == 0, result.stderr
+
+    def import_status() -> dict[str, Any]:
+        return get(kubectl, ns, "importjob/held").get("status") or {}
+    wait_until(lambda: import_status().get("createdBy") == "alice", what="status.createdBy")
+    with psycopg.connect(pg_db) as lock:
+        lock.execute("LOCK TABLE loaded IN ACCESS EXCLUSIVE MODE")
+        kubectl(*AS_BOB, "annotate", "-n", ns, "importjob/held",
+                f"{ANNOTATION_RUN_REQUESTED_AT}=1")
+        run = wait_until(lambda: (r := import_status().get("currentRun") or {})
+                         .get("phase") == "InProgress" and r, what="the import to start")
+        assert (run["id"], run["startedBy"]) == ("held.1", "bob")
+
+        refused = kubectl("delete", "-n", ns, "importjob/held", "--wait=false", check=False)
+
+        assert refused.stderr.strip() == (
+            'Error from server: admission webhook "delete-guard.importjobs.ferry.dev" '
+            'denied the request: importjob "held" has run held.1 in progress: stop it first '
+            f'with "kubectl ferry stop importjob/held -n {ns}" (or annotate '
+            "ferry.dev/stop-requested-at), then delete")
+    entry = wait_until(lambda: import_status().get("lastRun"), timeout=120,
+                       what="the import to end once the lock is released")
+    assert (entry["phase"], entry["records"]) == ("Succeeded", 1)
+    kubectl("delete", "-n", ns, "importjob/held", "--timeout=60s")

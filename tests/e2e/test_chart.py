@@ -330,14 +330,16 @@ def test_webhook_with_helm_certificates(render: Render) -> None:
     config = only(docs, "ValidatingWebhookConfiguration")
     hooks = {h["name"]: h for h in config["webhooks"]}
     assert set(hooks) == {"validate.exportjobs.ferry.dev", "delete-guard.exportjobs.ferry.dev",
-                          "validate.jobgroups.ferry.dev"}
+                          "validate.jobgroups.ferry.dev", "validate.importjobs.ferry.dev",
+                          "delete-guard.importjobs.ferry.dev"}
     assert hooks["validate.exportjobs.ferry.dev"]["rules"][0]["operations"] == [
         "CREATE", "UPDATE"]
     assert hooks["delete-guard.exportjobs.ferry.dev"]["rules"][0]["operations"] == ["DELETE"]
     assert hooks["validate.jobgroups.ferry.dev"]["rules"][0]["resources"] == ["jobgroups"]
     mutating = {h["name"]: h for h in only(docs, "MutatingWebhookConfiguration")["webhooks"]}
     assert set(mutating) == {"record-user.exportjobs.ferry.dev",
-                             "record-user.jobgroups.ferry.dev"}
+                             "record-user.jobgroups.ferry.dev",
+                             "record-user.importjobs.ferry.dev"}
     secret = only(docs, "Secret", "ferry-webhook-tls")
     for hook in [*hooks.values(), *mutating.values()]:
         assert hook["failurePolicy"] == "Fail"

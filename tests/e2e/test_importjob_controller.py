@@ -19,10 +19,17 @@ import yaml
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT, LABEL_IMPORTJOB, LABEL_RUN
 from tests.fixtures.services import S3Server
 
-from .operator_fixtures import OperatorProcess, Wiring, export_job, get, plugin
+from .operator_fixtures import (
+    PREFIX,
+    OperatorProcess,
+    Wiring,
+    export_job,
+    get,
+    import_job,
+    plugin,
+    put_csv,
+)
 from .support import Kubectl, wait_until
-
-PREFIX = "landing"
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +38,6 @@ def imports(kubectl: Kubectl, wiring: Wiring) -> Iterator[Wiring]:
     yield wiring
     kubectl("delete", "importjobs", "--all", "-n", wiring.namespace, "--timeout=100s",
             check=False)
-
-
-def put_csv(s3: S3Server, bucket: str, key: str, rows: list[tuple[Any, ...]],
-            header: str = "id,name,score") -> None:
-    body = header + "\n" + "".join(",".join("" if v is None else str(v) for v in row) + "\n"
-                                   for row in rows)
-    s3.client().put_object(Bucket=bucket, Key=key, Body=body.encode())
 
 
 def table(pg_db: str, name: str, rows: list[tuple[Any, ...]] | None = None) -> None:
@@ -51,27 +51,6 @@ def table(pg_db: str, name: str, rows: list[tuple[Any, ...]] | None = None) -> N
 def rows_of(pg_db: str, name: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(pg_db, autocommit=True) as conn:
         return conn.execute(f"SELECT * FROM {name} ORDER BY 1").fetchall()
-
-
-def import_job(name: str, wiring: Wiring, s3: S3Server, into: str, **spec: Any
-               ) -> dict[str, Any]:
-    """An ImportJob of the CSV files under ``landing/<name>/`` into table ``into``."""
-    body: dict[str, Any] = {
-        "title": f"e2e {name}",
-        "source": {"s3": {"bucket": wiring.bucket, "prefix": f"{PREFIX}/{name}",
-                          "endpoint": s3.endpoint_url, "region": s3.region,
-                          "forcePathStyle": True,
-                          "credentialsSecretRef": {"name": wiring.s3_secret,
-                                                   "accessKeyIdKey": "accessKeyId",
-                                                   "secretAccessKeyKey": "secretAccessKey"}}},
-        "format": "csv",
-        "destination": {"type": "postgres",
-                        "connectionSecretRef": {"name": wiring.db_secret, "key": "dsn"},
-                        "table": into},
-    }
-    body.update(spec)
-    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ImportJob",
-            "metadata": {"name": name}, "spec": body}
 
 
 def apply(kubectl: Kubectl, namespace: str, manifest: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import kopf
 
-from ferry.constants import EXPORTJOB_PLURAL, GROUP, JOBGROUP_PLURAL, VERSION
+from ferry.constants import EXPORTJOB_PLURAL, GROUP, IMPORTJOB_PLURAL, JOBGROUP_PLURAL, VERSION
 from ferry.reconcile import admission
 from ferry.reconcile.admission import Refusal
 
@@ -41,6 +41,15 @@ def guard_exportjob_delete(operation: str, old: kopf.Body | None, **_: Any) -> N
     _refuse(admission.check_exportjob_delete(operation, _raw(old)))
 
 
+def validate_importjob(operation: str, new: kopf.Body | None, old: kopf.Body | None,
+                       **_: Any) -> None:
+    _refuse(admission.check_importjob(operation, _raw(new), _raw(old)))
+
+
+def guard_importjob_delete(operation: str, old: kopf.Body | None, **_: Any) -> None:
+    _refuse(admission.check_importjob_delete(operation, _raw(old)))
+
+
 def validate_jobgroup(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                       **_: Any) -> None:
     _refuse(admission.check_jobgroup(operation, _raw(new), _raw(old)))
@@ -58,6 +67,11 @@ def record_user_exportjob(operation: str, new: kopf.Body | None, old: kopf.Body 
     _record_users(operation, new, old, userinfo, patch)
 
 
+def record_user_importjob(operation: str, new: kopf.Body | None, old: kopf.Body | None,
+                          userinfo: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    _record_users(operation, new, old, userinfo, patch)
+
+
 def record_user_jobgroup(operation: str, new: kopf.Body | None, old: kopf.Body | None,
                          userinfo: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
     _record_users(operation, new, old, userinfo, patch)
@@ -69,6 +83,7 @@ def register(registry: kopf.OperatorRegistry | None = None) -> None:
     The handlers take only the kwargs they use, so they do not match kopf's full
     WebhookFn signature (hence the ignores), as with kopf's own decorator syntax."""
     jobs, groups = (GROUP, VERSION, EXPORTJOB_PLURAL), (GROUP, VERSION, JOBGROUP_PLURAL)
+    imports = (GROUP, VERSION, IMPORTJOB_PLURAL)
     writes: list[Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]] = ["CREATE", "UPDATE"]
     on = kopf.on
     on.validate(*jobs, id=admission.VALIDATE_EXPORTJOB, operations=writes,
@@ -81,6 +96,12 @@ def register(registry: kopf.OperatorRegistry | None = None) -> None:
               registry=registry)(record_user_exportjob)  # type: ignore[arg-type]
     on.mutate(*groups, id=admission.RECORD_USER_JOBGROUP, operations=writes,
               registry=registry)(record_user_jobgroup)  # type: ignore[arg-type]
+    on.validate(*imports, id=admission.VALIDATE_IMPORTJOB, operations=writes,
+                registry=registry)(validate_importjob)  # type: ignore[arg-type]
+    on.validate(*imports, id=admission.GUARD_IMPORTJOB_DELETE, operations=["DELETE"],
+                registry=registry)(guard_importjob_delete)  # type: ignore[arg-type]
+    on.mutate(*imports, id=admission.RECORD_USER_IMPORTJOB, operations=writes,
+              registry=registry)(record_user_importjob)  # type: ignore[arg-type]
 
 
 class NoWebhookServer:

@@ -7,7 +7,7 @@ message, or annotation changes for the mutating webhook. No I/O here.
 What the webhook adds to the CRD's own validation (docs/api.md "Where each rule is
 enforced"):
 
-* DELETE of an ExportJob is refused while a run is in progress, with a message that
+* DELETE of an ExportJob or ImportJob is refused while a run is in progress, with a message that
   says how to stop it (the finalizer ``ferry.dev/run-guard`` is the fallback when the
   webhook is off: deletion then waits for the run to end).
 * CREATE/UPDATE: what CEL cannot check: a full cron parse, an existing IANA time zone,
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ferry.api.exportjob import ExportJobSpec
+from ferry.api.importjob import ImportJobSpec
 from ferry.api.jobgroup import JobGroupSpec
 from ferry.api.schedule import Schedule
 from ferry.api.status import user_name
@@ -48,8 +49,12 @@ GUARD_EXPORTJOB_DELETE = "guard-exportjob-delete"
 VALIDATE_JOBGROUP = "validate-jobgroup"
 RECORD_USER_EXPORTJOB = "record-user-exportjob"
 RECORD_USER_JOBGROUP = "record-user-jobgroup"
+VALIDATE_IMPORTJOB = "validate-importjob"
+GUARD_IMPORTJOB_DELETE = "guard-importjob-delete"
+RECORD_USER_IMPORTJOB = "record-user-importjob"
 WEBHOOK_IDS = (VALIDATE_EXPORTJOB, GUARD_EXPORTJOB_DELETE, VALIDATE_JOBGROUP,
-               RECORD_USER_EXPORTJOB, RECORD_USER_JOBGROUP)
+               RECORD_USER_EXPORTJOB, RECORD_USER_JOBGROUP, VALIDATE_IMPORTJOB,
+               GUARD_IMPORTJOB_DELETE, RECORD_USER_IMPORTJOB)
 
 MAX_USER_LENGTH = MAX_SHORT_TEXT_CHARACTERS
 """status.createdBy / startedBy are ShortText: a user name is cut by ``user_name``."""
@@ -125,6 +130,15 @@ def check_exportjob(operation: str, obj: Mapping[str, Any] | None,
     return Refusal(problem, 422) if problem else None
 
 
+def check_importjob(operation: str, obj: Mapping[str, Any] | None,
+                    old: Mapping[str, Any] | None) -> Refusal | None:
+    """CREATE/UPDATE of an ImportJob: the checks the CRD cannot make."""
+    if not _spec_changed(operation, obj, old):
+        return None
+    problem = _check_spec(ImportJobSpec, (obj or {}).get("spec"))
+    return Refusal(problem, 422) if problem else None
+
+
 def check_jobgroup(operation: str, obj: Mapping[str, Any] | None,
                    old: Mapping[str, Any] | None) -> Refusal | None:
     """CREATE/UPDATE of a JobGroup: the checks the CRD cannot make."""
@@ -137,6 +151,16 @@ def check_jobgroup(operation: str, obj: Mapping[str, Any] | None,
 def check_exportjob_delete(operation: str, old: Mapping[str, Any] | None) -> Refusal | None:
     """DELETE of an ExportJob while a run is in progress is refused; Queued runs do not
     block (deletion cancels them)."""
+    return _check_delete(operation, old, "exportjob", "")
+
+
+def check_importjob_delete(operation: str, old: Mapping[str, Any] | None) -> Refusal | None:
+    """DELETE of an ImportJob while a run is in progress is refused, as an ExportJob's."""
+    return _check_delete(operation, old, "importjob", "importjob/")
+
+
+def _check_delete(operation: str, old: Mapping[str, Any] | None, kind: str,
+                  ref: str) -> Refusal | None:
     if operation != "DELETE" or old is None:
         return None
     run = ((old.get("status") or {}).get("currentRun")) or {}
@@ -148,9 +172,9 @@ def check_exportjob_delete(operation: str, old: Mapping[str, Any] | None) -> Ref
     where = f" -n {namespace}" if namespace else ""
     run_id = run.get("id") or "?"
     return Refusal(
-        f'exportjob "{name}" has run {run_id} in progress: stop it first with '
-        f'"kubectl ferry stop {name}{where}" (or annotate {ANNOTATION_STOP_REQUESTED_AT}), '
-        "then delete",
+        f'{kind} "{name}" has run {run_id} in progress: stop it first with '
+        f'"kubectl ferry stop {ref}{name}{where}" (or annotate '
+        f"{ANNOTATION_STOP_REQUESTED_AT}), then delete",
         409,
     )
 
