@@ -288,3 +288,38 @@ def test_the_plugin_lists_runs_waits_for_and_describes_an_import(
     assert refused.returncode != 0
     assert "importjob.ferry.dev/cli-lists is an ImportJob: errors reads an ExportJob's" \
         in refused.stderr
+
+
+def test_a_job_deleted_mid_load_is_replaced_and_the_rows_land_once(
+    kubectl: Kubectl, operator: OperatorProcess, imports: Wiring, s3: S3Server, pg_db: str,
+) -> None:
+    """The pod is killed with its Job while it waits on the table (a lock the test holds):
+    its transaction never commits; the operator creates the Job again under the same
+    name, and the new pod loads each file once."""
+    ns, bucket = imports.namespace, imports.bucket
+    rows = [(i, f"row {i}", i) for i in range(50)]
+    put_csv(s3, bucket, f"{PREFIX}/killed/a.csv", rows[:25])
+    put_csv(s3, bucket, f"{PREFIX}/killed/b.csv", rows[25:])
+    table(pg_db, "killed")
+    apply(kubectl, ns, import_job("killed", imports, s3, "killed",
+                                  batching={"retriesPerBatch": 0}))
+    with psycopg.connect(pg_db) as lock:
+        lock.execute("LOCK TABLE killed IN ACCESS EXCLUSIVE MODE")
+        run_now(kubectl, ns, "importjob/killed")
+
+        def running_pod() -> bool:
+            pods = get(kubectl, ns, "pods")["items"]
+            return any(p["metadata"]["labels"].get(LABEL_IMPORTJOB) == "killed" and
+                       p["status"].get("phase") == "Running" for p in pods)
+        wait_until(running_pod, timeout=120, what="the import's pod to wait on the lock")
+        kubectl("delete", "-n", ns, "job/killed-import-1", "--wait=true", "--timeout=60s")
+        wait_until(lambda: any(j["metadata"]["name"] == "killed-import-1"
+                               for j in get(kubectl, ns, "jobs")["items"]),
+                   timeout=60, what="the Job created again")
+
+    entry = finished_run(kubectl, ns, "killed", 1)
+
+    assert (entry["phase"], entry["records"]) == ("Succeeded", 50)
+    assert rows_of(pg_db, "killed") == rows
+    status = get(kubectl, ns, "importjob/killed")["status"]
+    assert [h["id"] for h in status["history"]] == ["killed.1"], "one run, not two"
