@@ -970,3 +970,19 @@ def test_plugin_verbs_work_under_ferry_edit_alone(
     assert elsewhere.returncode == 1
     assert elsewhere.stderr.startswith("error: ") and "forbidden" in elsewhere.stderr.lower()
     assert elsewhere.stderr.count("\n") == 1
+
+
+def test_a_disruption_budget_keeps_one_replica_when_there_are_standbys(
+        render: Render, render_text: Callable[..., str], kubeconform: str,
+        schema_location: str) -> None:
+    assert not [d for d in render() if d["kind"] == "PodDisruptionBudget"]
+    docs = render("--set", "operator.replicas=2")
+    budget = only(docs, "PodDisruptionBudget")
+    pods = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    result = kubeconform_run(kubeconform, schema_location,
+                             render_text("--set", "operator.replicas=2",
+                                         "--show-only", "templates/pdb.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["summary"]["valid"] == 1
