@@ -270,8 +270,7 @@ class SftpStore:
         except (*_CONNECTION_ERRORS, OSError) as exc:
             raise TransientError(f"SFTP read {path} failed: {exc or type(exc).__name__}") from exc
         finally:
-            with contextlib.suppress(*_CONNECTION_ERRORS, OSError):
-                f.close()
+            _close_quietly(f)
 
     def _upload(self, sftp: paramiko.SFTPClient, temp: str, body: bytes) -> None:
         self._makedirs(sftp, posixpath.dirname(temp))
@@ -372,6 +371,17 @@ class SftpStore:
         return 0
 
 
+def _close_quietly(f: paramiko.SFTPFile) -> None:
+    """Close a file whose connection may be gone. paramiko marks a file closed only once
+    its close request went through, so one whose connection dropped would try again from
+    its finalizer, and warn there; it is marked closed here instead (nothing is left to
+    flush: the connection is gone)."""
+    try:
+        f.close()
+    except (*_CONNECTION_ERRORS, OSError):
+        f._closed = True
+
+
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
     try:
         sftp.remove(path)
@@ -421,6 +431,7 @@ class SftpWriter:
         try:
             f.close()
         except (*_CONNECTION_ERRORS, OSError) as exc:
+            _close_quietly(f)
             raise TransientError(f"SFTP write {self._temp} failed at close: "
                                  f"{exc or type(exc).__name__}") from exc
         path = self._store._full(self.key)
@@ -440,10 +451,7 @@ class SftpWriter:
         """Close and remove the temporary file (best effort: a sweep catches the rest)."""
         if self._file is not None:
             f, self._file = self._file, None
-            try:
-                f.close()
-            except (*_CONNECTION_ERRORS, OSError):
-                pass
+            _close_quietly(f)
         conn = self._store._conn
         if conn is not None and conn.transport.is_active():
             _remove_quietly(conn.sftp, self._temp)
