@@ -96,7 +96,7 @@ def test_crd_metadata() -> None:
 
 def test_importjob_crd_names_and_columns() -> None:
     """`kubectl get ij` (and `kubectl get ferry`) shows an ExportJob's columns plus the
-    mode and the table, all of them in the default view."""
+    mode and the table; -o wide the schedule type, rows rejected and the export run."""
     spec = CRDS["ImportJob"]["spec"]
     assert CRDS["ImportJob"]["metadata"]["name"] == "importjobs.ferry.dev"
     assert spec["names"] == {"kind": "ImportJob", "listKind": "ImportJobList",
@@ -108,15 +108,21 @@ def test_importjob_crd_names_and_columns() -> None:
         ("Title", ".spec.title"),
         ("Mode", ".spec.mode"),
         ("Table", ".spec.destination.table"),
+        ("Type", ".status.scheduleType"),
         ("Schedule", ".status.scheduleSummary"),
+        ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         ("Phase", ".status.phase"),
         ("Progress", ".status.progress"),
         ("ETA", ".status.eta"),
         ("Last Run", ".status.lastRun.finishedAt"),
+        ("Initiated By", ".status.lastRun.trigger"),
+        ("Rejected", ".status.lastRun.recordsRejected"),
+        ("Source Run", ".status.lastRun.sourceRun"),
         ("Next Run", ".status.nextRunAt"),
         ("Age", ".metadata.creationTimestamp"),
     ]
-    assert all("priority" not in c for c in columns)
+    assert [c["name"] for c in columns if c.get("priority") == 1] == [
+        "Type", "Rejected", "Source Run"]
 
 
 def test_importjob_status_is_the_exportjob_status_plus_nothing() -> None:
