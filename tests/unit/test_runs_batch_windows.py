@@ -80,7 +80,11 @@ def test_the_batches_of_a_run_split_by_key_show_the_range_their_worker_reads() -
 def test_a_query_split_by_key_shows_its_hash_partition() -> None:
     job = (spec().hourly().set("source.keyColumn", "id").set("source.table", None)
            .set("source.query", "SELECT * FROM contacts").batches(2).relative("1h").build())
-    started = reconcile(observation(job, T0 + HOUR)).status
+    decision = reconcile(observation(job, T0 + HOUR))
+    assert [e.message for e in decision.events] == [
+        "run contacts.1 started (schedule); batches are hash partitions of id (a query "
+        "source has no ranges)"]
+    started = decision.status
     polled = reconcile(observation(job, T0 + HOUR + MINUTE, status=started,
                                    jobs=[running_job(1, 2)])).status
     assert polled.current_run is not None and polled.current_run.batch_statuses is not None

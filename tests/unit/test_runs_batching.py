@@ -62,7 +62,9 @@ def test_rows_per_batch_splits_by_the_previous_successful_runs_records() -> None
         {"column": "id", "index": i, "count": 3} for i in range(3)]
     assert [e.message for e in second.events] == [
         "run contacts.2 started (schedule); 3 batch(es) of rowsPerBatch 10 for the previous "
-        "successful run's 25 records"]
+        "successful run's 25 records; batches are key ranges of id, planned by the first "
+        "batch to start (hash partitions where the table cannot be sampled or the key has "
+        "no order)"]
 
 
 def test_rows_per_batch_ignores_failed_runs_and_retries_when_estimating() -> None:

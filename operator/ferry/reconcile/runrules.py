@@ -135,7 +135,12 @@ class ExportRules:
 
     def start_note(self, spec: ExportJobSpec, run: RunStatus,
                    previous_records: int | None) -> str:
-        """Where a ``rowsPerBatch`` split came from, since it is an estimate."""
+        """Where a ``rowsPerBatch`` split came from, since it is an estimate, and how a
+        split by key divides the rows."""
+        return self._count_note(spec, run, previous_records) + self._key_note(spec, run)
+
+    @staticmethod
+    def _count_note(spec: ExportJobSpec, run: RunStatus, previous_records: int | None) -> str:
         batching = spec.batching
         if not batching or not batching.rows_per_batch or run.retry_of:
             return ""
@@ -144,6 +149,16 @@ class ExportRules:
                     "records, and there is none yet")
         return (f"; {run.batches_planned} batch(es) of rowsPerBatch {batching.rows_per_batch}"
                 f" for the previous successful run's {previous_records} records")
+
+    @staticmethod
+    def _key_note(spec: ExportJobSpec, run: RunStatus) -> str:
+        key = spec.source.key_column
+        if not key or (run.batches_planned or 1) < 2:
+            return ""
+        if spec.source.query is not None:
+            return f"; batches are hash partitions of {key} (a query source has no ranges)"
+        return (f"; batches are key ranges of {key}, planned by the first batch to start "
+                "(hash partitions where the table cannot be sampled or the key has no order)")
 
     def key_range(self, spec: ExportJobSpec, piece: Slice) -> str | None:
         """Until the batch's worker reports its committed range (which then wins)."""
