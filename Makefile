@@ -18,6 +18,7 @@ export GOTOOLCHAIN := local
 export GOFLAGS := -mod=mod
 
 .PHONY: deps tools tools-chart k8s minio postgres chromium cluster-up cluster-down cluster-status \
+        cluster-up-node cluster-node-deps \
         services-up services-down lint lint-chart crds test test-unit test-integration test-e2e \
         demo demo-down bench-worker bench-worker-batches bench-import bench-operator kind-up clean
 
@@ -75,6 +76,16 @@ tools: k8s minio tools-chart
 cluster-up: deps k8s
 	$(PY) -m hack.cluster up
 
+# A real node instead of the node agent (hack/realnode.py): containerd, runc, the kubelet,
+# the CNI bridge and kube-proxy, with the images imported. `make cluster-down` undoes it.
+cluster-up-node: deps cluster-node-deps images
+	$(PY) -m hack.cluster up --node kubelet
+
+# The real node's binaries, built from their Go modules into .cache (only when missing).
+cluster-node-deps: k8s
+	bash hack/build-kubernetes.sh --node $(KUBERNETES_VERSION) $(ETCD_VERSION)
+	bash hack/build-node.sh
+
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m hack.cluster down; fi
 
@@ -108,7 +119,7 @@ test-integration: deps minio sshd
 
 # Includes the fault-injection scenarios (docs/reliability.md): the ones that stop a
 # server stop a private one.
-test-e2e: deps k8s minio tools-chart images chromium sshd
+test-e2e: deps k8s minio tools-chart images chromium sshd cluster-node-deps
 	$(PYTEST) tests/e2e
 
 test: lint lint-chart test-unit test-integration test-e2e

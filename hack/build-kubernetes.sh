@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
-# from their Go modules into .cache/k8s/<version>/bin, only when missing.
+# from their Go modules into .cache/k8s/<version>/bin, only when missing; with --node
+# also the kubelet and kube-proxy (the real node, hack/build-node.sh builds the rest).
 #
 # k8s.io/kubernetes is not meant to be used as a module dependency: its go.mod
 # points the k8s.io/* staging modules at ./staging. A throwaway module that
 # requires it and replaces each staging module with the matching v0.x release
 # is the known way to build its commands with a plain Go toolchain.
 set -euo pipefail
-version="${1:?usage: build-kubernetes.sh KUBERNETES_VERSION ETCD_VERSION}"
+node=0
+if [[ "${1:-}" == "--node" ]]; then node=1; shift; fi
+version="${1:?usage: build-kubernetes.sh [--node] KUBERNETES_VERSION ETCD_VERSION}"
 etcd_version="${2:?usage: build-kubernetes.sh KUBERNETES_VERSION ETCD_VERSION}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$root/.cache/k8s/$version"
 bin="$cache/bin"
 commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+if [[ $node == 1 ]]; then commands+=(kubelet kube-proxy); fi
 
 # A binary counts as built only when it reports the pinned version: builds from before
 # the version was stamped said v0.0.0-master+$Format:%H$, which helm's kubeVersion
@@ -38,7 +42,10 @@ src="$cache/src"
 mkdir -p "$src" "$bin"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 cd "$src"
-if [[ ! -f go.mod ]]; then
+# A module made before the node's commands were wanted lacks their imports: add them.
+if [[ -f go.mod && $node == 1 ]] && ! grep -q cmd/kubelet tools.go; then rm -f tools.go; fi
+if [[ ! -f go.mod || ! -f tools.go ]]; then
+  [[ -f go.mod ]] || {
   go mod init ferry.dev/hack/kubernetes >/dev/null 2>&1
   go mod edit -require="k8s.io/kubernetes@v$version" -require="go.etcd.io/etcd/server/v3@v$etcd_version"
   k8smod="$(go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
@@ -46,6 +53,7 @@ if [[ ! -f go.mod ]]; then
   for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$k8smod"); do
     go mod edit -replace="$m=$m@$staging_version"
   done
+  }
   cat > tools.go <<GO
 //go:build tools
 
@@ -57,6 +65,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   go mod tidy -e >/dev/null

@@ -5,6 +5,11 @@ kube-apiserver, kube-controller-manager (the real Job controller and garbage col
 kube-scheduler and the node agent (hack/nodeagent.py) as local processes, all
 built from their Go modules by hack/build-kubernetes.sh. `up` is idempotent:
 components already running are left alone. State lives in .cache/cluster/.
+
+`up --node kubelet` runs a real node instead of the node agent: containerd, runc, the
+kubelet, the CNI bridge and kube-proxy (hack/realnode.py), with the images of
+`make images` imported into containerd. The mode is remembered in the state directory
+so that `down` knows to undo what the node changed on the host.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hack import realnode
 from hack.pki import NODE_NAME, ensure_pki
 from hack.ports import reserve, wait_bindable
 
@@ -33,6 +39,9 @@ PKI = STATE / "pki"
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
 ADMIN_KUBECONFIG = STATE / "admin.kubeconfig"
+NODE_MODE_FILE = STATE / "node-mode"
+NODE_LAYOUT = realnode.Layout(STATE / "node")
+IMAGES_OCI = ROOT / ".cache" / "images" / "oci"
 
 ETCD_PORT = 52379 + PORT_OFFSET
 ETCD_PEER_PORT = 52380 + PORT_OFFSET
@@ -83,8 +92,14 @@ current-context: ferry-local
     )
 
 
+def node_mode() -> str:
+    """`agent` (hack/nodeagent.py, the default) or `kubelet` (a real node)."""
+    return NODE_MODE_FILE.read_text().strip() if NODE_MODE_FILE.exists() else "agent"
+
+
 def components() -> list[Component]:
     b = bin_dir()
+    kubelet = node_mode() == "kubelet"
     cm_kc, sched_kc = STATE / "controller-manager.kubeconfig", STATE / "scheduler.kubeconfig"
     return [
         Component("etcd", (ETCD_PORT, ETCD_PEER_PORT), [
@@ -99,7 +114,12 @@ def components() -> list[Component]:
         Component("kube-apiserver", (APISERVER_PORT,), [
             str(b / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            # A real node's pods reach it through the `kubernetes` Service, whose
+            # endpoint is the bridge's gateway (kube-proxy's rules lead there).
+            *(["--bind-address=0.0.0.0", f"--advertise-address={realnode.GATEWAY}",
+               "--endpoint-reconciler-type=lease"] if kubelet else
+              ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+               "--endpoint-reconciler-type=none"]),
             f"--secure-port={APISERVER_PORT}",
             f"--tls-cert-file={PKI / 'apiserver.crt'}",
             f"--tls-private-key-file={PKI / 'apiserver.key'}",
@@ -115,7 +135,6 @@ def components() -> list[Component]:
             "--authorization-mode=Node,RBAC",
             # The `kubernetes` Service cannot point at loopback; pods here reach the API
             # server through their per-pod kubeconfig instead.
-            "--endpoint-reconciler-type=none",
             "--enable-admission-plugins=NodeRestriction",
             "--profiling=false",
         ]),
@@ -136,12 +155,19 @@ def components() -> list[Component]:
             "--bind-address=127.0.0.1", f"--secure-port={SCHEDULER_PORT}",
             "--leader-elect=false",
         ]),
-        Component("node-agent", (), [
+        *(real_node_components() if kubelet else [Component("node-agent", (), [
             sys.executable, str(ROOT / "hack" / "nodeagent.py"),
             f"--kubeconfig={STATE / 'node.kubeconfig'}", f"--node-name={NODE_NAME}",
             f"--state-dir={STATE / 'pods'}",
-        ]),
+        ])]),
     ]
+
+
+def real_node_components() -> list[Component]:
+    argv = realnode.argv(NODE_LAYOUT, bin_dir(), realnode.node_bin_dir(ROOT),
+                         STATE / "node.kubeconfig", NODE_NAME)
+    ports = {"containerd": (), "kubelet": (50250, 50248), "kube-proxy": (50256, 50249)}
+    return [Component(name, ports[name], command) for name, command in argv.items()]
 
 
 def pid_of(name: str) -> int | None:
@@ -189,6 +215,23 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     )
 
 
+def load_images() -> None:
+    """The sandbox image and those of `make images`, each imported once per build."""
+    node_bin = realnode.node_bin_dir(ROOT)
+    realnode.wait_socket(NODE_LAYOUT.containerd_socket)
+    pause = realnode.write_pause_image(node_bin / "pause", NODE_LAYOUT.root / "ferry-pause")
+    stamps = NODE_LAYOUT.root / "imported"
+    stamps.mkdir(exist_ok=True)
+    for image in [pause, *sorted(p for p in IMAGES_OCI.glob("*") if p.is_dir())]:
+        built = (image.parent / f"{image.name}.id")
+        want = built.read_text() if built.exists() else "pause"
+        stamp = stamps / image.name
+        if stamp.exists() and stamp.read_text() == want:
+            continue
+        realnode.import_images(NODE_LAYOUT, node_bin, [image])
+        stamp.write_text(want)
+
+
 def wait_node_ready(timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -197,8 +240,9 @@ def wait_node_ready(timeout: float = 60.0) -> None:
         if out.stdout.strip() == "True":
             return
         time.sleep(0.5)
+    log = "kubelet.log" if node_mode() == "kubelet" else "node-agent.log"
     raise SystemExit(f"error: node {NODE_NAME} not Ready after {timeout:.0f}s; "
-                     f"see {LOGS / 'node-agent.log'}")
+                     f"see {LOGS / log}")
 
 
 def wait_default_service_account(timeout: float = 60.0) -> None:
@@ -212,12 +256,19 @@ def wait_default_service_account(timeout: float = 60.0) -> None:
                      f"see {LOGS / 'kube-controller-manager.log'}")
 
 
-def up() -> None:
-    missing = [c.argv[0] for c in components() if not Path(c.argv[0]).exists()]
-    if missing:
-        raise SystemExit(f"error: {missing[0]} is not built: run `make k8s` first")
+def up(node: str | None = None) -> None:
+    """Start what is not running; `node` picks the node (default: the one already up)."""
     for d in (STATE, LOGS, PIDS):
         d.mkdir(parents=True, exist_ok=True)
+    if node is not None and node != node_mode():
+        if pid_of("kube-apiserver"):
+            raise SystemExit(f"error: the cluster in {STATE} runs with --node {node_mode()}: "
+                             "run `make cluster-down` before switching")
+        NODE_MODE_FILE.write_text(node)
+    missing = [c.argv[0] for c in components() if not Path(c.argv[0]).exists()]
+    if missing:
+        target = "make cluster-node-deps" if node_mode() == "kubelet" else "make k8s"
+        raise SystemExit(f"error: {missing[0]} is not built: run `{target}` first")
     ensure_pki(PKI)
     write_kubeconfig(ADMIN_KUBECONFIG, "ferry-admin", "admin")
     write_kubeconfig(STATE / "controller-manager.kubeconfig",
@@ -225,6 +276,9 @@ def up() -> None:
     write_kubeconfig(STATE / "scheduler.kubeconfig", "system:kube-scheduler", "scheduler")
     write_kubeconfig(STATE / "node.kubeconfig", f"system:node:{NODE_NAME}", "node")
 
+    if node_mode() == "kubelet":
+        realnode.prepare(NODE_LAYOUT, realnode.node_bin_dir(ROOT), PKI / "ca.crt",
+                         ADMIN_KUBECONFIG)
     reserve(port for component in components() for port in component.ports)
     for component in components():
         if pid_of(component.name):
@@ -245,10 +299,14 @@ def up() -> None:
         process = subprocess.Popen(
             component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=ROOT,
+            env=realnode.node_env(realnode.node_bin_dir(ROOT))
+            if component.name == "containerd" else None,
         )
         (PIDS / f"{component.name}.pid").write_text(str(process.pid))
         if component.name == "kube-apiserver":
             wait_healthy()
+        if component.name == "containerd":
+            load_images()
     wait_node_ready()
     wait_default_service_account()
     print(f"cluster up: export KUBECONFIG={ADMIN_KUBECONFIG}")
@@ -270,8 +328,19 @@ def stop(name: str, grace: float = 10.0) -> None:
 
 def down() -> None:
     """Stop everything (node agent first, so it can stop its pods) and wipe etcd."""
+    kubelet = node_mode() == "kubelet"
     for component in reversed(components()):
         stop(component.name)
+    if kubelet:
+        problems = realnode.restore(NODE_LAYOUT, bin_dir())
+        if problems:
+            raise SystemExit(f"error: could not undo on the host: {', '.join(problems)}")
+        # Images stay imported (containerd's content store) for the next `up`.
+        for d in NODE_LAYOUT.root.iterdir() if NODE_LAYOUT.root.exists() else []:
+            if d.name not in ("containerd", "imported"):
+                subprocess.run(["rm", "-rf", str(d)], check=True)
+        subprocess.run(["rm", "-rf", str(NODE_LAYOUT.containerd_state)], check=True)
+        NODE_MODE_FILE.unlink(missing_ok=True)
     subprocess.run(["rm", "-rf", str(STATE / "etcd"), str(STATE / "pods")], check=True)
     print("cluster down")
 
@@ -286,9 +355,12 @@ def status() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
-    command = parser.parse_args().command
+    parser.add_argument("--node", choices=["agent", "kubelet"], default=None,
+                        help="the node agent (default) or a real kubelet node")
+    args = parser.parse_args()
+    command = args.command
     if command == "up":
-        up()
+        up(args.node)
     elif command == "down":
         down()
     else:
