@@ -108,7 +108,7 @@ def test_list_watch_prints_a_row_when_a_job_changes(
     try:
         assert watcher.stdout is not None
         header = watcher.stdout.readline()
-        assert header.split()[:3] == ["NAME", "TITLE", "PHASE"]
+        assert header.split()[0] == "NAME" and "PHASE" in header.split()
         initial = [watcher.stdout.readline().split()[0] for _ in range(2)]
         assert sorted(initial) == ["bad", "good"]
         time.sleep(1.5)
@@ -119,3 +119,30 @@ def test_list_watch_prints_a_row_when_a_job_changes(
         watcher.terminate()
         watcher.wait(timeout=10)
     wait_until(lambda: watcher.returncode is not None)
+
+
+def test_describe_watch_prints_the_page_again_when_the_job_changes(
+        operator: OperatorProcess, wiring: Wiring, jobs: None, kubectl: Kubectl,
+        kubeconfig: str) -> None:
+    watcher = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "kubectl-ferry"), "-n", wiring.namespace, "describe",
+         "bad", "-w"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "KUBECONFIG": kubeconfig})
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline() == "Name:       bad\n"
+        # The first page ends with the failed run's next step (the run of the test above).
+        line = ""
+        while not line.startswith("Next Step:"):
+            line = watcher.stdout.readline()
+            assert line, "the page ended without a Next Step"
+        watcher.stdout.readline()
+        time.sleep(1.5)
+        kubectl("label", "-n", wiring.namespace, "exportjob/bad", "watched=yes")
+        # A blank line, then the page again.
+        assert watcher.stdout.readline() == "\n"
+        assert watcher.stdout.readline() == "Name:       bad\n"
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
