@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from ferry.constants import ANNOTATION_RUN_REQUESTED_AT
-from ferry.contract.layout import RUN_MARKER
+from ferry.contract.layout import KEY_PLAN, RUN_MARKER
 from tests.fixtures.services import S3Server
 
 from .operator_fixtures import OperatorProcess, Wiring, export_job, get, request
@@ -82,7 +82,13 @@ def test_a_recreated_job_replaces_the_old_jobs_run_folder(
     assert {m["jobUid"] for m in manifests.values()} == {new["metadata"]["uid"]}
     files = sorted(f["key"] for m in manifests.values() for f in m["files"])
     assert keys == sorted([f"{FOLDER}_manifests/batch-0.json",
-                           f"{FOLDER}_manifests/batch-1.json", f"{FOLDER}{RUN_MARKER}", *files])
+                           f"{FOLDER}_manifests/batch-1.json", f"{FOLDER}{RUN_MARKER}",
+                           f"{FOLDER}{KEY_PLAN}", *files])
+    # The old job's key plan (4 ranges) was replaced by the new job's (2), not reused.
+    key_plan = json.loads(s3.client().get_object(
+        Bucket=wiring.bucket, Key=f"{FOLDER}{KEY_PLAN}")["Body"].read())
+    assert (key_plan["jobUid"], key_plan["count"], key_plan["method"]) == (
+        new["metadata"]["uid"], 2, "ranges")
     marker = json.loads(s3.client().get_object(
         Bucket=wiring.bucket, Key=f"{FOLDER}{RUN_MARKER}")["Body"].read())
     assert (marker["run"], marker["jobUid"]) == (f"{NAME}.1", new["metadata"]["uid"])
