@@ -132,7 +132,7 @@ def test_list_empty_namespace(kubeconfig: str, crds: None,
     code = cli_main.main(["list", "--kubeconfig", kubeconfig, "-n", "t-cli-nothing-here"])
     captured = capsys.readouterr()
     assert (code, captured.out) == (0, "")
-    assert captured.err == 'No exportjobs found in namespace "t-cli-nothing-here".\n'
+    assert captured.err == 'No exportjobs or importjobs found in namespace "t-cli-nothing-here".\n'
 
 
 def test_describe(ferry: Ferry, jobs: None, namespace: str) -> None:
@@ -142,6 +142,7 @@ def test_describe(ferry: Ferry, jobs: None, namespace: str) -> None:
         "Name:       contacts\n"
         f"Namespace:  {namespace}\n"
         "Title:      Contact history\n"
+        "Type:       Export\n"
         "Source:     postgres table interactions (Secret db, key dsn)\n"
         "Timeframe:  all data\n"
         "Schedule:   every 4h at :15 UTC\n"
