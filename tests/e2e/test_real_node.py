@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -171,6 +172,11 @@ def installed(node: Node, tmp_path_factory: pytest.TempPathFactory, pg_db: str,
                    "--set", f"worker.image.tag={VERSION}",
                    "--set", f"watchNamespaces={{{WORK_NS}}}",
                    "--set", f"worker.namespaces={{{WORK_NS}}}",
+                   # The chart's probe, on a shorter clock so that a frozen operator
+                   # is restarted within seconds.
+                   "--set", "operator.livenessProbe.periodSeconds=5",
+                   "--set", "operator.livenessProbe.timeoutSeconds=2",
+                   "--set", "operator.livenessProbe.failureThreshold=2",
                    "--wait", "--timeout", "240s")
     helm_seconds = time.monotonic() - started
     try:
@@ -315,6 +321,32 @@ def test_a_worker_pod_exports_postgres_rows_to_minio(
     print(f"\nreal node: up {node.start_seconds:.1f} s, helm install --wait "
           f"{installed.helm_seconds:.1f} s, run {run_seconds:.1f} s, worker pod start "
           f"{time.mktime(started) - time.mktime(created):.0f} s after creation")
+
+
+def test_the_liveness_probe_restarts_a_frozen_operator(node: Node, installed: Installed
+                                                        ) -> None:
+    """SIGSTOP from the host (a wedged process): the kubelet's probe times out and the
+    kubelet restarts the container, which comes back Ready."""
+    pod = _operator_pod(node.kubectl)
+    [status] = pod["status"]["containerStatuses"]
+    container_id = status["containerID"].removeprefix("containerd://")
+    tasks = subprocess.run([str(realnode.node_bin_dir(ROOT) / "ctr"),
+                            f"--address={STATE / 'node' / 'containerd' / 'containerd.sock'}",
+                            "--namespace=k8s.io", "tasks", "ls"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    [pid] = [int(line.split()[1]) for line in tasks if line.startswith(container_id)]
+    os.kill(pid, signal.SIGSTOP)
+    name = pod["metadata"]["name"]
+
+    def restarted() -> dict[str, Any] | None:
+        [s] = _get(node.kubectl, OPERATOR_NS, f"pod/{name}")["status"]["containerStatuses"]
+        return s if s["restartCount"] > status["restartCount"] and s["ready"] else None
+
+    after = wait_until(restarted, what="the kubelet to restart the frozen operator",
+                       timeout=120)
+    assert after["containerID"] != status["containerID"]
+    events = node.kubectl("get", "events", "-n", OPERATOR_NS, "-o", "json").stdout
+    assert "Liveness probe failed" in events
 
 
 def test_cluster_down_puts_the_host_back(node: Node, host_before: dict[str, object]) -> None:
