@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ferry.cli.ui import views
+from ferry.cli.ui import actions, views
 from tests.cli_objects import (
     NOW,
     exportjob,
@@ -92,7 +92,8 @@ def test_every_kind_is_listed_generically_with_its_own_source_and_type() -> None
         ("ImportJob", "s3://landing/in", "contacts"),
         ("JobGroup", "group", "2 members"),
     ]
-    assert rows["load"]["actions"] == []
+    assert rows["load"]["actions"] == ["run", "stop", "retry", "suspend", "resume", "clone",
+                                       "delete"], "the plugin's verbs take importjob/NAME"
     assert rows["nightly"]["progress"]["text"] == "1/2 succeeded"
     assert page["errors"] == ["list jobgroups: forbidden"]
 
@@ -187,3 +188,10 @@ def test_every_button_a_kind_offers_is_a_plugin_verb_or_delete() -> None:
     for kind in views.KINDS:
         for action in kind.actions:
             assert action == "delete" or (kind.plural, action) in VERBS, (kind.name, action)
+
+
+def test_an_import_rows_action_calls_the_verb_with_its_kubectl_name() -> None:
+    args = actions.arguments("importjobs", "load", "load-copy", None)
+    assert (args.job, args.source, args.new, args.wait) == (
+        "importjob/load", "importjob/load", "load-copy", False)
+    assert actions.arguments("exportjobs", "contacts", None, None).job == "contacts"

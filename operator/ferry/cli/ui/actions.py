@@ -19,8 +19,8 @@ from ferry.cli import groups, jobs
 from ferry.cli.context import Context
 from ferry.cli.errors import CliError
 from ferry.cli.kube import KIND_NAMES, Kube, Target
-from ferry.constants import EXPORTJOB_PLURAL, JOBGROUP_PLURAL
-from ferry.reconcile.admission import check_exportjob_delete
+from ferry.constants import EXPORTJOB_PLURAL, IMPORTJOB_PLURAL, JOBGROUP_PLURAL
+from ferry.reconcile.admission import check_exportjob_delete, check_importjob_delete
 
 Verb = Callable[[Context, argparse.Namespace], int]
 
@@ -31,6 +31,10 @@ VERBS: dict[tuple[str, str], Verb] = {
     (EXPORTJOB_PLURAL, "suspend"): jobs.cmd_suspend,
     (EXPORTJOB_PLURAL, "resume"): jobs.cmd_resume,
     (EXPORTJOB_PLURAL, "clone"): jobs.cmd_clone,
+    **{(IMPORTJOB_PLURAL, verb): fn for verb, fn in (
+        ("run", jobs.cmd_run), ("stop", jobs.cmd_stop), ("retry", jobs.cmd_retry),
+        ("suspend", jobs.cmd_suspend), ("resume", jobs.cmd_resume),
+        ("clone", jobs.cmd_clone))},
     (JOBGROUP_PLURAL, "run"): groups.cmd_run,
     (JOBGROUP_PLURAL, "stop"): groups.cmd_stop,
     (JOBGROUP_PLURAL, "retry"): groups.cmd_retry,
@@ -50,15 +54,18 @@ def arguments(plural: str, name: str, new: str | None, title: str | None) -> arg
     never waits: the page shows the run's progress instead of ``run --wait``)."""
     if plural == JOBGROUP_PLURAL:
         return argparse.Namespace(group=name)
-    return argparse.Namespace(job=name, run=None, source=name, new=new, title=title or None,
+    ref = f"importjob/{name}" if plural == IMPORTJOB_PLURAL else name
+    return argparse.Namespace(job=ref, run=None, source=ref, new=new, title=title or None,
                               wait=False, follow=False, timeout=None)
 
 
 def delete(kube: Kube, plural: str, name: str) -> str:
     """Delete, refused while a run is in progress with the admission webhook's own message
     (the same check, so the page says it whether or not the webhook is installed)."""
-    if plural == EXPORTJOB_PLURAL:
-        refusal = check_exportjob_delete("DELETE", kube.get(plural, name))
+    guard = {EXPORTJOB_PLURAL: check_exportjob_delete,
+             IMPORTJOB_PLURAL: check_importjob_delete}.get(plural)
+    if guard is not None:
+        refusal = guard("DELETE", kube.get(plural, name))
         if refusal is not None:
             raise CliError(refusal.message)
     kube.delete(plural, name)

@@ -51,7 +51,8 @@ class Kind:
 KINDS = (
     Kind("ExportJob", EXPORTJOB_PLURAL, "Export",
          ("run", "stop", "retry", "suspend", "resume", "clone", "delete")),
-    Kind("ImportJob", IMPORTJOB_PLURAL, "Import", ()),
+    Kind("ImportJob", IMPORTJOB_PLURAL, "Import",
+         ("run", "stop", "retry", "suspend", "resume", "clone", "delete")),
     Kind("JobGroup", JOBGROUP_PLURAL, "Group", ("run", "stop", "retry")),
 )
 KIND_BY_PLURAL = {k.plural: k for k in KINDS}
