@@ -322,10 +322,17 @@ def main(argv: list[str] | None = None) -> int:
             if r.mode == "Merge" and merge_rate:
                 r.ratio_to_baseline = round(r.rows_per_s / merge_rate, 3)
         flatness: list[dict[str, Any]] = []
+        small_results: list[Run] = []
         if small and small != table:
             small_results, _ = run_all(bench, small, args.rss_rows, args.repeat, False,
                                        failures)
+            small_psql = rate(small_results, "psql append")
+            small_merge = rate(small_results, "hand-written merge")
             for s in small_results:
+                s.rows_per_s = round(s.rows / s.seconds)
+                s.ratio_to_psql = round(s.rows_per_s / small_psql, 3) if small_psql else 0.0
+                if s.mode == "Merge" and small_merge:
+                    s.ratio_to_baseline = round(s.rows_per_s / small_merge, 3)
                 big = next((r for r in results if r.name == s.name), None)
                 if big and s.name.startswith("ferry"):
                     flatness.append({"name": s.name, f"peak_rss_mb_{args.rss_rows}": s.peak_rss_mb,
@@ -351,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_runs": all_runs,
         "results": [dataclasses.asdict(r) for r in results],
         "rss_flatness": flatness,
+        "results_rss_rows": [dataclasses.asdict(r) for r in small_results],
         "failed_baselines": failures,
     }, indent=2) + "\n")
     for failed in failures:
