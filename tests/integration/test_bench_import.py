@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from bench import importer
 
 pytestmark = pytest.mark.integration
