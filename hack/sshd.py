@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import pwd
 import shutil
@@ -30,6 +31,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent / ".cache" / "services" / "sshd"
+JAILS = Path("/run/ferry-sftp")
+"""Where the chroots live: sshd refuses a chroot with a group- or world-writable
+directory anywhere on its path (a checkout under /tmp has one), and /run is root's own,
+0755, on every Debian machine. One per checkout (a digest of ROOT) and server name."""
 SSHD = Path("/usr/sbin/sshd")
 USER = "ferry-sftp"
 DIRECTORY = "/upload"
@@ -92,7 +97,8 @@ class SftpServer:
 
     @property
     def chroot(self) -> Path:
-        return self.folder / "chroot"
+        digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+        return JAILS / f"{digest}-{self.name}"
 
     @property
     def upload(self) -> Path:
@@ -123,9 +129,10 @@ class SftpServer:
         """Keys, config and chroot (the chroot and its parents root-owned, 0755, as
         sshd requires), and a free port."""
         account = _ensure_user()
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        for folder in (ROOT, self.folder, self.chroot):
+        for old in (self.folder, self.chroot):
+            if old.exists():
+                shutil.rmtree(old)
+        for folder in (ROOT, self.folder, JAILS, self.chroot):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o755)
         self.upload.mkdir()

@@ -11,6 +11,7 @@ index at a time as the pods of an Indexed Job would.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from ferry.cli.errors import CliError
 from ferry.cli.files import RunFolder, committed_files, error_records
 from ferry.cli.model import RunRef
 from ferry.cli.s3 import Bucket
+from ferry.contract.layout import KEY_PLAN
 from ferry.contract.plan import plan_document
 from ferry.reconcile.batches import plan_slices, retry_slices
 from ferry.reconcile.jobspec import Owner, worker_plan
@@ -49,8 +51,11 @@ def dsn(pg_db: str) -> str:
 
 @pytest.fixture
 def prefix(request: pytest.FixtureRequest) -> str:
-    """A prefix of its own per test, so the module's bucket is shared safely."""
-    return "folders-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    """A prefix of its own per test (and parameter: a name cut at 60 characters is no
+    longer unique, hence the digest), so the module's bucket is shared safely."""
+    name = request.node.name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"folders-{digest}-" + "".join(c if c.isalnum() else "-" for c in name)[:50]
 
 
 def job_spec(s3: S3Server, bucket: str, prefix: str, batches: int) -> ExportJobSpec:
@@ -153,7 +158,8 @@ def test_a_recreated_job_with_fewer_batches_leaves_only_its_own_run_in_the_folde
     assert {(m["jobUid"], m["batchCount"]) for m in new.values()} == {("uid-new-job", 2)}
     files = sorted(f["key"] for m in new.values() for f in m["files"])
     assert folder_keys(s3, s3_bucket, prefix) == sorted(
-        [f"{prefix}/{JOB}/{RUN}/_manifests/batch-{i}.json" for i in (0, 1)] + files)
+        [f"{prefix}/{JOB}/{RUN}/_manifests/batch-{i}.json" for i in (0, 1)] + files +
+        [f"{prefix}/{JOB}/{RUN}/{KEY_PLAN}"]), "the new job's key plan replaced the old one's"
     assert exported_ids(s3, s3_bucket, list(new.values())) == table_ids(dsn)
 
     folder = cli_folder(s3, s3_bucket, prefix, "uid-new-job")
