@@ -19,6 +19,7 @@ from typing import Any
 
 from ferry.api.common import Window
 from ferry.api.importjob import ImportJobSpec
+from ferry.api.jobgroup import IMPORT_MEMBER_PREFIX
 from ferry.api.output import S3Bucket
 from ferry.api.status import HistoryEntry, RunPhase, RunStatus
 from ferry.constants import EXPORTJOB_KIND, IMPORTJOB_KIND
@@ -55,6 +56,7 @@ class ImportRules:
     """ImportJob: files under an S3 prefix, or an ExportJob run's, into one table."""
 
     kind = IMPORTJOB_KIND
+    cli_prefix = IMPORT_MEMBER_PREFIX
     noun = "import"
     backfills = False
     seals = False

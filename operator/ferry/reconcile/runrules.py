@@ -41,6 +41,8 @@ class RunRules(Protocol):
 
     kind: str
     """The resource kind, for messages ("ExportJob")."""
+    cli_prefix: str
+    """How `kubectl ferry` names a job of this kind: ``<prefix><name>``."""
     noun: str
     """What a run moves, for messages ("export", "import")."""
     backfills: bool
@@ -105,6 +107,7 @@ class ExportRules:
     """ExportJob: rows of a table or query in a time window, split by time or by key."""
 
     kind = EXPORTJOB_KIND
+    cli_prefix = ""
     noun = "export"
     backfills = True
     seals = True

@@ -1,4 +1,5 @@
-"""The ExportJob state machine: one pure function from what is observed to what to do.
+"""The run state machine of ExportJobs and ImportJobs: one pure function from what is
+observed to what to do (what differs between the kinds: `RunRules`).
 
 `reconcile` is level-based, as in kopf's reconciliation guide: it looks at the
 whole picture every time (spec, status, request annotations, the child Jobs and
@@ -295,7 +296,7 @@ class _Reconciler:
             self.decision.release_finalizer = True
             return
         message = (f"deletion waits for run {run.id} to end; to delete now, stop it: "
-                   f"kubectl ferry stop {self.obs.owner.name}")
+                   f"kubectl ferry stop {self.rules.cli_prefix}{self.obs.owner.name}")
         if self.obs.status.current_run is None or \
                 self.obs.status.current_run.message != message:
             self.event("Warning", "DeletionBlocked", message)
@@ -426,7 +427,8 @@ class _Reconciler:
             minutes = int((self.now - run.progressed_at).total_seconds() // 60)
             self.stalled = (f"run {run.id} has made no progress for {minutes}m "
                             f"({run.records_processed or 0} records): check the worker logs "
-                            f"(kubectl ferry logs {self.obs.owner.name}) and the source")
+                            f"(kubectl ferry logs {self.rules.cli_prefix}{self.obs.owner.name}) "
+                            "and the source")
 
     def finish(self, run: RunStatus, phase: RunPhase, message: str) -> None:
         failed = [b.index for b in run.batch_statuses or [] if b.phase == "Failed"]
@@ -665,5 +667,5 @@ class _Reconciler:
 
 
 def reconcile(obs: Observation) -> Decision:
-    """Decide everything for one ExportJob at ``obs.now``."""
+    """Decide everything for one ExportJob or ImportJob at ``obs.now``."""
     return _Reconciler(obs).run()
