@@ -63,7 +63,8 @@ def test_a_pod_ended_mid_copy_leaves_nothing_and_the_retry_loads_once(
     wait_for_copy(env, worker)
     worker.send_signal(how)
     code = worker.wait(timeout=60)
-    assert code == (-9 if how == signal.SIGKILL else 75)
+    assert code == (-9 if how == signal.SIGKILL else 75), (
+        worker.stderr.read().decode()[-3000:] if worker.stderr else "")
     assert env.sql(f"SELECT count(*) FROM {table}")[0][0] == 0
     retry = env.run(plan)
     assert retry.code == 0, retry.message

@@ -50,6 +50,14 @@ class TransientError(WorkerError):
     kind = "transient"
 
 
+class Terminated(BaseException):
+    """SIGTERM: the pod is being deleted or evicted. A BaseException, so that no
+    ``except Exception`` on the way swallows it: botocore wraps every Exception raised
+    while it sends a request in a retryable HTTPClientError, which a retry loop then
+    retried away (seen: a terminated import went on to commit). The attempt turns it
+    into a TransientError that is never retried (`ferry.worker.main._attempt`)."""
+
+
 class LostRace(Exception):  # noqa: N818 - a normal outcome, not an error
     """Another attempt committed this batch first; ours is discarded (exit 0)."""
 

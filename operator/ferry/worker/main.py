@@ -44,7 +44,14 @@ import psycopg
 from ferry.contract.plan import Plan, SftpDestination
 from ferry.worker import layout
 from ferry.worker.batch import Attempt, append_error, run_attempt
-from ferry.worker.errors import ConfigError, ExitCode, Redactor, TransientError, WorkerError
+from ferry.worker.errors import (
+    ConfigError,
+    ExitCode,
+    Redactor,
+    Terminated,
+    TransientError,
+    WorkerError,
+)
 from ferry.worker.manifest import failure, summary, write_termination_message
 from ferry.worker.plan import Secrets, load_plan, load_secrets
 from ferry.worker.progress import Progress, Publisher, pod_patcher
@@ -88,10 +95,14 @@ def _setup_logging(env: Mapping[str, str], redact: Redactor) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+TERMINATED = "terminated by SIGTERM (pod deleted or evicted)"
+"""The reason of an attempt SIGTERM ended: never retried (the pod is going away)."""
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Pod deletion: unwind through the cleanup paths instead of dying mid-upload."""
     del signum, frame
-    raise TransientError("terminated by SIGTERM (pod deleted or evicted)")
+    raise Terminated
 
 
 def _fallback_index(env: Mapping[str, str], cli_index: int | None) -> int:
@@ -113,7 +124,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 def _gives_up(error: WorkerError, number: int, max_attempts: int) -> bool:
     """Whether a failed attempt is the last: fatal kinds, the last try and SIGTERM are."""
     retryable = error.exit_code in (ExitCode.TRANSIENT, ExitCode.INTERNAL)
-    return not retryable or number == max_attempts or "SIGTERM" in error.reason
+    return not retryable or number == max_attempts or error.reason == TERMINATED
 
 
 def _backoff(number: int) -> None:
@@ -125,6 +136,8 @@ def _attempt(step: Callable[[], T]) -> T | WorkerError:
     exception is an internal error, logged with its traceback, and retried as one)."""
     try:
         return step()
+    except Terminated:
+        return TransientError(TERMINATED)
     except WorkerError as exc:
         return exc
     except Exception as exc:
