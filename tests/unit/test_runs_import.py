@@ -174,3 +174,17 @@ def test_from_export_of_a_missing_export_names_it() -> None:
     assert last is not None and last.phase == RunPhase.FAILED
     assert last.message == ("spec.source.fromExport.name: ExportJob contacts not found in "
                             "namespace team-a: create it, or fix the name")
+
+
+def test_from_export_of_an_export_without_an_s3_output_says_so() -> None:
+    spec = import_spec().from_export("contacts").build()
+    decision = reconcile(import_observation(
+        spec, NOW, annotations=RUN_NOW,
+        inputs=ExportView(name="contacts", namespace="team-a", found=True)))
+
+    assert decision.create_job is None
+    last = decision.status.last_run
+    assert last is not None and last.phase == RunPhase.FAILED
+    assert last.message == (
+        "spec.source.fromExport.name: ExportJob contacts does not write to S3 (its "
+        "spec.output.s3, or its spec, does not read): fromExport reads S3 run folders only")

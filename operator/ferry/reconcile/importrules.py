@@ -104,6 +104,10 @@ class ImportRules:
             namespace = inputs.namespace if inputs else "this namespace"
             return (f"spec.source.fromExport.name: {EXPORTJOB_KIND} {source.name} not found "
                     f"in namespace {namespace}: create it, or fix the name")
+        if inputs.bucket is None:
+            return (f"spec.source.fromExport.name: {EXPORTJOB_KIND} {source.name} does not "
+                    "write to S3 (its spec.output.s3, or its spec, does not read): "
+                    "fromExport reads S3 run folders only")
         if source.run is not None:
             run.source_run = source.run
             return None
