@@ -430,7 +430,7 @@ INVALID = [
     Invalid(
         "group-member-name-length",
         {"spec.members": ["a" * 53]},
-        'spec.members[0]: Invalid value: "string": a member is an ExportJob\'s name or '
+        f'spec.members[0]: Invalid value: "{"a" * 53}": a member is an ExportJob\'s name or '
         "importjob/<name>, the name at most 52 characters",
         JOBGROUP,
     ),
