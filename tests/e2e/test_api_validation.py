@@ -428,6 +428,22 @@ INVALID = [
         JOBGROUP,
     ),
     Invalid(
+        "output-s3-and-sftp",
+        {"spec.output.sftp": {"host": "sftp.example", "directory": "/in",
+                              "credentialsSecretRef": {"name": "s", "privateKeyKey": "k"}}},
+        "spec.output: Invalid value: set exactly one of spec.output.s3 and spec.output.sftp",
+    ),
+    Invalid(
+        "sftp-key-and-password",
+        {"spec.output.s3": DELETE,
+         "spec.output.sftp": {"host": "sftp.example", "directory": "/in",
+                              "credentialsSecretRef": {"name": "s", "privateKeyKey": "k",
+                                                       "passwordKey": "p"}}},
+        "spec.output.sftp.credentialsSecretRef: Invalid value: set exactly one of "
+        "privateKeyKey and passwordKey (the Secret key holding the private key, or the "
+        "password)",
+    ),
+    Invalid(
         "group-member-name-length",
         {"spec.members": ["a" * 53]},
         f'spec.members[0]: Invalid value: "{"a" * 53}": a member is an ExportJob\'s name or '
