@@ -585,7 +585,8 @@ def test_s3_down_past_the_first_attempt_the_second_exports_once_and_aborts_its_u
     [((key, upload_id), _)] = outcome.uploads_seen.items()
     assert first in key and key != entry["key"], (key, entry["key"])
     assert not is_open(client, bucket, key, upload_id)
-    assert re.search(r" INFO ferry\.worker\.batch: swept .* and 1 unfinished upload", outcome.log), \
+    assert re.search(r" INFO ferry\.worker\.batch: swept .* and 1 unfinished upload",
+                     outcome.log), \
         outcome.log[-4000:]
     assert_no_secret(outcome, private_minio, pg_db)
 
