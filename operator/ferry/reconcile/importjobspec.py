@@ -53,31 +53,33 @@ def import_job_name(import_job: str, run_number: int) -> str:
     return suffixed_name(import_job, f"-import-{run_number}")
 
 
-def reading_bucket(spec: ImportJobSpec, files: ExportFiles | None) -> S3Bucket:
-    """The bucket whose endpoint and keys the worker uses (source and audit log)."""
-    if files is not None:
-        return files.bucket
+def reading_bucket(spec: ImportJobSpec, export: S3Bucket | None) -> S3Bucket:
+    """The bucket whose endpoint and keys the worker uses (source and audit log):
+    ``export``, the fromExport ExportJob's, else spec.source.s3."""
+    if export is not None:
+        return export
     assert spec.source.s3 is not None, "fromExport without its ExportJob's files"
     return spec.source.s3
 
 
-def audit_location(spec: ImportJobSpec, files: ExportFiles | None) -> tuple[str, str]:
+def audit_location(spec: ImportJobSpec, export: S3Bucket | None) -> tuple[str, str]:
     """(bucket, prefix) of the audit logs: spec.errors, else the source's bucket and
     prefix (for fromExport the ExportJob's)."""
     if spec.errors is not None:
         return spec.errors.s3.bucket, spec.errors.s3.prefix or ""
-    bucket = reading_bucket(spec, files)
+    bucket = reading_bucket(spec, export)
     return bucket.bucket, bucket.prefix or ""
 
 
 def import_plan(owner: Owner, spec: ImportJobSpec, run_dir: str, slices: list[Slice],
                 files: ExportFiles | None) -> ImportPlan:
     """The FERRY_PLAN of an import run's Job (docs/worker.md, ``ferry-worker import``)."""
-    bucket = reading_bucket(spec, files)
+    export = files.bucket if files is not None else None
+    bucket = reading_bucket(spec, export)
     source = spec.source
     csv = spec.csv_options
     destination = spec.destination
-    errors_bucket, errors_prefix = audit_location(spec, files)
+    errors_bucket, errors_prefix = audit_location(spec, export)
     max_errors = (MaxErrors(count=spec.max_errors) if isinstance(spec.max_errors, int)
                   else MaxErrors(count=None, percent=float(spec.max_errors.rstrip("%"))))
     return ImportPlan(
@@ -119,7 +121,8 @@ def build_import_job(owner: Owner, spec: ImportJobSpec, run_number: int, run_dir
     ref = spec.destination.connection_secret_ref
     env = [{"name": "FERRY_PLAN", "value": encode_import_plan(plan)},
            secret_env("FERRY_DESTINATION_DSN", ref.name, ref.key),
-           *s3_credentials_env(reading_bucket(spec, files).credentials_secret_ref)]
+           *s3_credentials_env(reading_bucket(spec, files.bucket if files else None)
+                               .credentials_secret_ref)]
     batching = spec.batching
     return indexed_job(owner, import_job_name(owner.name, run_number),
                        {owner.label: owner.name, LABEL_RUN: str(run_number)}, len(slices),

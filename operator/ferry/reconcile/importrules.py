@@ -135,12 +135,10 @@ class ImportRules:
     def location(self, spec: ImportJobSpec, inputs: ExportView | None, job: str,
                  folder: str) -> str | None:
         """The run's folder of audit logs (spec.errors, else the source's bucket)."""
-        if spec.source.from_export is not None and spec.errors is None and (
-                inputs is None or inputs.bucket is None):
+        export = inputs.bucket if spec.source.from_export and inputs is not None else None
+        if spec.source.from_export is not None and spec.errors is None and export is None:
             return None
-        files = (ExportFiles(inputs.bucket, "") if spec.source.from_export is not None
-                 and inputs is not None and inputs.bucket is not None else None)
-        bucket, prefix = audit_location(spec, files)
+        bucket, prefix = audit_location(spec, export)
         parts = [p.strip("/") for p in (prefix, job, folder) if p and p.strip("/")]
         return f"s3://{bucket}/{'/'.join(parts)}"
 
